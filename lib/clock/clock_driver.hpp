@@ -1,0 +1,66 @@
+// ClockDriver: the one door to a clock. Every read and write of a clock's discipline goes through
+// it, so tests and observe-only mode replace the system clock with a null or simulated driver.
+//
+// Units and sign: frequencies are parts per billion in the kernel's sense (timex.freq): positive
+// makes the clock run faster. step(offset) adds offset to the clock (positive moves it forward).
+
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/result.hpp"
+#include "core/time.hpp"
+
+namespace taid::clock {
+
+enum class LeapState { none, insert, delete_ };
+
+// The kernel's NTP state as ntp_adjtime(modes = 0) and ntp_gettime() report it (read-only).
+struct KernelTimeState {
+  int clock_state = 0;       // adjtimex return value: TIME_OK, TIME_INS, ..., TIME_ERROR
+  uint32_t status = 0;       // STA_* bits
+  Duration offset;           // kernel PLL offset (ns when STA_NANO, else converted from us)
+  double frequency_ppb = 0;  // kernel freq (scaled ppm converted to ppb)
+  Duration max_error;        // maxerror (kernel keeps microseconds)
+  Duration est_error;        // esterror
+  int64_t time_constant = 0;
+  Duration precision;        // clock precision reported by the kernel
+  double tolerance_ppb = 0;  // maximum frequency error
+  int32_t tai_offset_s = 0;  // TAI - UTC, seconds
+  int64_t tick_us = 0;
+  UtcTime time;              // the kernel's time at the read
+
+  bool synchronized() const;                       // STA_UNSYNC clear and not TIME_ERROR
+  std::vector<std::string> status_flag_names() const;  // "PLL", "UNSYNC", "NANO", ...
+  std::string clock_state_name() const;             // "TIME_OK", "TIME_ERROR", ...
+};
+
+// What the daemon tells the kernel about how good the clock is (maxerror/esterror, UNSYNC).
+struct SyncStatus {
+  bool synchronized = false;
+  Duration max_error;
+  Duration est_error;
+};
+
+class ClockDriver {
+public:
+  virtual ~ClockDriver() = default;
+  virtual std::string_view name() const = 0;
+  virtual UtcTime now() = 0;
+  virtual Result<double> frequency_ppb() = 0;
+  // Returns the frequency actually applied (a driver may clamp or round, or apply nothing).
+  virtual Result<double> set_frequency_ppb(double ppb) = 0;
+  virtual Result<void> step(Duration offset) = 0;
+  virtual Result<void> set_leap(LeapState leap) = 0;
+  virtual Result<void> set_sync_status(const SyncStatus& status) = 0;
+  virtual Result<void> set_tai_offset(int32_t seconds) = 0;
+  virtual Result<KernelTimeState> state() = 0;
+};
+
+// Reads the system clock's kernel state with adjtimex(modes = 0) and ntp_gettime(); never writes.
+Result<KernelTimeState> read_kernel_time_state();
+
+}  // namespace taid::clock
