@@ -1,1 +1,86 @@
-// placeholder, being written
+// RFC 5905 §10 clock filter: shift register, min-delay pick, dispersion and jitter.
+#include "filter/clock_filter.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+namespace taid::filter {
+
+Duration dispersion_growth(Duration age) {
+  if (age.ns() <= 0) return Duration{};
+  return Duration::from_seconds(kPhi * age.seconds());
+}
+
+std::optional<Estimate> ClockFilter::add(Duration offset, Duration delay, Duration dispersion,
+                                         UtcTime time) {
+  shift_in(Stage{offset, delay, std::min(dispersion, kMaxDispersion), time, true});
+  return evaluate();
+}
+
+void ClockFilter::add_dummy(UtcTime time) {
+  shift_in(Stage{Duration{}, Duration{}, kMaxDispersion, time, false});
+  evaluate();
+}
+
+void ClockFilter::shift_in(const Stage& stage) {
+  // Age every stage already held by the time since the register last changed.
+  const Duration growth = last_update_ ? dispersion_growth(stage.time - *last_update_) : Duration{};
+  for (std::size_t i = kStages - 1; i > 0; --i) {
+    stages_[i] = stages_[i - 1];
+    stages_[i].dispersion = std::min(stages_[i].dispersion + growth, kMaxDispersion);
+  }
+  stages_[0] = stage;
+  last_update_ = stage.time;
+}
+
+std::optional<Estimate> ClockFilter::evaluate() {
+  // Sort by delay. The RFC's pseudo-code sorts on delay alone; dummy and empty stages carry
+  // delay 0, so like ntpd's reference code we rank every invalid stage after the valid ones.
+  std::array<const Stage*, kStages> order{};
+  for (std::size_t i = 0; i < kStages; ++i) order[i] = &stages_[i];
+  std::stable_sort(order.begin(), order.end(), [](const Stage* a, const Stage* b) {
+    if (a->valid != b->valid) return a->valid;
+    return a->delay < b->delay;
+  });
+
+  double dispersion_s = 0;
+  for (std::size_t i = 0; i < kStages; ++i)
+    dispersion_s += order[i]->dispersion.seconds() / static_cast<double>(1U << (i + 1));
+  peer_dispersion_ = std::min(Duration::from_seconds(dispersion_s), kMaxDispersion);
+
+  const Stage& best = *order[0];
+  std::size_t valid = 0;
+  double sum_sq = 0;
+  for (const Stage* s : order) {
+    if (!s->valid) continue;
+    ++valid;
+    const double d = (s->offset - best.offset).seconds();
+    sum_sq += d * d;
+  }
+  jitter_ = valid > 1 ? Duration::from_seconds(std::sqrt(sum_sq / static_cast<double>(valid - 1)))
+                      : Duration{};
+
+  if (estimate_) {
+    estimate_->dispersion = peer_dispersion_;
+    estimate_->jitter = jitter_;
+    estimate_->updated = *last_update_;
+  }
+  if (!best.valid) return std::nullopt;
+  // Use a sample only once and never one older than the last used.
+  if (last_released_time_ && best.time <= *last_released_time_) return std::nullopt;
+  last_released_time_ = best.time;
+  estimate_ = Estimate{best.offset, best.delay, peer_dispersion_, jitter_, best.time, *last_update_};
+  return estimate_;
+}
+
+std::size_t ClockFilter::valid_stages() const {
+  return static_cast<std::size_t>(
+      std::count_if(stages_.begin(), stages_.end(), [](const Stage& s) { return s.valid; }));
+}
+
+Duration ClockFilter::dispersion_at(UtcTime now) const {
+  if (!last_update_) return kMaxDispersion;
+  return std::min(peer_dispersion_ + dispersion_growth(now - *last_update_), kMaxDispersion);
+}
+
+}  // namespace taid::filter

@@ -1,1 +1,101 @@
-// placeholder, being written
+// Unit tests for the RFC 5905 clock filter: min-delay pick, older-sample rule, dispersion, jitter.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "filter/clock_filter.hpp"
+
+namespace taid::filter {
+namespace {
+
+const UtcTime t0 = UtcTime::from_unix_ns(1700000000LL * 1000000000);
+Duration ms(int64_t v) { return Duration::from_ms(v); }
+UtcTime at(int64_t s) { return t0 + Duration::from_s(s); }
+
+TEST(ClockFilter, PicksMinimumDelayAndNeverAnOlderSample) {
+  ClockFilter f;
+  auto e = f.add(ms(10), ms(5), Duration{}, at(0));
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->offset, ms(10));
+  e = f.add(ms(20), ms(3), Duration{}, at(16));  // lower delay and newer: released
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->offset, ms(20));
+  EXPECT_EQ(e->delay, ms(3));
+  // Higher delay: the best stage is still the one already used, so nothing is released.
+  EXPECT_FALSE(f.add(ms(30), ms(8), Duration{}, at(32)));
+  EXPECT_EQ(f.estimate()->offset, ms(20));
+  e = f.add(ms(40), ms(1), Duration{}, at(48));
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->offset, ms(40));
+  EXPECT_EQ(e->time, at(48));
+}
+
+TEST(ClockFilter, OlderMinimumIsNotReusedEvenWhenItStaysBest) {
+  ClockFilter f;
+  ASSERT_TRUE(f.add(ms(1), ms(1), Duration{}, at(0)));
+  for (int i = 1; i < 7; ++i) EXPECT_FALSE(f.add(ms(5), ms(9), Duration{}, at(16 * i))) << i;
+  // The eighth sample still leaves the old low-delay stage in the register: nothing released.
+  auto e = f.add(ms(7), ms(9), Duration{}, at(16 * 7));
+  EXPECT_FALSE(e);
+  // The ninth shifts it out; the best of the rest is the newest: released.
+  e = f.add(ms(6), ms(8), Duration{}, at(16 * 8));
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->offset, ms(6));
+}
+
+TEST(ClockFilter, StageDispersionGrowsAtPhi) {
+  ClockFilter f;
+  ASSERT_TRUE(f.add(ms(0), ms(1), Duration{}, at(0)));
+  (void)f.add(ms(0), ms(2), Duration{}, at(1000));
+  // 1000 s at 15 ppm = 15 ms.
+  EXPECT_EQ(f.stages()[1].dispersion, ms(15));
+  EXPECT_EQ(f.stages()[0].dispersion, Duration{});
+  EXPECT_EQ(dispersion_growth(Duration::from_s(1000)), ms(15));
+  EXPECT_EQ(f.dispersion_at(at(2000)), f.estimate()->dispersion + ms(15));
+}
+
+TEST(ClockFilter, PeerDispersionIsWeightedSumOfSortedStages) {
+  ClockFilter f;
+  const auto e = f.add(ms(0), ms(1), ms(2), at(0));
+  ASSERT_TRUE(e);
+  // ε = 2ms/2 + Σ_{i=1..7} 16s/2^(i+1) = 1 ms + 16 s × (1/2 − 1/256)
+  const double expected = 0.001 + 16.0 * (0.5 - 1.0 / 256.0);
+  EXPECT_NEAR(e->dispersion.seconds(), expected, 1e-9);
+}
+
+TEST(ClockFilter, JitterIsRmsAboutTheChosenOffset) {
+  ClockFilter f;
+  (void)f.add(ms(3), ms(30), Duration{}, at(0));
+  (void)f.add(ms(2), ms(20), Duration{}, at(1));
+  const auto e = f.add(ms(1), ms(10), Duration{}, at(2));
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->offset, ms(1));
+  // sqrt((1² + 2²) / 2) ms
+  EXPECT_NEAR(e->jitter.seconds(), std::sqrt(2.5) * 1e-3, 1e-9);
+  EXPECT_EQ(f.valid_stages(), 3U);
+}
+
+TEST(ClockFilter, DummiesAgeOutSamplesAndRaiseDispersion) {
+  ClockFilter f;
+  ASSERT_TRUE(f.add(ms(4), ms(1), Duration{}, at(0)));
+  const Duration before = f.estimate()->dispersion;
+  for (int i = 1; i <= 7; ++i) f.add_dummy(at(16 * i));
+  EXPECT_EQ(f.valid_stages(), 1U);
+  EXPECT_GT(f.estimate()->dispersion, before);
+  f.add_dummy(at(16 * 8));
+  EXPECT_EQ(f.valid_stages(), 0U);
+  // Every stage at MAXDISP: ε = 16 s × Σ_{i=0..7} 2^-(i+1) = 16 s × (1 − 1/256).
+  EXPECT_NEAR(f.estimate()->dispersion.seconds(), 16.0 * (1.0 - 1.0 / 256.0), 1e-9);
+  // The last estimate's offset is kept, and a fresh sample is released again.
+  EXPECT_EQ(f.estimate()->offset, ms(4));
+  EXPECT_TRUE(f.add(ms(5), ms(2), Duration{}, at(16 * 9)));
+}
+
+TEST(ClockFilter, DispersionIsCappedAtMaxdisp) {
+  ClockFilter f;
+  ASSERT_TRUE(f.add(ms(0), ms(1), Duration::from_s(100), at(0)));
+  EXPECT_EQ(f.stages()[0].dispersion, kMaxDispersion);
+}
+
+}  // namespace
+}  // namespace taid::filter

@@ -1,0 +1,81 @@
+// Eight-stage minimum-delay clock filter of RFC 5905 §10, one per source.
+//
+// Each exchange's (offset, delay, dispersion) enters a shift register. The sample with the
+// smallest delay is taken as the best estimate of the offset — delay bounds the error of the
+// offset, since asymmetric queueing can only add delay — but only if it is newer than the last one
+// used, so a sample is never used twice and time never goes backwards. Dispersion of each stage
+// grows at PHI (15 ppm, the assumed frequency tolerance) per second of age. Peer dispersion is
+// ε = Σ εᵢ / 2^(i+1) over the stages sorted best first; jitter is the RMS of the other valid
+// offsets about the best one.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <optional>
+
+#include "core/time.hpp"
+
+namespace taid::filter {
+
+// RFC 5905 MAXDISP: the dispersion of an empty or dummy stage, and the ceiling of any dispersion.
+inline constexpr Duration kMaxDispersion = Duration::from_s(16);
+// RFC 5905 PHI: frequency tolerance, seconds of dispersion per second of age.
+inline constexpr double kPhi = 15e-6;
+
+// Dispersion accrued by `age` at PHI.
+Duration dispersion_growth(Duration age);
+
+struct Stage {
+  Duration offset;                      // positive: the local clock is behind the source
+  Duration delay;                       // round-trip delay
+  Duration dispersion = kMaxDispersion; // grows with age; MAXDISP marks an empty/dummy stage
+  UtcTime time;                         // local time the sample was taken (T4)
+  bool valid = false;                   // false for empty and dummy stages
+};
+
+// What the filter releases: the best stage plus the register-wide dispersion and jitter.
+struct Estimate {
+  Duration offset;
+  Duration delay;
+  Duration dispersion;  // peer dispersion ε at `updated`
+  Duration jitter;      // RMS of other valid offsets about the chosen one
+  UtcTime time;         // when the chosen sample was taken
+  UtcTime updated;      // when the register last changed
+};
+
+class ClockFilter {
+public:
+  static constexpr std::size_t kStages = 8;
+
+  // Shifts in a measured sample taken at local time `time`. Returns the new estimate when the
+  // minimum-delay stage is newer than the last one released; std::nullopt otherwise (the
+  // register, dispersion and jitter still update).
+  std::optional<Estimate> add(Duration offset, Duration delay, Duration dispersion, UtcTime time);
+
+  // Shifts in a dummy stage (offset 0, dispersion MAXDISP) after polls went unanswered, so old
+  // samples age out and the peer dispersion rises (RFC 5905 §13, poll process).
+  void add_dummy(UtcTime time);
+
+  // Newest first, dispersion as of the last update.
+  const std::array<Stage, kStages>& stages() const { return stages_; }
+  // The last released estimate, with dispersion/jitter as of the last update.
+  const std::optional<Estimate>& estimate() const { return estimate_; }
+  std::size_t valid_stages() const;
+  // The peer dispersion grown by PHI since the last update (root-distance calculations).
+  Duration dispersion_at(UtcTime now) const;
+
+  void reset() { *this = ClockFilter{}; }
+
+private:
+  void shift_in(const Stage& stage);
+  std::optional<Estimate> evaluate();
+
+  std::array<Stage, kStages> stages_{};
+  std::optional<UtcTime> last_update_;
+  std::optional<UtcTime> last_released_time_;
+  std::optional<Estimate> estimate_;
+  Duration peer_dispersion_ = kMaxDispersion;
+  Duration jitter_;
+};
+
+}  // namespace taid::filter
