@@ -1,1 +1,219 @@
-// placeholder, being written
+// Per-source client exchange: requests, reply sanity tests, samples, poll control.
+#include "ntp/exchange.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/log.hpp"
+
+namespace taid::ntp {
+namespace {
+
+constexpr int kPollLimit = 30;  // RFC 5905 LIMIT: hysteresis of the poll counter
+constexpr double kPollGate = 4;  // RFC 5905 PGATE
+
+Duration from_log2(int8_t log2) { return Duration::from_log2_s(log2); }
+
+}  // namespace
+
+std::string_view to_string(TimestampSource source) {
+  switch (source) {
+    case TimestampSource::user: return "user";
+    case TimestampSource::kernel: return "kernel";
+    case TimestampSource::bpf: return "bpf";
+    case TimestampSource::hardware: return "hardware";
+  }
+  return "?";
+}
+
+std::string_view to_string(SourceState state) {
+  switch (state) {
+    case SourceState::init: return "init";
+    case SourceState::reachable: return "reachable";
+    case SourceState::unreachable: return "unreachable";
+    case SourceState::demobilized: return "demobilized";
+  }
+  return "?";
+}
+
+Exchange::Exchange(SourceConfig config, std::function<uint64_t()> random_u64)
+    : config_(std::move(config)), random_u64_(std::move(random_u64)) {
+  config_.minpoll = std::clamp(config_.minpoll, kMinPoll, kMaxPoll);
+  config_.maxpoll = std::clamp(config_.maxpoll, config_.minpoll, kMaxPoll);
+  status_.poll_log2_s = config_.minpoll;
+  status_.burst_remaining = config_.iburst ? kBurstCount : 0;
+}
+
+Duration Exchange::next_interval() const {
+  return status_.burst_remaining > 0 ? kBurstSpacing : Duration::from_log2_s(status_.poll_log2_s);
+}
+
+Actions Exchange::on_timer(LocalTimestamp now) {
+  Actions actions;
+  if (status_.state == SourceState::demobilized) return actions;
+
+  const bool previous_unanswered = awaiting_reply_;
+  const uint8_t old_reach = status_.reach;
+  status_.reach = static_cast<uint8_t>(status_.reach << 1);
+  const bool in_burst = status_.burst_remaining > 0;
+
+  if (status_.reach == 0 && status_.requests_sent > 0) {
+    // Nothing heard in the last eight requests (or ever): unreachable.
+    if (status_.state != SourceState::unreachable) {
+      status_.state = SourceState::unreachable;
+      actions.push_back(LogLine{true, strcat(config_.name, ": unreachable, no reply to ",
+                                             std::min<uint64_t>(status_.requests_sent, 8),
+                                             " request(s)")});
+    }
+    if (!in_burst && status_.poll_log2_s < config_.maxpoll) {
+      ++status_.poll_log2_s;
+      actions.push_back(LogLine{true, strcat(config_.name, ": unreachable, poll backs off to ",
+                                             Duration::from_log2_s(status_.poll_log2_s).seconds(),
+                                             " s")});
+    }
+  } else if (status_.reach != 0 && (status_.reach & 0x07) == 0) {
+    // The last two polls went unanswered: age the filter with a dummy stage.
+    filter_.add_dummy(now.time);
+  }
+  if (previous_unanswered && old_reach != 0)
+    actions.push_back(LogLine{false, strcat(config_.name, ": no reply to the last request")});
+
+  // A fresh random cookie for the transmit timestamp; zero is reserved for "not set".
+  uint64_t cookie = 0;
+  while (cookie == 0) cookie = random_u64_();
+  cookie_ = NtpTimestamp::from_raw(cookie);
+  t1_ = now;
+  awaiting_reply_ = true;
+
+  Packet request;
+  request.leap = Leap::unsynchronized;  // a client that does not serve says nothing of its clock
+  request.version = kVersion;
+  request.mode = Mode::client;
+  request.poll = static_cast<int8_t>(status_.poll_log2_s);
+  request.precision = now.precision_log2;
+  request.transmit_time = cookie_;
+  actions.push_back(SendRequest{encode(request)});
+
+  ++status_.requests_sent;
+  status_.last_request = now.time;
+  if (in_burst) --status_.burst_remaining;
+  actions.push_back(SetTimer{next_interval()});
+  return actions;
+}
+
+void Exchange::on_transmit_timestamp(LocalTimestamp tx) {
+  if (awaiting_reply_) t1_ = tx;
+}
+
+Actions Exchange::reject(std::string why) {
+  ++status_.rejected;
+  status_.last_rejection = why;
+  return {LogLine{false, strcat(config_.name, ": reply dropped: ", why)}};
+}
+
+Actions Exchange::on_kiss(const Packet& reply) {
+  const uint32_t code = reply.reference_id;
+  const std::string text = reference_id_to_string(code, 0);
+  if (code == kiss_code("DENY") || code == kiss_code("RSTR")) {
+    status_.state = SourceState::demobilized;
+    return {LogLine{true, strcat(config_.name, ": kiss-o'-death ", text, ", stop polling")},
+            Demobilize{strcat("kiss-o'-death ", text)}};
+  }
+  if (code == kiss_code("RATE")) {
+    // Back off at least one step and to at least the server's own poll, ending any burst.
+    const int wanted = std::max(status_.poll_log2_s + 1, static_cast<int>(reply.poll));
+    status_.poll_log2_s = std::clamp(wanted, config_.minpoll, kMaxPoll);
+    status_.burst_remaining = 0;
+    return {LogLine{true, strcat(config_.name, ": kiss-o'-death RATE, poll backs off to ",
+                                 Duration::from_log2_s(status_.poll_log2_s).seconds(), " s")},
+            SetTimer{next_interval()}};
+  }
+  return reject(strcat("kiss-o'-death ", text, " (not acted on)"));
+}
+
+Actions Exchange::on_packet(std::span<const uint8_t> bytes, LocalTimestamp rx) {
+  if (status_.state == SourceState::demobilized) return {};
+  auto decoded = decode(bytes);
+  if (!decoded) return reject(strcat("malformed: ", decoded.error().message()));
+  const Packet& reply = *decoded;
+
+  // Tests that need no state first, then the ones that match the reply to our request. Until
+  // the origin test passes, the packet may be forged by anyone who can reach our port and must
+  // not change anything but the rejection counters.
+  if (reply.mode != Mode::server)
+    return reject(strcat("mode ", static_cast<int>(reply.mode), " is not server (4)"));
+  if (reply.transmit_time.is_zero()) return reject("zero transmit timestamp");
+  if (reply.transmit_time == last_transmit_) return reject("duplicate (same transmit timestamp)");
+  if (!awaiting_reply_) return reject("no request outstanding (one reply per request)");
+  if (reply.origin_time != cookie_) return reject("bogus: origin does not match our request");
+
+  // The reply answers our request: whatever follows, the request is finished.
+  awaiting_reply_ = false;
+  last_transmit_ = reply.transmit_time;
+
+  if (reply.stratum == 0) return on_kiss(reply);
+  if (reply.leap == Leap::unsynchronized) return reject("server unsynchronized (LI = 3)");
+  if (reply.stratum > 15) return reject(strcat("stratum ", int{reply.stratum}, " is above 15"));
+  if (reply.receive_time.is_zero()) return reject("zero receive timestamp");
+
+  // T1, T4 are local; T2, T3 are the server's, placed in the era nearest T1.
+  const UtcTime t1 = t1_.time;
+  const UtcTime t2 = reply.receive_time.to_utc(t1);
+  const UtcTime t3 = reply.transmit_time.to_utc(t1);
+  const UtcTime t4 = rx.time;
+  const Duration offset = ((t2 - t1) + (t3 - t4)) / 2;
+  const Duration precision = from_log2(rx.precision_log2);
+  const Duration delay = std::max((t4 - t1) - (t3 - t2), precision);
+  // ε = server precision + precision of our stamps + PHI × round trip.
+  const Duration dispersion =
+      from_log2(reply.precision) + precision + filter::dispersion_growth(t4 - t1);
+
+  const Duration root_delay = reply.root_delay.to_duration();
+  const Duration root_dispersion = reply.root_dispersion.to_duration();
+  const Duration root_distance = (root_delay + delay) / 2 + root_dispersion + dispersion;
+  if (root_distance > kMaxRootDistance)
+    return reject(strcat("root distance ", root_distance.to_string(), " exceeds 16 s"));
+
+  Sample sample{t4,       offset,      delay,       dispersion, rx.source, t1_.source, reply.stratum,
+                reply.leap, root_delay, root_dispersion, reply.reference_id};
+  status_.reach |= 1;
+  status_.state = SourceState::reachable;
+  ++status_.samples;
+  status_.last_sample = sample;
+
+  std::optional<filter::Estimate> released = filter_.add(offset, delay, dispersion, t4);
+  if (released) {
+    // Jitter cannot be finer than the stamps that measure it.
+    if (released->jitter < precision) released->jitter = precision;
+    adjust_poll(*released);
+  }
+  return {SampleAccepted{sample, released}};
+}
+
+void Exchange::adjust_poll(const filter::Estimate& released) {
+  const Duration residual =
+      last_released_offset_ ? (released.offset - *last_released_offset_).abs() : Duration{};
+  last_released_offset_ = released.offset;
+  const int poll = status_.poll_log2_s;
+  if (residual.seconds() < kPollGate * released.jitter.seconds()) {
+    poll_counter_ += poll;
+    if (poll_counter_ > kPollLimit) {
+      poll_counter_ = kPollLimit;
+      if (poll < config_.maxpoll) {
+        poll_counter_ = 0;
+        ++status_.poll_log2_s;
+      }
+    }
+  } else {
+    poll_counter_ -= 2 * poll;
+    if (poll_counter_ < -kPollLimit) {
+      poll_counter_ = -kPollLimit;
+      if (poll > config_.minpoll) {
+        poll_counter_ = 0;
+        --status_.poll_log2_s;
+      }
+    }
+  }
+}
+
+}  // namespace taid::ntp

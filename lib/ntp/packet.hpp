@@ -37,7 +37,9 @@ enum class Leap : uint8_t {
 };
 
 // RFC 7822 extension field: type and the value bytes after the 4-byte header, padding included
-// as received (encode pads to a multiple of 4 and to the 16-byte minimum field size).
+// as received (encode pads to a multiple of 4 and to the 16-byte minimum field size; the last
+// field is padded further so decode cannot take it for a MAC: to 28 bytes when there is no MAC,
+// 24 ahead of a crypto-NAK). Values longer than 65528 bytes cannot be encoded.
 struct ExtensionField {
   uint16_t type = 0;
   std::vector<uint8_t> value;
@@ -59,7 +61,9 @@ struct Packet {
   NtpTimestamp receive_time;
   NtpTimestamp transmit_time;
   std::vector<ExtensionField> extensions;
-  std::vector<uint8_t> mac;  // key id + digest, kept as bytes (20 or 24 bytes), empty if none
+  // Key id + digest, kept as bytes (20 or 24 bytes), empty if none; decode also accepts a
+  // 4-byte key id alone (crypto-NAK) and leaves judging it to the exchange.
+  std::vector<uint8_t> mac;
 
   friend bool operator==(const Packet&, const Packet&) = default;
 };
@@ -67,8 +71,8 @@ struct Packet {
 Result<Packet> decode(std::span<const uint8_t> bytes);
 std::vector<uint8_t> encode(const Packet& packet);
 
-// Reference ID as text: the kiss code / refid ASCII ("RATE", "GPS") for stratum 0 and 1,
-// dotted quad for IPv4 upstreams, hex otherwise.
+// Reference ID as text: the kiss code / refid ASCII ("RATE", "GPS") for stratum 0 and 1 (hex
+// "0x%08x" when that is empty or not printable), dotted quad for stratum 2 and up.
 std::string reference_id_to_string(uint32_t reference_id, uint8_t stratum);
 // "RATE" -> 0x52415445.
 constexpr uint32_t kiss_code(const char (&code)[5]) {

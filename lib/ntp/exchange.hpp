@@ -1,0 +1,157 @@
+// Per-source client exchange (RFC 5905 §8, §9, §13) — sans-IO.
+//
+// The daemon drives an Exchange with two events and carries out the actions it returns:
+//   on_timer(now)         -> SendRequest, SetTimer, ...   (the poll process)
+//   on_packet(bytes, rx)  -> SampleAccepted, Demobilize, ...  (the receive process)
+// The exchange never reads a clock or touches a socket: times arrive as values, each saying how
+// it was taken (user space, kernel, eBPF, hardware).
+//
+// What it does, and where it departs from the RFC on purpose:
+// - The request's transmit timestamp is a random 64-bit cookie (RFC 9109 §5 / chrony), so a
+//   reply is matched by value, not by a clock reading an attacker could guess. The real T1 is
+//   kept locally. The daemon sends every request from a fresh ephemeral port (RFC 9109).
+// - Sanity tests in the order that keeps off-path packets from changing any state: zero
+//   transmit, duplicate, no request outstanding, bogus origin; only then KoD, unsynchronized,
+//   stratum, zero receive and root distance. A reply that passes the origin test ends the
+//   request (one reply per request).
+// - The reach register shifts once per request, burst packets included (as chrony does), so
+//   iburst fills it to 377 in eight exchanges.
+// - Poll control: while unreachable the poll interval doubles up to maxpoll. While reachable it
+//   follows RFC 5905's clock-discipline hysteresis (count += poll when the residual is below
+//   4 × jitter, −= 2 × poll otherwise, step at ±30). Observe-only mode does not correct the
+//   clock, so the residual is the change in filtered offset between released samples.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "core/time.hpp"
+#include "filter/clock_filter.hpp"
+#include "ntp/packet.hpp"
+
+namespace taid::ntp {
+
+// RFC 5905 limits, log2 seconds.
+inline constexpr int kMinPoll = 4;   // 16 s
+inline constexpr int kMaxPoll = 17;  // 36 h
+inline constexpr int kBurstCount = 8;
+inline constexpr Duration kBurstSpacing = Duration::from_s(2);
+// Root distance above which a source is not fit to be used (the 16 s bound, = MAXDISP).
+inline constexpr Duration kMaxRootDistance = Duration::from_s(16);
+
+// How a local timestamp was taken, best last.
+enum class TimestampSource : uint8_t { user, kernel, bpf, hardware };
+std::string_view to_string(TimestampSource source);
+
+struct LocalTimestamp {
+  UtcTime time;
+  TimestampSource source = TimestampSource::user;
+  int8_t precision_log2 = -20;  // how finely this kind of stamp resolves the instant, log2 s
+};
+
+struct SourceConfig {
+  std::string name;
+  int minpoll = 6;
+  int maxpoll = 10;
+  bool iburst = false;
+};
+
+// One accepted measurement, before the clock filter.
+struct Sample {
+  UtcTime time;           // T4, local receive time
+  Duration offset;        // θ: positive means the local clock is behind the server
+  Duration delay;         // δ, never below the precision of the stamps
+  Duration dispersion;    // ε of this sample
+  TimestampSource rx_source = TimestampSource::user;
+  TimestampSource tx_source = TimestampSource::user;
+  uint8_t stratum = 0;
+  Leap leap = Leap::none;
+  Duration root_delay;
+  Duration root_dispersion;
+  uint32_t reference_id = 0;
+};
+
+// Actions for the daemon to carry out.
+struct SendRequest {
+  std::vector<uint8_t> bytes;  // the request; send it from a fresh socket
+};
+struct SetTimer {
+  Duration after;  // call on_timer() again after this long (replaces any pending timer)
+};
+struct SampleAccepted {
+  Sample sample;
+  std::optional<filter::Estimate> released;  // set when the clock filter released a new estimate
+};
+struct Demobilize {
+  std::string reason;  // stop polling this source for good (KoD DENY/RSTR)
+};
+struct LogLine {
+  bool warning = false;
+  std::string text;
+};
+using Action = std::variant<SendRequest, SetTimer, SampleAccepted, Demobilize, LogLine>;
+using Actions = std::vector<Action>;
+
+enum class SourceState { init, reachable, unreachable, demobilized };
+std::string_view to_string(SourceState state);
+
+// Read-only view for the control socket.
+struct SourceStatus {
+  SourceState state = SourceState::init;
+  int poll_log2_s = 0;
+  uint8_t reach = 0;
+  int burst_remaining = 0;
+  uint64_t requests_sent = 0;
+  uint64_t samples = 0;       // replies accepted
+  uint64_t rejected = 0;      // replies dropped by a sanity test
+  std::string last_rejection; // why the most recent one was dropped
+  std::optional<Sample> last_sample;
+  std::optional<UtcTime> last_request;
+};
+
+class Exchange {
+public:
+  // `random_u64` supplies request cookies; give it a CSPRNG in the daemon.
+  Exchange(SourceConfig config, std::function<uint64_t()> random_u64);
+
+  // The poll process: call at start and whenever the last SetTimer expires. `now` is the local
+  // time just before the request goes out; it serves as T1 until a better TX stamp arrives.
+  Actions on_timer(LocalTimestamp now);
+
+  // A kernel (or hardware) transmit timestamp for the request last sent; replaces T1.
+  void on_transmit_timestamp(LocalTimestamp tx);
+
+  // The receive process. `rx` is T4, the best receive stamp the daemon had for these bytes.
+  Actions on_packet(std::span<const uint8_t> bytes, LocalTimestamp rx);
+
+  const SourceConfig& config() const { return config_; }
+  const SourceStatus& status() const { return status_; }
+  const filter::ClockFilter& filter() const { return filter_; }
+
+private:
+  Actions reject(std::string why);
+  Actions on_kiss(const Packet& reply);
+  void adjust_poll(const filter::Estimate& released);
+  Duration next_interval() const;
+
+  SourceConfig config_;
+  std::function<uint64_t()> random_u64_;
+  filter::ClockFilter filter_;
+  SourceStatus status_;
+
+  // The request in flight.
+  bool awaiting_reply_ = false;
+  NtpTimestamp cookie_;        // the transmit timestamp we put on the wire
+  LocalTimestamp t1_;          // when it really left
+  NtpTimestamp last_transmit_; // the server transmit timestamp of the last accepted reply
+  int poll_counter_ = 0;       // RFC 5905 discipline hysteresis counter
+  std::optional<Duration> last_released_offset_;
+};
+
+}  // namespace taid::ntp
