@@ -1,1 +1,293 @@
-// placeholder, being written
+// chrony.conf-syntax parser: a table of directives and a table of numeric options, checked once.
+#include "daemon/config.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <string>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include "core/fd.hpp"
+#include "core/log.hpp"
+
+namespace taid::daemon {
+namespace {
+
+// One non-comment line, split into words.
+struct Line {
+  int number = 0;
+  std::vector<std::string_view> words;
+};
+
+struct ParseState {
+  std::string_view file;
+  Config config;
+  // Single-valued directives already seen, with their line, to report repeats.
+  std::vector<std::pair<std::string_view, int>> seen;
+
+  std::string where(int line) const { return strcat(file, ":", line); }
+  [[noreturn]] void fail(const Line& line, const std::string& message) const {
+    throw ConfigError(where(line.number) + ": " + message);
+  }
+};
+
+// ASCII only and locale-free, like chrony's strcasecmp in the C locale.
+char ascii_lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (ascii_lower(a[i]) != ascii_lower(b[i])) return false;
+  }
+  return true;
+}
+
+// A numeric option of server/pool lines, declared once with its default and range.
+struct IntOption {
+  std::string_view name;
+  int default_value;
+  int min;
+  int max;
+  bool pool_only;
+  void (*set)(SourceDirective&, int);
+};
+
+constexpr std::array<IntOption, 4> kIntOptions{{
+    {"minpoll", 6, 4, 17, false, [](SourceDirective& s, int v) { s.minpoll = v; }},
+    {"maxpoll", 10, 4, 17, false, [](SourceDirective& s, int v) { s.maxpoll = v; }},
+    {"port", 123, 1, 65535, false,
+     [](SourceDirective& s, int v) { s.port = static_cast<uint16_t>(v); }},
+    {"maxsources", 4, 1, 16, true, [](SourceDirective& s, int v) { s.max_sources = v; }},
+}};
+
+// A word-only option of server/pool lines.
+struct FlagOption {
+  std::string_view name;
+  bool SourceDirective::*field;
+};
+
+constexpr std::array<FlagOption, 1> kFlagOptions{{{"iburst", &SourceDirective::iburst}}};
+
+constexpr const IntOption& int_option(std::string_view name) {
+  for (const auto& o : kIntOptions) {
+    if (o.name == name) return o;
+  }
+  throw "no such option";  // only reached in a constant expression, where it fails the build
+}
+
+// The table is the source of the defaults; the struct's initialisers must agree with it so a
+// SourceDirective built in code means the same as a bare "server NAME" line.
+static_assert(int_option("minpoll").default_value == SourceDirective{}.minpoll);
+static_assert(int_option("maxpoll").default_value == SourceDirective{}.maxpoll);
+static_assert(int_option("port").default_value == SourceDirective{}.port);
+static_assert(int_option("maxsources").default_value == SourceDirective{}.max_sources);
+
+const IntOption* find_int_option(std::string_view name) {
+  for (const auto& o : kIntOptions) {
+    if (iequals(o.name, name)) return &o;
+  }
+  return nullptr;
+}
+
+const FlagOption* find_flag_option(std::string_view name) {
+  for (const auto& o : kFlagOptions) {
+    if (iequals(o.name, name)) return &o;
+  }
+  return nullptr;
+}
+
+int parse_int(const ParseState& st, const Line& line, const IntOption& option,
+              std::string_view text) {
+  int value = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  const bool all_digits = end == text.data() + text.size();
+  if (ec == std::errc::invalid_argument || !all_digits) {
+    st.fail(line, strcat(option.name, " '", text, "' is not an integer"));
+  }
+  if (ec == std::errc::result_out_of_range || value < option.min || value > option.max) {
+    st.fail(line, strcat(option.name, " ", text, " is outside ", option.min, "..", option.max));
+  }
+  return value;
+}
+
+void parse_source(ParseState& st, const Line& line, bool pool) {
+  const std::string_view directive = pool ? "pool" : "server";
+  if (line.words.size() < 2) st.fail(line, strcat(directive, ": missing host name"));
+  const std::string_view name = line.words[1];
+  // "server iburst" is far more likely a forgotten name than a host called iburst.
+  if (find_int_option(name) != nullptr || find_flag_option(name) != nullptr) {
+    st.fail(line, strcat(directive, ": missing host name before option '", name, "'"));
+  }
+
+  SourceDirective source;
+  source.name = std::string(name);
+  source.pool = pool;
+  source.origin = st.where(line.number);
+  for (const auto& o : kIntOptions) o.set(source, o.default_value);
+
+  std::vector<std::string_view> given;  // canonical names of the options written
+  auto note_given = [&](std::string_view option) {
+    for (const auto g : given) {
+      if (g == option) st.fail(line, strcat(directive, ": duplicate option '", option, "'"));
+    }
+    given.push_back(option);
+  };
+  auto was_given = [&](std::string_view option) {
+    for (const auto g : given) {
+      if (g == option) return true;
+    }
+    return false;
+  };
+
+  for (size_t i = 2; i < line.words.size(); ++i) {
+    const std::string_view word = line.words[i];
+    if (const FlagOption* flag = find_flag_option(word)) {
+      note_given(flag->name);
+      source.*(flag->field) = true;
+      continue;
+    }
+    const IntOption* option = find_int_option(word);
+    if (option == nullptr) {
+      st.fail(line, strcat(directive, ": unknown option '", word, "'"));
+    }
+    if (option->pool_only && !pool) {
+      st.fail(line, strcat(directive, ": unknown option '", word, "' (pool only)"));
+    }
+    note_given(option->name);
+    if (i + 1 >= line.words.size()) st.fail(line, strcat(option->name, ": missing value"));
+    option->set(source, parse_int(st, line, *option, line.words[++i]));
+  }
+
+  if (source.minpoll > source.maxpoll) {
+    const bool min_given = was_given("minpoll");
+    const bool max_given = was_given("maxpoll");
+    if (min_given && max_given) {
+      st.fail(line, strcat("minpoll ", source.minpoll, " is greater than maxpoll ",
+                           source.maxpoll));
+    }
+    // Only one was written: the other's default gives way to it (see config.hpp).
+    if (min_given) {
+      source.maxpoll = source.minpoll;
+    } else {
+      source.minpoll = source.maxpoll;
+    }
+  }
+  st.config.sources.push_back(std::move(source));
+}
+
+void parse_server(ParseState& st, const Line& line) { parse_source(st, line, false); }
+void parse_pool(ParseState& st, const Line& line) { parse_source(st, line, true); }
+
+// A directive taking exactly one absolute path, stored in `field`; it may appear once.
+template <std::string Config::*field>
+void parse_path(ParseState& st, const Line& line, std::string_view directive) {
+  if (line.words.size() < 2) st.fail(line, strcat(directive, ": missing path"));
+  if (line.words.size() > 2) {
+    st.fail(line, strcat(directive, ": unexpected argument '", line.words[2], "'"));
+  }
+  const std::string_view path = line.words[1];
+  // Relative paths would depend on the daemon's working directory, which systemd sets to /.
+  if (path.front() != '/') {
+    st.fail(line, strcat(directive, " '", path, "' is not an absolute path"));
+  }
+  for (const auto& [seen, at] : st.seen) {
+    if (seen == directive) {
+      st.fail(line, strcat("duplicate directive '", directive, "' (first at ", st.where(at), ")"));
+    }
+  }
+  st.seen.emplace_back(directive, line.number);
+  st.config.*field = std::string(path);
+}
+
+void parse_bindcmdaddress(ParseState& st, const Line& line) {
+  parse_path<&Config::bindcmdaddress>(st, line, "bindcmdaddress");
+}
+void parse_driftfile(ParseState& st, const Line& line) {
+  parse_path<&Config::driftfile>(st, line, "driftfile");
+}
+
+// Every directive, declared once.
+struct Directive {
+  std::string_view name;
+  void (*handle)(ParseState&, const Line&);
+};
+
+constexpr std::array<Directive, 4> kDirectives{{
+    {"server", parse_server},
+    {"pool", parse_pool},
+    {"bindcmdaddress", parse_bindcmdaddress},
+    {"driftfile", parse_driftfile},
+}};
+
+bool is_blank(char c) {
+  return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
+}
+
+std::vector<std::string_view> split_words(std::string_view text) {
+  std::vector<std::string_view> words;
+  size_t i = 0;
+  while (i < text.size()) {
+    while (i < text.size() && is_blank(text[i])) ++i;
+    const size_t start = i;
+    while (i < text.size() && !is_blank(text[i])) ++i;
+    if (i > start) words.push_back(text.substr(start, i - start));
+  }
+  return words;
+}
+
+}  // namespace
+
+Config parse_config(std::string_view text, std::string_view file_name) {
+  ParseState st;
+  st.file = file_name;
+  int number = 0;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t end = text.find('\n', pos);
+    if (end == std::string_view::npos) end = text.size();
+    Line line;
+    line.number = ++number;
+    line.words = split_words(text.substr(pos, end - pos));
+    pos = end + 1;
+
+    if (line.words.empty()) continue;
+    // chrony's comment characters, recognised only at the start of a line.
+    if (std::string_view("#!;%").find(line.words[0].front()) != std::string_view::npos) continue;
+
+    const Directive* directive = nullptr;
+    for (const auto& d : kDirectives) {
+      if (iequals(d.name, line.words[0])) directive = &d;
+    }
+    if (directive == nullptr) st.fail(line, strcat("unknown directive '", line.words[0], "'"));
+    directive->handle(st, line);
+  }
+  return std::move(st.config);
+}
+
+Config load_config(const std::string& path) {
+  auto cannot_read = [&path] {
+    return ConfigError(strcat(path, ": cannot read: ", std::strerror(errno)));
+  };
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) throw cannot_read();
+  std::string text;
+  char buffer[4096];
+  for (;;) {
+    const ssize_t n = ::read(fd.get(), buffer, sizeof buffer);
+    if (n == 0) break;
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw cannot_read();  // EISDIR for a directory lands here
+    }
+    text.append(buffer, static_cast<size_t>(n));
+  }
+  return parse_config(text, path);
+}
+
+}  // namespace taid::daemon

@@ -1,1 +1,118 @@
-// placeholder, being written
+// Control socket server: accept, read one line, answer with JSON, close.
+#include "daemon/control.hpp"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <boost/asio/read_until.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/streambuf.hpp>
+#include <boost/asio/write.hpp>
+#include <memory>
+
+#include "core/log.hpp"
+
+namespace taid::daemon {
+
+namespace asio = boost::asio;
+using stream = asio::local::stream_protocol;
+
+namespace {
+
+constexpr std::size_t kMaxRequest = 1024;
+
+// One client connection, kept alive by its own handlers.
+class Session : public std::enable_shared_from_this<Session> {
+public:
+  Session(stream::socket socket, const ControlServer::Handler& handler)
+      : socket_(std::move(socket)), deadline_(socket_.get_executor()), handler_(handler),
+        buffer_(kMaxRequest) {}
+
+  void run() {
+    deadline_.expires_after(std::chrono::seconds(2));
+    deadline_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+      if (!ec) self->socket_.cancel();
+    });
+    asio::async_read_until(socket_, buffer_, '\n',
+                           [self = shared_from_this()](const boost::system::error_code& ec,
+                                                       std::size_t n) { self->on_read(ec, n); });
+  }
+
+private:
+  void on_read(const boost::system::error_code& ec, std::size_t n) {
+    deadline_.cancel();
+    nlohmann::json answer;
+    if (ec == asio::error::not_found) {
+      answer = {{"error", "request longer than 1024 bytes"}};
+    } else if (ec == asio::error::operation_aborted) {
+      answer = {{"error", "no complete request line within 2 s"}};
+    } else if (ec && ec != asio::error::eof) {
+      return;  // the client went away
+    } else {
+      std::string line(asio::buffers_begin(buffer_.data()), asio::buffers_begin(buffer_.data()) + n);
+      while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
+      try {
+        answer = handler_(line);
+      } catch (const std::exception& e) {
+        // A bug answering one request must not take the daemon down.
+        log_error(strcat("control request '", line, "' failed: ", e.what()));
+        answer = {{"error", strcat("internal error: ", e.what())}};
+      }
+    }
+    // replace invalid UTF-8 rather than throwing on odd bytes echoed from a request
+    out_ = answer.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+    asio::async_write(socket_, asio::buffer(out_),
+                      [self = shared_from_this()](const boost::system::error_code&, std::size_t) {
+                        boost::system::error_code ignored;
+                        self->socket_.shutdown(stream::socket::shutdown_both, ignored);
+                      });
+  }
+
+  stream::socket socket_;
+  asio::steady_timer deadline_;
+  const ControlServer::Handler& handler_;
+  asio::streambuf buffer_;
+  std::string out_;
+};
+
+}  // namespace
+
+ControlServer::ControlServer(asio::io_context& io, std::string path, Handler handler)
+    : io_(io), path_(std::move(path)), handler_(std::move(handler)), acceptor_(io) {}
+
+ControlServer::~ControlServer() {
+  boost::system::error_code ignored;
+  acceptor_.close(ignored);
+  if (bound_) ::unlink(path_.c_str());
+}
+
+Result<void> ControlServer::start() {
+  boost::system::error_code ec;
+  // A socket file left by a daemon that died is stale; one that still answers is not ours.
+  stream::socket probe(io_);
+  probe.connect(stream::endpoint(path_), ec);
+  if (!ec) return Error::plain(strcat(path_, ": another daemon is answering on this socket"));
+  ::unlink(path_.c_str());
+  acceptor_.open(stream(), ec);
+  if (ec) return Error{ec.value(), strcat(path_, ": socket()")};
+  // Only the owner and its group may talk to the daemon.
+  const mode_t old_mask = ::umask(0117);
+  acceptor_.bind(stream::endpoint(path_), ec);
+  ::umask(old_mask);
+  if (ec) return Error{ec.value(), strcat(path_, ": bind()")};
+  bound_ = true;
+  acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return Error{ec.value(), strcat(path_, ": listen()")};
+  accept();
+  return {};
+}
+
+void ControlServer::accept() {
+  acceptor_.async_accept([this](const boost::system::error_code& ec, stream::socket socket) {
+    if (ec == asio::error::operation_aborted) return;
+    if (!ec) std::make_shared<Session>(std::move(socket), handler_)->run();
+    accept();
+  });
+}
+
+}  // namespace taid::daemon

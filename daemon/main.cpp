@@ -1,1 +1,86 @@
-int main() { return 0; }
+// taid: the daemon's entry point — options, config, clock driver, engine, control socket, signals.
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <string>
+
+#include "clock/null_driver.hpp"
+#include "core/log.hpp"
+#include "daemon/config.hpp"
+#include "daemon/control.hpp"
+#include "daemon/engine.hpp"
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: taid -x [-f FILE] [-d]\n"
+    "  -x       observe only: measure and serve, never write the clock (chronyd -x)\n"
+    "  -f FILE  configuration in chrony.conf syntax (default /etc/taid/taid.conf)\n"
+    "  -d       debug logging\n"
+    "taid runs in the foreground and logs to stderr.\n";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace taid;
+  std::string config_path = "/etc/taid/taid.conf";
+  bool observe_only = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "-x") {
+      observe_only = true;
+    } else if (arg == "-d") {
+      set_log_level(LogLevel::debug);
+    } else if (arg == "-f" && i + 1 < argc) {
+      config_path = argv[++i];
+    } else if (arg == "-h" || arg == "--help") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    } else {
+      std::fprintf(stderr, "taid: unknown argument '%s'\n%s", arg.c_str(), kUsage);
+      return 2;
+    }
+  }
+  if (!observe_only) {
+    std::fputs("taid: this version only observes the clock; run it with -x\n", stderr);
+    return 2;
+  }
+
+  daemon::Config config;
+  try {
+    config = daemon::load_config(config_path);
+  } catch (const daemon::ConfigError& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 2;
+  }
+
+  try {
+    boost::asio::io_context io;
+    clock::NullClockDriver driver;
+    daemon::Engine engine(io, config, driver);
+    daemon::ControlServer control(io, config.bindcmdaddress,
+                                  [&engine](std::string_view request) {
+                                    return engine.query(request);
+                                  });
+    if (auto started = control.start(); !started) {
+      log_error(strcat("control socket: ", started.error().message()));
+      return 1;
+    }
+    boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+    signals.async_wait([&io](const boost::system::error_code& ec, int signal) {
+      if (ec) return;
+      log_info(strcat("signal ", strsignal(signal), ": shutting down"));
+      io.stop();
+    });
+    engine.start();
+    log_info(strcat("control socket ", config.bindcmdaddress));
+    io.run();
+    return 0;
+  } catch (const std::exception& e) {
+    log_error(strcat("fatal: ", e.what()));
+    return 1;
+  }
+}

@@ -1,1 +1,217 @@
-int main() { return 0; }
+// taictl: asks a running taid over its control socket and prints the answer as a table or JSON.
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "core/fd.hpp"
+#include "core/result.hpp"
+#include "core/time.hpp"
+
+namespace {
+
+using nlohmann::json;
+using taid::Duration;
+
+constexpr const char* kUsage =
+    "usage: taictl [-s SOCKET] [--json] COMMAND\n"
+    "commands:\n"
+    "  sources        the sources: state, stratum, poll, reach, last offset ± error, stamp kind\n"
+    "  tracking       the reference in use and the system offset\n"
+    "  filter NAME    the eight clock-filter stages of one source\n"
+    "  kernel         the kernel's NTP state (adjtimex read-out)\n"
+    "  -s SOCKET      control socket (default /run/taid/taid.sock)\n"
+    "  --json         print the daemon's JSON answer\n";
+
+taid::Result<std::string> ask(const std::string& path, const std::string& request) {
+  taid::Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) return taid::Error::from_errno("socket");
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof addr.sun_path) return taid::Error::plain(path + ": path too long");
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
+    return taid::Error::from_errno("cannot reach taid at " + path);
+  const std::string line = request + "\n";
+  if (::write(fd.get(), line.data(), line.size()) != static_cast<ssize_t>(line.size()))
+    return taid::Error::from_errno("write to " + path);
+  std::string answer;
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0) return taid::Error::from_errno("read from " + path);
+    if (n == 0) break;
+    answer.append(buf, static_cast<std::size_t>(n));
+  }
+  return answer;
+}
+
+std::string ns_text(const json& j, const char* key) {
+  if (!j.contains(key) || !j[key].is_number()) return "-";
+  return Duration::from_ns(j[key].get<int64_t>()).to_string();
+}
+
+std::string str(const json& j, const char* key, const char* fallback = "-") {
+  if (!j.contains(key) || j[key].is_null()) return fallback;
+  if (j[key].is_string()) return j[key].get<std::string>();
+  return j[key].dump();
+}
+
+std::string age_text(const json& j, const char* key) {
+  if (!j.contains(key) || !j[key].is_number()) return "-";
+  const double s = j[key].get<double>();
+  char buf[32];
+  if (s < 120) std::snprintf(buf, sizeof buf, "%.0fs", s);
+  else if (s < 7200) std::snprintf(buf, sizeof buf, "%.0fm", s / 60);
+  else std::snprintf(buf, sizeof buf, "%.0fh", s / 3600);
+  return buf;
+}
+
+void print_sources(const json& j) {
+  std::printf("  %-24s %-11s %3s %4s %5s %7s %6s  %-26s %s\n", "Name", "State", "Str", "Poll",
+              "Reach", "Samples", "LastRx", "Last offset +/- error", "Stamp");
+  std::printf("%s\n", std::string(104, '=').c_str());
+  for (const json& s : j.at("sources")) {
+    const std::string offset = ns_text(s, "last_offset_ns") + " +/- " + ns_text(s, "last_error_ns");
+    std::printf("%c %-24s %-11s %3s %4d %5s %7llu %6s  %-26s %s\n",
+                s.value("selected", false) ? '*' : ' ', str(s, "name").c_str(),
+                str(s, "state").c_str(), str(s, "stratum").c_str(), s.value("poll_log2_s", 0),
+                str(s, "reach_octal").c_str(),
+                static_cast<unsigned long long>(s.value("samples", 0ULL)),
+                age_text(s, "last_sample_age_s").c_str(), offset.c_str(),
+                str(s, "timestamp_source").c_str());
+  }
+}
+
+void print_tracking(const json& j) {
+  const auto row = [](const char* label, const std::string& value) {
+    std::printf("%-20s: %s\n", label, value.c_str());
+  };
+  row("Mode", str(j, "mode") + " (clock driver " + str(j, "clock_driver") + ")");
+  if (j.value("reference", json()).is_null()) {
+    row("Reference", "none (not synchronised)");
+    row("Stratum", str(j, "stratum"));
+  } else {
+    row("Reference", str(j, "reference") + " (" + str(j, "reference_id") + ")");
+    row("Stratum", str(j, "stratum"));
+    row("Leap status", str(j, "leap"));
+    row("System offset", ns_text(j, "offset_ns") + " (positive: local clock behind)");
+    row("Last offset", ns_text(j, "last_offset_ns"));
+    row("Jitter", ns_text(j, "jitter_ns"));
+    row("Root delay", ns_text(j, "root_delay_ns"));
+    row("Root dispersion", ns_text(j, "root_dispersion_ns"));
+    row("Root distance", ns_text(j, "root_distance_ns"));
+    row("Poll", str(j, "poll_log2_s") + " (log2 s)");
+    row("Last update", str(j, "last_update") + " (" + age_text(j, "update_age_s") + " ago)");
+    row("Timestamps", str(j, "timestamp_source"));
+  }
+  if (j.contains("drift_file_freq_ppm")) row("Drift file", str(j, "drift_file_freq_ppm") + " ppm");
+}
+
+void print_filter(const json& j) {
+  std::printf("Source %s: offset %s delay %s dispersion %s jitter %s\n", str(j, "name").c_str(),
+              ns_text(j, "offset_ns").c_str(), ns_text(j, "delay_ns").c_str(),
+              ns_text(j, "dispersion_ns").c_str(), ns_text(j, "jitter_ns").c_str());
+  std::printf("%5s %14s %14s %14s %8s\n", "Stage", "Offset", "Delay", "Dispersion", "Age");
+  for (const json& s : j.at("stages")) {
+    if (!s.value("valid", false)) {
+      std::printf("%5d %14s %14s %14s %8s\n", s.value("stage", 0), "-", "-",
+                  ns_text(s, "dispersion_ns").c_str(), "-");
+      continue;
+    }
+    std::printf("%5d %14s %14s %14s %8s\n", s.value("stage", 0), ns_text(s, "offset_ns").c_str(),
+                ns_text(s, "delay_ns").c_str(), ns_text(s, "dispersion_ns").c_str(),
+                age_text(s, "age_s").c_str());
+  }
+}
+
+void print_kernel(const json& j) {
+  std::string flags;
+  for (const json& f : j.at("status_flags")) flags += (flags.empty() ? "" : " ") + f.get<std::string>();
+  const auto row = [](const char* label, const std::string& value) {
+    std::printf("%-16s: %s\n", label, value.c_str());
+  };
+  row("Clock state", str(j, "clock_state"));
+  row("Synchronised", j.value("synchronized", false) ? "yes" : "no");
+  char status[64];
+  std::snprintf(status, sizeof status, "0x%04x", j.value("status", 0U));
+  row("Status", std::string(status) + " (" + flags + ")");
+  row("Offset", ns_text(j, "offset_ns"));
+  char freq[64];
+  std::snprintf(freq, sizeof freq, "%.3f ppm", j.value("frequency_ppb", 0.0) / 1000.0);
+  row("Frequency", freq);
+  row("Max error", ns_text(j, "max_error_ns"));
+  row("Est error", ns_text(j, "est_error_ns"));
+  row("Time constant", str(j, "time_constant"));
+  row("Precision", ns_text(j, "precision_ns"));
+  std::snprintf(freq, sizeof freq, "%.0f ppm", j.value("tolerance_ppb", 0.0) / 1000.0);
+  row("Tolerance", freq);
+  row("TAI offset", str(j, "tai_offset_s") + " s");
+  row("Tick", str(j, "tick_us") + " us");
+  row("Kernel time", str(j, "time"));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string socket_path = "/run/taid/taid.sock";
+  bool as_json = false;
+  std::vector<std::string> words;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--json") as_json = true;
+    else if (arg == "-s" && i + 1 < argc) socket_path = argv[++i];
+    else if (arg == "-h" || arg == "--help") { std::fputs(kUsage, stdout); return 0; }
+    else if (!arg.empty() && arg[0] == '-') {
+      std::fprintf(stderr, "taictl: unknown option '%s'\n%s", arg.c_str(), kUsage);
+      return 2;
+    } else words.push_back(arg);
+  }
+  const bool known = !words.empty() &&
+                     ((words[0] == "filter" && words.size() == 2) ||
+                      ((words[0] == "sources" || words[0] == "tracking" || words[0] == "kernel") &&
+                       words.size() == 1));
+  if (!known) {
+    std::fputs(kUsage, stderr);
+    return 2;
+  }
+  std::string request = words[0];
+  if (words.size() == 2) request += " " + words[1];
+
+  auto answer = ask(socket_path, request);
+  if (!answer) {
+    std::fprintf(stderr, "taictl: %s\n", answer.error().message().c_str());
+    return 1;
+  }
+  json j = json::parse(*answer, nullptr, false);
+  if (j.is_discarded()) {
+    std::fprintf(stderr, "taictl: the daemon's answer is not JSON: %.200s\n", answer->c_str());
+    return 1;
+  }
+  if (j.is_object() && j.contains("error")) {
+    if (as_json) std::cout << j.dump(2) << "\n";
+    std::fprintf(stderr, "taictl: %s\n", j["error"].get<std::string>().c_str());
+    return 1;
+  }
+  if (as_json) {
+    std::cout << j.dump(2) << "\n";
+    return 0;
+  }
+  try {
+    if (words[0] == "sources") print_sources(j);
+    else if (words[0] == "tracking") print_tracking(j);
+    else if (words[0] == "filter") print_filter(j);
+    else print_kernel(j);
+  } catch (const json::exception& e) {
+    std::fprintf(stderr, "taictl: unexpected answer (%s)\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -14,6 +14,8 @@
 #include "core/result.hpp"
 #include "core/time.hpp"
 
+struct timex;  // <sys/timex.h>; declared here so users of the interface do not pull it in
+
 namespace taid::clock {
 
 enum class LeapState { none, insert, delete_ };
@@ -60,7 +62,12 @@ public:
   virtual Result<KernelTimeState> state() = 0;
 };
 
-// Reads the system clock's kernel state with adjtimex(modes = 0) and ntp_gettime(); never writes.
+// Reads the system clock's kernel state with one adjtimex(modes = 0); never writes. One call
+// (rather than adding ntp_gettime()) keeps the time and the NTP variables from the same instant.
 Result<KernelTimeState> read_kernel_time_state();
+
+// The pure half of read_kernel_time_state(): converts a timex filled by the kernel (and the
+// adjtimex return value) into our units, so the conversion is testable on hand-made values.
+KernelTimeState decode_timex(const ::timex& tx, int clock_state);
 
 }  // namespace taid::clock

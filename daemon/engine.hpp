@@ -1,0 +1,67 @@
+// The engine: owns one Exchange per source and carries out its actions with Asio sockets and
+// timers; answers the control socket's queries as JSON.
+//
+// This is the I/O edge of the pipeline. The protocol decisions live in lib/ntp (sans-IO); the
+// engine only turns SetTimer into a steady_timer, SendRequest into a fresh-port UDP request, and
+// receive events (with their kernel or user-space stamps) back into the exchange.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/udp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <nlohmann/json.hpp>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "clock/clock_driver.hpp"
+#include "daemon/config.hpp"
+#include "net/udp_client.hpp"
+#include "ntp/exchange.hpp"
+
+namespace taid::daemon {
+
+class Engine {
+public:
+  Engine(boost::asio::io_context& io, Config config, clock::ClockDriver& driver);
+  ~Engine();
+
+  // Resolves the configured sources and starts polling them.
+  void start();
+
+  // Control-socket queries: "sources", "tracking", "filter NAME", "kernel". Bad requests get
+  // {"error": "..."}; nothing a client sends can stop the engine.
+  nlohmann::json query(std::string_view request);
+
+  nlohmann::json sources_json() const;
+  nlohmann::json tracking_json() const;
+  nlohmann::json filter_json(std::string_view name) const;
+  nlohmann::json kernel_json() const;
+
+private:
+  struct Source;
+  struct Pending;  // a server/pool line waiting for its name to resolve
+
+  void resolve(Pending& pending);
+  void add_source(std::string name, const boost::asio::ip::udp::endpoint& endpoint,
+                  const SourceDirective& directive);
+  void poll(Source& source);
+  void on_reply(Source& source, std::span<const uint8_t> bytes, ntp::LocalTimestamp rx);
+  void carry_out(Source& source, const ntp::Actions& actions);
+  const Source* system_peer() const;
+  void read_drift_file();
+
+  boost::asio::io_context& io_;
+  Config config_;
+  clock::ClockDriver& driver_;
+  net::RxPrecision precision_;
+  std::vector<std::unique_ptr<Source>> sources_;
+  std::vector<std::unique_ptr<Pending>> pending_;
+  std::optional<double> drift_file_ppm_;
+  bool warned_user_stamps_ = false;
+};
+
+}  // namespace taid::daemon
