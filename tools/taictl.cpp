@@ -58,6 +58,13 @@ std::string ns_text(const json& j, const char* key) {
   return Duration::from_ns(j[key].get<int64_t>()).to_string();
 }
 
+// For magnitudes that have no sign (delay, dispersion, error): drop the "+".
+std::string magnitude_text(const json& j, const char* key) {
+  std::string text = ns_text(j, key);
+  if (!text.empty() && text[0] == '+') text.erase(0, 1);
+  return text;
+}
+
 std::string str(const json& j, const char* key, const char* fallback = "-") {
   if (!j.contains(key) || j[key].is_null()) return fallback;
   if (j[key].is_string()) return j[key].get<std::string>();
@@ -79,7 +86,7 @@ void print_sources(const json& j) {
               "Reach", "Samples", "LastRx", "Last offset +/- error", "Stamp");
   std::printf("%s\n", std::string(104, '=').c_str());
   for (const json& s : j.at("sources")) {
-    const std::string offset = ns_text(s, "last_offset_ns") + " +/- " + ns_text(s, "last_error_ns");
+    const std::string offset = ns_text(s, "last_offset_ns") + " +/- " + magnitude_text(s, "last_error_ns");
     std::printf("%c %-24s %-11s %3s %4d %5s %7llu %6s  %-26s %s\n",
                 s.value("selected", false) ? '*' : ' ', str(s, "name").c_str(),
                 str(s, "state").c_str(), str(s, "stratum").c_str(), s.value("poll_log2_s", 0),
@@ -104,10 +111,10 @@ void print_tracking(const json& j) {
     row("Leap status", str(j, "leap"));
     row("System offset", ns_text(j, "offset_ns") + " (positive: local clock behind)");
     row("Last offset", ns_text(j, "last_offset_ns"));
-    row("Jitter", ns_text(j, "jitter_ns"));
-    row("Root delay", ns_text(j, "root_delay_ns"));
-    row("Root dispersion", ns_text(j, "root_dispersion_ns"));
-    row("Root distance", ns_text(j, "root_distance_ns"));
+    row("Jitter", magnitude_text(j, "jitter_ns"));
+    row("Root delay", magnitude_text(j, "root_delay_ns"));
+    row("Root dispersion", magnitude_text(j, "root_dispersion_ns"));
+    row("Root distance", magnitude_text(j, "root_distance_ns"));
     row("Poll", str(j, "poll_log2_s") + " (log2 s)");
     row("Last update", str(j, "last_update") + " (" + age_text(j, "update_age_s") + " ago)");
     row("Timestamps", str(j, "timestamp_source"));
@@ -117,17 +124,17 @@ void print_tracking(const json& j) {
 
 void print_filter(const json& j) {
   std::printf("Source %s: offset %s delay %s dispersion %s jitter %s\n", str(j, "name").c_str(),
-              ns_text(j, "offset_ns").c_str(), ns_text(j, "delay_ns").c_str(),
-              ns_text(j, "dispersion_ns").c_str(), ns_text(j, "jitter_ns").c_str());
+              ns_text(j, "offset_ns").c_str(), magnitude_text(j, "delay_ns").c_str(),
+              magnitude_text(j, "dispersion_ns").c_str(), magnitude_text(j, "jitter_ns").c_str());
   std::printf("%5s %14s %14s %14s %8s\n", "Stage", "Offset", "Delay", "Dispersion", "Age");
   for (const json& s : j.at("stages")) {
     if (!s.value("valid", false)) {
       std::printf("%5d %14s %14s %14s %8s\n", s.value("stage", 0), "-", "-",
-                  ns_text(s, "dispersion_ns").c_str(), "-");
+                  magnitude_text(s, "dispersion_ns").c_str(), "-");
       continue;
     }
     std::printf("%5d %14s %14s %14s %8s\n", s.value("stage", 0), ns_text(s, "offset_ns").c_str(),
-                ns_text(s, "delay_ns").c_str(), ns_text(s, "dispersion_ns").c_str(),
+                magnitude_text(s, "delay_ns").c_str(), magnitude_text(s, "dispersion_ns").c_str(),
                 age_text(s, "age_s").c_str());
   }
 }
@@ -147,10 +154,10 @@ void print_kernel(const json& j) {
   char freq[64];
   std::snprintf(freq, sizeof freq, "%.3f ppm", j.value("frequency_ppb", 0.0) / 1000.0);
   row("Frequency", freq);
-  row("Max error", ns_text(j, "max_error_ns"));
-  row("Est error", ns_text(j, "est_error_ns"));
+  row("Max error", magnitude_text(j, "max_error_ns"));
+  row("Est error", magnitude_text(j, "est_error_ns"));
   row("Time constant", str(j, "time_constant"));
-  row("Precision", ns_text(j, "precision_ns"));
+  row("Precision", magnitude_text(j, "precision_ns"));
   std::snprintf(freq, sizeof freq, "%.0f ppm", j.value("tolerance_ppb", 0.0) / 1000.0);
   row("Tolerance", freq);
   row("TAI offset", str(j, "tai_offset_s") + " s");
