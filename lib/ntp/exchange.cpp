@@ -92,6 +92,14 @@ Actions Exchange::on_timer(LocalTimestamp now) {
   request.poll = static_cast<int8_t>(status_.poll_log2_s);
   request.precision = now.precision_log2;
   request.transmit_time = cookie_;
+  xleave_cookie_ = NtpTimestamp{};
+  if (config_.xleave && previous_) {
+    request.origin_time = previous_->t2;
+    uint64_t second = 0;
+    while (second == 0 || second == cookie) second = random_u64_();
+    xleave_cookie_ = NtpTimestamp::from_raw(second);
+    request.receive_time = xleave_cookie_;
+  }
   actions.push_back(SendRequest{encode(request)});
 
   ++status_.requests_sent;
@@ -102,7 +110,9 @@ Actions Exchange::on_timer(LocalTimestamp now) {
 }
 
 void Exchange::on_transmit_timestamp(LocalTimestamp tx) {
-  if (awaiting_reply_) t1_ = tx;
+  if (status_.requests_sent == 0) return;
+  t1_ = tx;
+  if (previous_ && previous_->request == status_.requests_sent) previous_->t1 = tx;
 }
 
 Actions Exchange::reject(std::string why) {
@@ -145,7 +155,9 @@ Actions Exchange::on_packet(std::span<const uint8_t> bytes, LocalTimestamp rx) {
   if (reply.transmit_time.is_zero()) return reject("zero transmit timestamp");
   if (reply.transmit_time == last_transmit_) return reject("duplicate (same transmit timestamp)");
   if (!awaiting_reply_) return reject("no request outstanding (one reply per request)");
-  if (reply.origin_time != cookie_) return reject("bogus: origin does not match our request");
+  const bool interleaved = !xleave_cookie_.is_zero() && reply.origin_time == xleave_cookie_;
+  if (reply.origin_time != cookie_ && !interleaved)
+    return reject("bogus: origin does not match our request");
 
   // The reply answers our request: whatever follows, the request is finished.
   awaiting_reply_ = false;
@@ -156,13 +168,20 @@ Actions Exchange::on_packet(std::span<const uint8_t> bytes, LocalTimestamp rx) {
   if (reply.stratum > 15) return reject(strcat("stratum ", int{reply.stratum}, " is above 15"));
   if (reply.receive_time.is_zero()) return reject("zero receive timestamp");
 
+  // Basic mode measures this exchange. Interleaved mode measures the previous one: its T1, T2,
+  // T4, and the server's real transmit stamp of its reply, which this reply carries as T3.
+  const LocalTimestamp stamp1 = interleaved ? previous_->t1 : t1_;
+  const LocalTimestamp stamp4 = interleaved ? previous_->t4 : rx;
+  const NtpTimestamp wire2 = interleaved ? previous_->t2 : reply.receive_time;
   // T1, T4 are local; T2, T3 are the server's, placed in the era nearest T1.
-  const UtcTime t1 = t1_.time;
-  const UtcTime t2 = reply.receive_time.to_utc(t1);
+  const UtcTime t1 = stamp1.time;
+  const UtcTime t2 = wire2.to_utc(t1);
   const UtcTime t3 = reply.transmit_time.to_utc(t1);
-  const UtcTime t4 = rx.time;
+  const UtcTime t4 = stamp4.time;
+  // This exchange becomes the one the next interleaved reply completes.
+  previous_ = Previous{t1_, reply.receive_time, rx, status_.requests_sent};
   const Duration offset = ((t2 - t1) + (t3 - t4)) / 2;
-  const Duration precision = from_log2(rx.precision_log2);
+  const Duration precision = from_log2(stamp4.precision_log2);
   const Duration delay = std::max((t4 - t1) - (t3 - t2), precision);
   // ε = server precision + precision of our stamps + PHI × round trip.
   const Duration dispersion =
@@ -174,8 +193,11 @@ Actions Exchange::on_packet(std::span<const uint8_t> bytes, LocalTimestamp rx) {
   if (root_distance > kMaxRootDistance)
     return reject(strcat("root distance ", root_distance.to_string(), " exceeds 16 s"));
 
-  Sample sample{t4,       offset,      delay,       dispersion, rx.source, t1_.source, reply.stratum,
-                reply.leap, root_delay, root_dispersion, reply.reference_id};
+  if (interleaved && t3 < t2) return reject("interleaved: transmit stamp before receive stamp");
+  Sample sample{t4,          offset,        delay,      dispersion,      stamp4.source,
+                stamp1.source, interleaved, reply.stratum, reply.leap, root_delay,
+                root_dispersion, reply.reference_id};
+  if (interleaved) ++status_.interleaved_samples;
   status_.reach |= 1;
   status_.state = SourceState::reachable;
   ++status_.samples;

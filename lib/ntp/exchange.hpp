@@ -20,6 +20,13 @@
 //   follows RFC 5905's clock-discipline hysteresis (count += poll when the residual is below
 //   4 × jitter, −= 2 × poll otherwise, step at ±30). Observe-only mode does not correct the
 //   clock, so the residual is the change in filtered offset between released samples.
+// - Interleaved mode (RFC 9769, chrony's `xleave`): a server can only write an estimate of its
+//   transmit time into a reply; its kernel stamp of the real departure exists after the send. In
+//   interleaved mode the next reply carries that stamp, and the client measures the *previous*
+//   exchange with it: T1, T2 and T4 of exchange n−1, T3 from reply n. The request names the
+//   previous exchange by its origin field (the server's T2 of n−1) and carries a second random
+//   cookie in its receive field; a server that interleaves echoes that cookie as the reply's
+//   origin, one that does not echoes the transmit cookie and the reply is used in basic mode.
 #pragma once
 
 #include <cstdint>
@@ -60,6 +67,7 @@ struct SourceConfig {
   int minpoll = 6;
   int maxpoll = 10;
   bool iburst = false;
+  bool xleave = false;  // ask for interleaved replies (RFC 9769)
 };
 
 // One accepted measurement, before the clock filter.
@@ -70,6 +78,7 @@ struct Sample {
   Duration dispersion;    // ε of this sample
   TimestampSource rx_source = TimestampSource::user;
   TimestampSource tx_source = TimestampSource::user;
+  bool interleaved = false;  // measured with the server's post-send transmit stamp
   uint8_t stratum = 0;
   Leap leap = Leap::none;
   Duration root_delay;
@@ -109,6 +118,7 @@ struct SourceStatus {
   int burst_remaining = 0;
   uint64_t requests_sent = 0;
   uint64_t samples = 0;       // replies accepted
+  uint64_t interleaved_samples = 0;
   uint64_t rejected = 0;      // replies dropped by a sanity test
   std::string last_rejection; // why the most recent one was dropped
   std::optional<Sample> last_sample;
@@ -124,7 +134,8 @@ public:
   // time just before the request goes out; it serves as T1 until a better TX stamp arrives.
   Actions on_timer(LocalTimestamp now);
 
-  // A kernel (or hardware) transmit timestamp for the request last sent; replaces T1.
+  // A kernel (or hardware) transmit timestamp for the request last sent; replaces its T1, also
+  // when the reply has already arrived (interleaved mode uses it in the next exchange).
   void on_transmit_timestamp(LocalTimestamp tx);
 
   // The receive process. `rx` is T4, the best receive stamp the daemon had for these bytes.
@@ -147,8 +158,18 @@ private:
 
   // The request in flight.
   bool awaiting_reply_ = false;
-  NtpTimestamp cookie_;        // the transmit timestamp we put on the wire
-  LocalTimestamp t1_;          // when it really left
+  NtpTimestamp cookie_;             // the transmit timestamp we put on the wire
+  NtpTimestamp xleave_cookie_;      // the receive field of an interleaved request, else zero
+  LocalTimestamp t1_;               // when it really left
+  // The last exchange that passed every test, for interleaved mode: our T1 and T4 and the
+  // server's T2 as it was on the wire (the server finds its own records by that value).
+  struct Previous {
+    LocalTimestamp t1;
+    NtpTimestamp t2;
+    LocalTimestamp t4;
+    uint64_t request = 0;  // requests_sent when it was made, to attach a late TX stamp
+  };
+  std::optional<Previous> previous_;
   NtpTimestamp last_transmit_; // the server transmit timestamp of the last accepted reply
   int poll_counter_ = 0;       // RFC 5905 discipline hysteresis counter
   std::optional<Duration> last_released_offset_;

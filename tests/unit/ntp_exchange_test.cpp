@@ -324,5 +324,67 @@ TEST_F(ExchangeTest, StablePollsClimbTowardMaxpoll) {
   EXPECT_EQ(ex.status().poll_log2_s, 6);
 }
 
+TEST_F(ExchangeTest, InterleavedRequestNamesThePreviousExchange) {
+  Exchange ex = make({"s", 4, 6, false, true});
+  const Packet first = poll(ex, t0);
+  EXPECT_TRUE(first.origin_time.is_zero());  // nothing to interleave with yet
+  EXPECT_TRUE(first.receive_time.is_zero());
+  const Packet r1 = reply_to(first, t0 + ms(1), t0 + ms(1) + Duration::from_us(50));
+  const auto basic = only<SampleAccepted>(deliver(ex, r1, t0 + ms(2)));
+  EXPECT_FALSE(basic.sample.interleaved);
+  const Packet second = poll(ex, t0 + Duration::from_s(16));
+  EXPECT_EQ(second.origin_time, r1.receive_time);
+  EXPECT_FALSE(second.receive_time.is_zero());
+  EXPECT_NE(second.receive_time, second.transmit_time);
+}
+
+TEST_F(ExchangeTest, InterleavedReplyMeasuresThePreviousExchangeWithItsRealTransmitStamp) {
+  // Exchange 1: T1 = 0, T2 = 1 ms, T4 = 2 ms; the server wrote T3 = 1.050 ms (an estimate)
+  // but the packet really left at 1.010 ms. Reply 2 carries 1.010 ms as its transmit stamp.
+  Exchange ex = make({"s", 4, 6, false, true});
+  const Packet first = poll(ex, t0);
+  ex.on_transmit_timestamp({t0, TimestampSource::kernel, -24});
+  const Packet r1 = reply_to(first, t0 + ms(1), t0 + ms(1) + Duration::from_us(50));
+  (void)deliver(ex, r1, t0 + ms(2));
+  const UtcTime t1b = t0 + Duration::from_s(16);
+  const Packet second = poll(ex, t1b);
+  Packet r2 = reply_to(second, t1b + ms(1), t0 + ms(1) + Duration::from_us(10));
+  r2.origin_time = second.receive_time;  // the server interleaves
+  const auto s = only<SampleAccepted>(deliver(ex, r2, t1b + ms(2)));
+  EXPECT_TRUE(s.sample.interleaved);
+  // θ = ((1 − 0) + (1.010 − 2)) / 2 = 0.005 ms; δ = (2 − 0) − (1.010 − 1) = 1.990 ms
+  EXPECT_EQ(s.sample.offset, Duration::from_us(5));
+  EXPECT_EQ(s.sample.delay, Duration::from_us(1990));
+  EXPECT_EQ(s.sample.time, t0 + ms(2));
+  EXPECT_EQ(s.sample.tx_source, TimestampSource::kernel);
+  EXPECT_EQ(ex.status().interleaved_samples, 1U);
+}
+
+TEST_F(ExchangeTest, ServerThatDoesNotInterleaveIsUsedInBasicMode) {
+  Exchange ex = make({"s", 4, 6, false, true});
+  (void)deliver(ex, reply_to(poll(ex, t0), t0 + ms(1), t0 + ms(1)), t0 + ms(2));
+  const UtcTime t = t0 + Duration::from_s(16);
+  const Packet second = poll(ex, t);
+  const auto s = only<SampleAccepted>(deliver(ex, reply_to(second, t + ms(1), t + ms(1)), t + ms(2)));
+  EXPECT_FALSE(s.sample.interleaved);
+  EXPECT_EQ(s.sample.offset, Duration{});
+}
+
+TEST_F(ExchangeTest, LateTransmitStampReachesTheNextInterleavedSample) {
+  Exchange ex = make({"s", 4, 6, false, true});
+  const Packet first = poll(ex, t0 - ms(5));  // user-space T1, 5 ms early
+  // The server's estimated T3 (1.050 ms) differs from its real one (1 ms), sent next time.
+  (void)deliver(ex, reply_to(first, t0 + ms(1), t0 + ms(1) + Duration::from_us(50)), t0 + ms(2));
+  ex.on_transmit_timestamp({t0, TimestampSource::kernel, -24});  // arrives after the reply
+  const UtcTime t = t0 + Duration::from_s(16);
+  const Packet second = poll(ex, t);
+  Packet r2 = reply_to(second, t + ms(1), t0 + ms(1));
+  r2.origin_time = second.receive_time;
+  const auto s = only<SampleAccepted>(deliver(ex, r2, t + ms(2)));
+  ASSERT_TRUE(s.sample.interleaved);
+  EXPECT_EQ(s.sample.offset, Duration{});
+  EXPECT_EQ(s.sample.delay, ms(2));
+}
+
 }  // namespace
 }  // namespace taid::ntp
