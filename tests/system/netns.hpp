@@ -1,0 +1,60 @@
+// RAII test environment: a temporary directory and a pair of network namespaces joined by veth.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace taid::system_test {
+
+// mkdtemp under /tmp (short: unix socket paths are limited to 108 bytes), removed on destruction.
+class TempDir {
+public:
+  TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  ~TempDir();
+  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+
+private:
+  std::filesystem::path path_;
+};
+
+// Two namespaces, "server" and "client", with one veth pair between them in 10.X.Y.0/29:
+// .1 is the server end, .2 the client end, and .5 belongs to no one (an unanswered peer).
+// A /29 rather than a /30 so that the unused address is a host address, not the broadcast.
+// Names carry our pid and a counter, so parallel runs and parallel tests never collide, and a
+// run that was killed can be recognised and cleaned up by the next one.
+class NetnsPair {
+public:
+  NetnsPair();  // throws std::runtime_error (after undoing what it did) if any step fails
+  NetnsPair(const NetnsPair&) = delete;
+  NetnsPair& operator=(const NetnsPair&) = delete;
+  ~NetnsPair();
+
+  const std::string& server_ns() const { return server_ns_; }
+  const std::string& client_ns() const { return client_ns_; }
+  const std::string& server_address() const { return server_address_; }
+  const std::string& client_address() const { return client_address_; }
+  const std::string& unused_address() const { return unused_address_; }
+  // argv prefix that runs a command inside a namespace.
+  static std::vector<std::string> exec_in(const std::string& ns);
+
+private:
+  void remove() noexcept;
+
+  std::string server_ns_;
+  std::string client_ns_;
+  std::string server_address_;
+  std::string client_address_;
+  std::string unused_address_;
+  bool server_created_ = false;
+  bool client_created_ = false;
+};
+
+// Deletes namespaces and temp dirs left by earlier runs of this test that were killed before
+// their destructors ran (their owner pid no longer exists), and ends the processes left in them.
+void remove_stale_namespaces() noexcept;
+
+}  // namespace taid::system_test

@@ -1,0 +1,85 @@
+// The programs a system test talks to: chronyd as a server, ntpdig as a probe, taid + taictl.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "tests/system/netns.hpp"
+#include "tests/system/process.hpp"
+
+namespace taid::system_test {
+
+// Paths compiled in by tests/system/CMakeLists.txt.
+std::filesystem::path taid_binary();
+std::filesystem::path taictl_binary();
+std::filesystem::path peers_root();
+
+// CI sets CI=true: there a missing prerequisite is a failure, not a skip.
+bool in_ci();
+// Why the system tests cannot run on this machine (not root, no netns, peers not unpacked), or
+// nullopt if they can. Probed once per process.
+std::optional<std::string> unavailable_reason();
+
+// argv that runs `argv` inside namespace `ns` with CAP_SYS_TIME removed from the bounding set:
+// the second guard (after -x) that no peer and no taid under test can change this machine's clock.
+std::vector<std::string> in_ns_without_clock_control(const std::string& ns,
+                                                     const std::vector<std::string>& argv);
+
+// Polls `done` every `interval` until it returns true or `timeout` passes; returns its last value.
+bool wait_until(std::chrono::milliseconds timeout, std::chrono::milliseconds interval,
+                const std::function<bool()>& done);
+
+// chronyd 4.3 (unpacked by scripts/setup) serving NTP on the server end of `net`, with no clock
+// control (-x) and every file in `dir`. The constructor returns once chronyc gets an answer.
+class ChronydServer {
+public:
+  ChronydServer(const NetnsPair& net, const std::filesystem::path& dir);
+  const std::string& address() const { return address_; }
+  // Runs chronyc against the command socket; throws std::runtime_error on failure.
+  std::string chronyc(const std::string& command) const;
+  Process& process() { return process_; }
+
+private:
+  std::string address_;
+  std::filesystem::path socket_;
+  Process process_;
+};
+
+struct NtpdigReply {
+  double offset_s = 0.0;
+  int stratum = 0;
+  std::string json;  // ntpdig's own line, for the record
+};
+
+// One NTPsec ntpdig query from inside `ns`; throws std::runtime_error if no valid reply.
+NtpdigReply ntpdig(const std::string& ns, const std::string& address);
+
+// taid -x -f CONF in the foreground inside `ns`; its stderr (one line per sample) goes to
+// dir/taid.log. `config_lines` are written as they are, followed by bindcmdaddress.
+class TaidDaemon {
+public:
+  TaidDaemon(const std::string& ns, const std::filesystem::path& dir,
+             const std::vector<std::string>& config_lines);
+  const std::filesystem::path& socket_path() const { return socket_; }
+  // taictl -s SOCK ARGS...; the raw result, never throws for a non-zero exit.
+  RunResult taictl(const std::vector<std::string>& args) const;
+  // `taictl sources --json` parsed, or nullopt while taid is not answering (yet); then
+  // last_error() says why, for the message of a test that times out.
+  std::optional<nlohmann::json> sources() const;
+  const std::string& last_error() const { return last_error_; }
+  Process& process() { return process_; }
+
+private:
+  static std::filesystem::path write_config(const std::filesystem::path& dir,
+                                            const std::vector<std::string>& lines);
+  std::filesystem::path socket_;
+  Process process_;
+  mutable std::string last_error_;
+};
+
+}  // namespace taid::system_test

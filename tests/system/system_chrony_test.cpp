@@ -1,0 +1,180 @@
+// System tests: taid against a real chronyd 4.3 over a veth pair between two network namespaces.
+//
+// Root only. Both ends share one kernel clock, so the true offset is 0 and any offset taid
+// reports is measurement error. Every peer runs without clock control (-x, CAP_SYS_TIME dropped).
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <sstream>
+#include <string>
+
+#include "tests/system/netns.hpp"
+#include "tests/system/peers.hpp"
+#include "tests/system/process.hpp"
+
+namespace taid::system_test {
+namespace {
+
+using json = nlohmann::json;
+
+std::optional<std::int64_t> int_field(const json& object, const char* key) {
+  if (!object.is_object() || !object.contains(key) || !object.at(key).is_number_integer()) {
+    return std::nullopt;
+  }
+  return object.at(key).get<std::int64_t>();
+}
+
+// The entry of `sources` for `address`: taictl may print it bare or as "addr:port".
+std::optional<json> find_source(const json& sources, const std::string& address) {
+  if (!sources.contains("sources") || !sources.at("sources").is_array()) return std::nullopt;
+  for (const auto& source : sources.at("sources")) {
+    for (const char* key : {"address", "name"}) {
+      if (!source.contains(key) || !source.at(key).is_string()) continue;
+      const auto text = source.at(key).get<std::string>();
+      if (text == address || text.rfind(address + ":", 0) == 0) return source;
+    }
+  }
+  return std::nullopt;
+}
+
+int count_lines_containing(const std::string& text, const std::string& needle) {
+  std::istringstream lines(text);
+  std::string line;
+  int count = 0;
+  while (std::getline(lines, line)) count += line.find(needle) != std::string::npos ? 1 : 0;
+  return count;
+}
+
+bool exited_zero(int wait_status) {
+  return WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == 0;
+}
+
+class SystemTest : public ::testing::Test {
+protected:
+  void SetUp() override {
+    if (const auto why = unavailable_reason()) {
+      if (in_ci()) FAIL() << "system test prerequisites missing (CI=true, so not a skip): " << *why;
+      GTEST_SKIP() << *why;
+    }
+    remove_stale_namespaces();
+    dir_.emplace();
+    net_.emplace();
+  }
+
+  void TearDown() override {
+    if (!HasFailure()) return;
+    // On failure the daemons' own words are the best diagnosis.
+    if (taid_) {
+      std::cout << "--- " << taid_->process().describe() << " log:\n" << taid_->process().log();
+    }
+    if (chronyd_) {
+      std::cout << "--- " << chronyd_->process().describe() << " log:\n"
+                << chronyd_->process().log();
+    }
+  }
+
+  // Declared in construction order; destroyed in reverse: daemons, then namespaces, then files.
+  std::optional<TempDir> dir_;
+  std::optional<NetnsPair> net_;
+  std::optional<ChronydServer> chronyd_;
+  std::optional<TaidDaemon> taid_;
+};
+
+// The harness itself, independent of taid: chronyd in one namespace answers NTPsec's ntpdig in
+// the other. If this fails, the taid tests below say nothing about taid.
+TEST_F(SystemTest, ChronydAnswersNtpdigAcrossNamespaces) {
+  chronyd_.emplace(*net_, dir_->path());
+  const NtpdigReply reply = ntpdig(net_->client_ns(), chronyd_->address());
+  std::cout << "ntpdig " << chronyd_->address() << " from " << net_->client_ns() << ": "
+            << reply.json << "\n";
+  RecordProperty("ntpdig_offset_ns", std::to_string(static_cast<long long>(reply.offset_s * 1e9)));
+  EXPECT_EQ(reply.stratum, 10);  // "local stratum 10" in its config
+  // ntpdig is Python: its own latency dominates, but one kernel clock keeps it under 10 ms.
+  EXPECT_LT(std::abs(reply.offset_s), 0.010);
+  const std::string stats = chronyd_->chronyc("serverstats");
+  EXPECT_NE(stats.find("NTP packets received       : 1"), std::string::npos) << stats;
+}
+
+TEST_F(SystemTest, SyncsToChronyd) {
+  chronyd_.emplace(*net_, dir_->path());
+  const std::string address = chronyd_->address();
+  taid_.emplace(net_->client_ns(), dir_->path(),
+                std::vector<std::string>{"server " + address + " iburst minpoll 4 maxpoll 6"});
+
+  json source;
+  const bool enough = wait_until(30s, 500ms, [&] {
+    if (taid_->process().exited()) return true;
+    const auto sources = taid_->sources();
+    if (!sources) return false;
+    const auto found = find_source(*sources, address);
+    if (!found) return false;
+    source = *found;
+    return int_field(source, "samples").value_or(0) >= 8;
+  });
+  ASSERT_FALSE(taid_->process().exited()) << "taid ended early: " << taid_->process().describe();
+  ASSERT_TRUE(enough) << "fewer than 8 samples in 30 s; last source: " << source.dump()
+                      << "; last error: " << taid_->last_error();
+
+  std::cout << "taid source after " << source.value("samples", 0) << " samples: " << source.dump()
+            << "\n";
+  for (const char* key :
+       {"offset_ns", "last_offset_ns", "delay_ns", "last_delay_ns", "jitter_ns"}) {
+    if (const auto value = int_field(source, key)) RecordProperty(key, std::to_string(*value));
+  }
+  const auto offset_ns = int_field(source, "offset_ns");
+  const auto last_offset_ns = int_field(source, "last_offset_ns");
+  const auto delay_ns = int_field(source, "delay_ns");
+  ASSERT_TRUE(offset_ns && last_offset_ns && delay_ns) << "missing fields: " << source.dump();
+  // One kernel clock on both ends: truth is 0, so 100 µs is a generous bound for veth.
+  EXPECT_LT(std::llabs(*offset_ns), 100'000) << source.dump();
+  EXPECT_LT(std::llabs(*last_offset_ns), 100'000) << source.dump();
+  EXPECT_GT(*delay_ns, 0) << source.dump();
+  EXPECT_EQ(source.value("timestamp_source", ""), "kernel") << source.dump();
+
+  const int status = taid_->process().stop();
+  EXPECT_TRUE(exited_zero(status))
+      << "SIGTERM should end taid cleanly: " << taid_->process().describe();
+  EXPECT_GE(count_lines_containing(taid_->process().log(), "sample"), 8)
+      << "expected one stderr line per sample";
+}
+
+TEST_F(SystemTest, UnansweredServerBacksOff) {
+  // An address in the veth subnet that no host has: requests go out and nothing comes back.
+  const std::string address = net_->unused_address();
+  taid_.emplace(net_->client_ns(), dir_->path(),
+                std::vector<std::string>{"server " + address + " minpoll 4 maxpoll 6"});
+
+  json source;
+  const auto backed_off = [&] {
+    const auto sources = taid_->sources();
+    if (!sources) return false;
+    const auto found = find_source(*sources, address);
+    if (!found) return false;
+    source = *found;
+    return int_field(source, "poll_log2_s").value_or(0) > 4 &&
+           int_field(source, "reach").value_or(-1) == 0 &&
+           taid_->process().log().find("unreachable") != std::string::npos;
+  };
+  const bool done =
+      wait_until(45s, 500ms, [&] { return taid_->process().exited() || backed_off(); });
+  ASSERT_FALSE(taid_->process().exited()) << "taid ended: " << taid_->process().describe();
+  EXPECT_TRUE(done) << "no back-off within 45 s; last source: " << source.dump()
+                    << "; last error: " << taid_->last_error();
+  std::cout << "taid source for unanswered " << address << ": " << source.dump() << "\n";
+  EXPECT_GT(int_field(source, "poll_log2_s").value_or(0), 4);
+  EXPECT_EQ(int_field(source, "reach").value_or(-1), 0);
+  EXPECT_EQ(int_field(source, "samples").value_or(-1), 0);
+  EXPECT_NE(taid_->process().log().find("unreachable"), std::string::npos);
+
+  EXPECT_FALSE(taid_->process().exited()) << "taid must survive an unanswered source";
+  const int status = taid_->process().stop();
+  EXPECT_TRUE(exited_zero(status)) << taid_->process().describe();
+}
+
+}  // namespace
+}  // namespace taid::system_test
