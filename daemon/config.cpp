@@ -1,4 +1,4 @@
-// chrony.conf-syntax parser: a table of directives and a table of numeric options, checked once.
+// chrony.conf-syntax parser: directive, option and timestamping-mode tables, checked once.
 #include "daemon/config.hpp"
 
 #include <fcntl.h>
@@ -30,6 +30,9 @@ struct ParseState {
   Config config;
   // Single-valued directives already seen, with their line, to report repeats.
   std::vector<std::pair<std::string_view, int>> seen;
+  // hwtimestamp interfaces already seen, with their line.
+  std::vector<std::pair<std::string, int>> interfaces;
+  int first_log_line = 0;  // for "log without logdir"
 
   std::string where(int line) const { return strcat(file, ":", line); }
   [[noreturn]] void fail(const Line& line, const std::string& message) const {
@@ -59,8 +62,9 @@ struct IntOption {
 };
 
 constexpr std::array<IntOption, 4> kIntOptions{{
-    {"minpoll", 6, 4, 17, false, [](SourceDirective& s, int v) { s.minpoll = v; }},
-    {"maxpoll", 10, 4, 17, false, [](SourceDirective& s, int v) { s.maxpoll = v; }},
+    // chrony's lower bound: below 16 s is for links one owns (LAN, lab, benchmarks).
+    {"minpoll", 6, -6, 17, false, [](SourceDirective& s, int v) { s.minpoll = v; }},
+    {"maxpoll", 10, -6, 17, false, [](SourceDirective& s, int v) { s.maxpoll = v; }},
     {"port", 123, 1, 65535, false,
      [](SourceDirective& s, int v) { s.port = static_cast<uint16_t>(v); }},
     {"maxsources", 4, 1, 16, true, [](SourceDirective& s, int v) { s.max_sources = v; }},
@@ -72,7 +76,8 @@ struct FlagOption {
   bool SourceDirective::*field;
 };
 
-constexpr std::array<FlagOption, 1> kFlagOptions{{{"iburst", &SourceDirective::iburst}}};
+constexpr std::array<FlagOption, 2> kFlagOptions{{{"iburst", &SourceDirective::iburst},
+                                                  {"xleave", &SourceDirective::xleave}}};
 
 constexpr const IntOption& int_option(std::string_view name) {
   for (const auto& o : kIntOptions) {
@@ -184,6 +189,16 @@ void parse_source(ParseState& st, const Line& line, bool pool) {
 void parse_server(ParseState& st, const Line& line) { parse_source(st, line, false); }
 void parse_pool(ParseState& st, const Line& line) { parse_source(st, line, true); }
 
+// Records a directive that may appear once; a second one is an error naming the first.
+void note_single(ParseState& st, const Line& line, std::string_view directive) {
+  for (const auto& [seen, at] : st.seen) {
+    if (seen == directive) {
+      st.fail(line, strcat("duplicate directive '", directive, "' (first at ", st.where(at), ")"));
+    }
+  }
+  st.seen.emplace_back(directive, line.number);
+}
+
 // A directive taking exactly one absolute path, stored in `field`; it may appear once.
 template <std::string Config::*field>
 void parse_path(ParseState& st, const Line& line, std::string_view directive) {
@@ -196,12 +211,7 @@ void parse_path(ParseState& st, const Line& line, std::string_view directive) {
   if (path.front() != '/') {
     st.fail(line, strcat(directive, " '", path, "' is not an absolute path"));
   }
-  for (const auto& [seen, at] : st.seen) {
-    if (seen == directive) {
-      st.fail(line, strcat("duplicate directive '", directive, "' (first at ", st.where(at), ")"));
-    }
-  }
-  st.seen.emplace_back(directive, line.number);
+  note_single(st, line, directive);
   st.config.*field = std::string(path);
 }
 
@@ -212,17 +222,156 @@ void parse_driftfile(ParseState& st, const Line& line) {
   parse_path<&Config::driftfile>(st, line, "driftfile");
 }
 
+// A directive taking one word from a table, declared once per directive; messages list the
+// words in table order.
+template <typename Value>
+struct Choice {
+  std::string_view name;
+  Value value;
+};
+
+constexpr std::array<Choice<TimestampingMode>, 5> kTimestampingModes{{
+    {"auto", TimestampingMode::auto_},
+    {"hardware", TimestampingMode::hardware},
+    {"bpf", TimestampingMode::bpf},
+    {"kernel", TimestampingMode::kernel},
+    {"user", TimestampingMode::user},
+}};
+
+constexpr std::array<Choice<BpfAttach>, 5> kBpfAttachModes{{
+    {"auto", BpfAttach::auto_},
+    {"tc", BpfAttach::tc},
+    {"tcx", BpfAttach::tcx},
+    {"xdp-generic", BpfAttach::xdp_generic},
+    {"xdp-native", BpfAttach::xdp_native},
+}};
+
+// `log` takes chrony's names; taid writes only the measurements log so far.
+constexpr std::array<Choice<bool Config::*>, 1> kLogNames{{
+    {"measurements", &Config::log_measurements},
+}};
+
+template <typename Value, std::size_t N>
+std::string allowed_words(const std::array<Choice<Value>, N>& table) {
+  std::string list;
+  for (const auto& c : table) list += strcat(list.empty() ? "" : ", ", c.name);
+  return list;
+}
+
+template <typename Value, std::size_t N>
+const Choice<Value>& parse_word(const ParseState& st, const Line& line, std::string_view directive,
+                                std::string_view word, const std::array<Choice<Value>, N>& table) {
+  for (const auto& c : table) {
+    if (iequals(c.name, word)) return c;
+  }
+  st.fail(line, strcat(directive, ": unknown value '", word, "' (one of ", allowed_words(table),
+                       ")"));
+}
+
+template <typename Value, std::size_t N>
+Value parse_single_choice(ParseState& st, const Line& line, std::string_view directive,
+                          const std::array<Choice<Value>, N>& table) {
+  if (line.words.size() < 2) {
+    st.fail(line, strcat(directive, ": missing value (one of ", allowed_words(table), ")"));
+  }
+  if (line.words.size() > 2) {
+    st.fail(line, strcat(directive, ": unexpected argument '", line.words[2], "'"));
+  }
+  const Value value = parse_word(st, line, directive, line.words[1], table).value;
+  note_single(st, line, directive);
+  return value;
+}
+
+void parse_timestamping(ParseState& st, const Line& line) {
+  st.config.timestamping = parse_single_choice(st, line, "timestamping", kTimestampingModes);
+}
+
+void parse_bpfattach(ParseState& st, const Line& line) {
+  st.config.bpf_attach = parse_single_choice(st, line, "bpfattach", kBpfAttachModes);
+}
+
+void parse_logdir(ParseState& st, const Line& line) {
+  parse_path<&Config::logdir>(st, line, "logdir");
+}
+
+// log NAME...: which logs to write into logdir (chrony's directive).
+void parse_log(ParseState& st, const Line& line) {
+  if (st.first_log_line == 0) st.first_log_line = line.number;
+  if (line.words.size() < 2) {
+    st.fail(line, strcat("log: missing log name (one of ", allowed_words(kLogNames), ")"));
+  }
+  for (std::size_t i = 1; i < line.words.size(); ++i)
+    st.config.*(parse_word(st, line, "log", line.words[i], kLogNames).value) = true;
+}
+
+// Linux's rule (dev_valid_name): 1..15 bytes, not "." or "..", no '/', ':' or blank; the
+// blanks never reach here, split_words took them. Linux would allow '*', but "eth*" is far more
+// likely a glob we do not expand than an interface's name, so only "*" alone may use it.
+bool valid_interface_name(std::string_view name) {
+  constexpr size_t kMaxInterfaceName = 15;  // IFNAMSIZ - 1
+  if (name.empty() || name.size() > kMaxInterfaceName || name == "." || name == "..") return false;
+  return name.find_first_of("/:*") == std::string_view::npos;
+}
+
+void parse_hwtimestamp(ParseState& st, const Line& line) {
+  if (line.words.size() < 2) st.fail(line, "hwtimestamp: missing interface name");
+  // chrony's per-interface options (minpoll, rxfilter, ...) are not implemented: refuse them.
+  if (line.words.size() > 2) {
+    st.fail(line, strcat("hwtimestamp: unknown option '", line.words[2], "'"));
+  }
+  const std::string_view name = line.words[1];
+  if (name != "*" && !valid_interface_name(name)) {
+    st.fail(line, strcat("hwtimestamp: '", name, "' is not an interface name (1 to 15 "
+                                                 "characters, no '/', ':' or '*')"));
+  }
+  // Interface names are case-sensitive in Linux, so "eth0" and "ETH0" are different ones.
+  for (const auto& [seen, at] : st.interfaces) {
+    if (seen == name) {
+      st.fail(line, strcat("hwtimestamp: duplicate interface '", name, "' (first at ",
+                           st.where(at), ")"));
+    }
+  }
+  st.interfaces.emplace_back(std::string(name), line.number);
+  st.config.hwtimestamp_interfaces.emplace_back(name);
+}
+
+// Checks that need the whole file, reported at the line that asked for the impossible.
+void check_whole_config(const ParseState& st) {
+  if (st.config.log_measurements && st.config.logdir.empty()) {
+    for (const auto& [seen, at] : st.seen) {
+      if (seen == "logdir") return;
+    }
+    throw ConfigError(strcat(st.where(st.first_log_line), ": log: needs a logdir line naming "
+                                                          "the directory"));
+  }
+  if (st.config.timestamping != TimestampingMode::hardware ||
+      !st.config.hwtimestamp_interfaces.empty()) {
+    return;
+  }
+  for (const auto& [seen, at] : st.seen) {
+    if (seen == "timestamping") {
+      throw ConfigError(strcat(st.where(at), ": timestamping hardware needs an hwtimestamp "
+                                             "line naming the interface (or '*')"));
+    }
+  }
+}
+
 // Every directive, declared once.
 struct Directive {
   std::string_view name;
   void (*handle)(ParseState&, const Line&);
 };
 
-constexpr std::array<Directive, 4> kDirectives{{
+constexpr std::array<Directive, 9> kDirectives{{
     {"server", parse_server},
     {"pool", parse_pool},
     {"bindcmdaddress", parse_bindcmdaddress},
     {"driftfile", parse_driftfile},
+    {"hwtimestamp", parse_hwtimestamp},
+    {"timestamping", parse_timestamping},
+    {"bpfattach", parse_bpfattach},
+    {"logdir", parse_logdir},
+    {"log", parse_log},
 }};
 
 bool is_blank(char c) {
@@ -242,6 +391,20 @@ std::vector<std::string_view> split_words(std::string_view text) {
 }
 
 }  // namespace
+
+std::string_view to_string(TimestampingMode mode) {
+  for (const auto& m : kTimestampingModes) {
+    if (m.value == mode) return m.name;
+  }
+  return "?";
+}
+
+std::string_view to_string(BpfAttach attach) {
+  for (const auto& m : kBpfAttachModes) {
+    if (m.value == attach) return m.name;
+  }
+  return "?";
+}
 
 Config parse_config(std::string_view text, std::string_view file_name) {
   ParseState st;
@@ -267,6 +430,7 @@ Config parse_config(std::string_view text, std::string_view file_name) {
     if (directive == nullptr) st.fail(line, strcat("unknown directive '", line.words[0], "'"));
     directive->handle(st, line);
   }
+  check_whole_config(st);
   return std::move(st.config);
 }
 

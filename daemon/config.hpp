@@ -6,14 +6,20 @@
 //   pool NAME [iburst] [minpoll N] [maxpoll N] [port N] [maxsources N]
 //   bindcmdaddress PATH   control socket, an absolute path
 //   driftfile PATH        an absolute path
+//   hwtimestamp IFACE     hardware timestamping on IFACE (chrony's directive, without its
+//                         options); one line per interface, "*" for every interface
+// and one of ours:
+//   timestamping auto|hardware|bpf|kernel|user   how packets are stamped (default auto)
 // minpoll/maxpoll are log2 seconds in 4..17, port 1..65535, maxsources 1..16. A line whose first
 // non-blank character is # ! ; or % is a comment (as in chrony, not after other text). A config
 // with no server or pool is valid: the daemon then only serves its control socket.
 //
 // Where chrony quietly repairs, we refuse: an unknown option, a repeated option, a repeated
-// bindcmdaddress/driftfile, or minpoll > maxpoll when both are written are errors. When only one
-// of minpoll/maxpoll is written and it crosses the other's default, the default follows it
-// (chrony does the same), so "server x minpoll 12" means minpoll 12, maxpoll 12.
+// bindcmdaddress/driftfile/timestamping, the same hwtimestamp interface twice, or minpoll >
+// maxpoll when both are written are errors. When only one of minpoll/maxpoll is written and it
+// crosses the other's default, the default follows it (chrony does the same), so
+// "server x minpoll 12" means minpoll 12, maxpoll 12. "timestamping hardware" without an
+// hwtimestamp line is an error: it would name no interface to stamp on.
 #pragma once
 
 #include <cstdint>
@@ -24,11 +30,29 @@
 
 namespace taid::daemon {
 
+// Where packet timestamps come from, best first (each stamp still says its own source).
+//   auto      the best the machine offers: hardware on the hwtimestamp interfaces that support
+//             it, else eBPF RX stamps, else kernel software stamps, else user space
+//   hardware  NIC stamps on the hwtimestamp interfaces; it is an error if none can
+//   bpf       eBPF RX stamps at tc ingress, kernel software TX stamps
+//   kernel    SO_TIMESTAMPING software RX and TX stamps
+//   user      clock reads around send() and after recvmsg() only
+enum class TimestampingMode { auto_, hardware, bpf, kernel, user };
+
+// The directive's word for `mode` ("auto", "hardware", ...).
+std::string_view to_string(TimestampingMode mode);
+
+// Where the eBPF RX program attaches (`bpfattach`). auto: tcx where the kernel has it (the link
+// dies with the process, so a crash leaves nothing behind), else a tc clsact filter.
+enum class BpfAttach { auto_, tc, tcx, xdp_generic, xdp_native };
+std::string_view to_string(BpfAttach attach);
+
 // One server or pool line.
 struct SourceDirective {
   std::string name;  // host name or address as written
   bool pool = false;
   bool iburst = false;
+  bool xleave = false;  // interleaved mode (RFC 9769), chrony's option name
   int minpoll = 6;  // log2 seconds
   int maxpoll = 10;  // log2 seconds
   uint16_t port = 123;
@@ -40,6 +64,12 @@ struct Config {
   std::vector<SourceDirective> sources;  // in file order
   std::string bindcmdaddress = "/run/taid/taid.sock";
   std::string driftfile;  // empty: no drift file
+  TimestampingMode timestamping = TimestampingMode::auto_;
+  // hwtimestamp interfaces in file order, each once; "*" means every interface.
+  std::vector<std::string> hwtimestamp_interfaces;
+  BpfAttach bpf_attach = BpfAttach::auto_;
+  std::string logdir;            // empty: no log files
+  bool log_measurements = false; // `log measurements`: one CSV line per sample in logdir
 };
 
 // A fatal configuration error; what() reads "file:line: message".

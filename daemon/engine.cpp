@@ -1,6 +1,8 @@
 // Engine: sources, timers, fresh-port requests, samples, and the JSON views of their state.
 #include "daemon/engine.hpp"
 
+#include <ifaddrs.h>
+#include <net/if.h>
 #include <sys/random.h>
 
 #include <algorithm>
@@ -10,6 +12,7 @@
 #include <boost/asio/ip/udp.hpp>
 
 #include "core/log.hpp"
+#include "net/hw_timestamping.hpp"
 #include "net/timestamping.hpp"
 
 namespace taid::daemon {
@@ -40,17 +43,73 @@ struct Engine::Source {
   asio::steady_timer timer;
   std::unique_ptr<net::UdpRequest> request;
   std::optional<filter::Estimate> estimate;  // last released by the filter
+  int ifindex = 0;                           // where its replies arrive
+  std::optional<net::RxCandidates> last_rx;  // every stamp the last reply had
+  std::optional<ntp::LocalTimestamp> last_tx;  // the last request's kernel TX stamp
 };
 
 struct Engine::Pending {
   Pending(asio::io_context& io, SourceDirective d) : directive(std::move(d)), timer(io) {}
   SourceDirective directive;
   asio::steady_timer timer;
-  int retry_log2_s = ntp::kMinPoll;
+  int retry_log2_s = 4;  // 16 s, doubling up to the directive's maxpoll
 };
 
+namespace {
+
+net::StampPolicy stamp_policy(TimestampingMode mode) {
+  switch (mode) {
+    case TimestampingMode::auto_: return net::StampPolicy::auto_;
+    case TimestampingMode::hardware: return net::StampPolicy::hardware;
+    case TimestampingMode::bpf: return net::StampPolicy::bpf;
+    case TimestampingMode::kernel: return net::StampPolicy::kernel;
+    case TimestampingMode::user: return net::StampPolicy::user;
+  }
+  return net::StampPolicy::auto_;
+}
+
+// The interface a connected UDP socket to `server` would use: routing picks the local address,
+// the interface that holds it is where replies come in. 0 when it cannot be told.
+int outgoing_ifindex(const boost::asio::ip::udp::endpoint& server) {
+  boost::asio::io_context io;
+  boost::asio::ip::udp::socket probe(io);
+  boost::system::error_code ec;
+  probe.open(server.protocol(), ec);
+  if (!ec) probe.connect(server, ec);  // no packet is sent: UDP connect only routes
+  if (ec) return 0;
+  const auto local = probe.local_endpoint(ec).address();
+  if (ec) return 0;
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) return 0;
+  int index = 0;
+  for (ifaddrs* a = list; a != nullptr && index == 0; a = a->ifa_next) {
+    if (a->ifa_addr == nullptr) continue;
+    if (a->ifa_addr->sa_family == AF_INET && local.is_v4()) {
+      const auto* in = reinterpret_cast<const sockaddr_in*>(a->ifa_addr);
+      if (boost::asio::ip::address_v4(ntohl(in->sin_addr.s_addr)) == local.to_v4())
+        index = static_cast<int>(if_nametoindex(a->ifa_name));
+    } else if (a->ifa_addr->sa_family == AF_INET6 && local.is_v6()) {
+      const auto* in6 = reinterpret_cast<const sockaddr_in6*>(a->ifa_addr);
+      boost::asio::ip::address_v6::bytes_type bytes;
+      std::memcpy(bytes.data(), in6->sin6_addr.s6_addr, bytes.size());
+      if (boost::asio::ip::address_v6(bytes) == local.to_v6())
+        index = static_cast<int>(if_nametoindex(a->ifa_name));
+    }
+  }
+  freeifaddrs(list);
+  return index;
+}
+
+std::string interface_name(int ifindex) {
+  char name[IF_NAMESIZE] = {};
+  return if_indextoname(static_cast<unsigned>(ifindex), name) ? name : strcat("if", ifindex);
+}
+
+}  // namespace
+
 Engine::Engine(asio::io_context& io, Config config, clock::ClockDriver& driver)
-    : io_(io), config_(std::move(config)), driver_(driver) {
+    : io_(io), config_(std::move(config)), driver_(driver),
+      chooser_(stamp_policy(config_.timestamping)) {
   precision_.kernel_log2 = net::measure_clock_precision_log2();
   precision_.user_log2 = std::max(net::kUserStampPrecisionLog2, precision_.kernel_log2);
 }
@@ -62,6 +121,16 @@ void Engine::start() {
                   int{precision_.kernel_log2}, " s, ", config_.sources.size(),
                   " server/pool line(s)"));
   read_drift_file();
+  set_up_timestamping();
+  if (config_.log_measurements) {
+    const std::string path = config_.logdir + "/measurements.log";
+    measurements_.open(path, std::ios::app);
+    if (!measurements_) log_error(strcat(path, ": cannot open for writing: ", std::strerror(errno)));
+    else
+      measurements_ << "# time_utc,source,offset_ns,delay_ns,dispersion_ns,rx_source,tx_source,"
+                       "interleaved,stratum\n"
+                    << std::flush;
+  }
   for (const SourceDirective& d : config_.sources) {
     pending_.push_back(std::make_unique<Pending>(io_, d));
     resolve(*pending_.back());
@@ -86,6 +155,61 @@ void Engine::read_drift_file() {
   log_info(strcat(config_.driftfile, ": frequency ", ppm, " ppm (observe only: not applied)"));
 }
 
+void Engine::set_up_timestamping() {
+  const TimestampingMode mode = config_.timestamping;
+  if (mode != TimestampingMode::user) {
+    if (auto held = net::hold_rx_timestamping_on(); !held)
+      log_warning(strcat("kernel RX timestamps: ", held.error().message()));
+  }
+  // Hardware: switch it on where asked. Stamps on the NIC's clock are not converted to the
+  // system clock yet, so software paths keep carrying the exchange; say so plainly.
+  std::vector<std::string> interfaces = config_.hwtimestamp_interfaces;
+  if (std::find(interfaces.begin(), interfaces.end(), "*") != interfaces.end()) {
+    if (auto all = net::interface_names()) interfaces = *all;
+  }
+  for (const std::string& iface : interfaces) {
+    auto enabled = net::enable_hw_timestamping(iface);
+    const std::string note =
+        enabled ? strcat(iface, ": hardware timestamping on; its stamps are not converted to "
+                                "the system clock yet, software stamps are used")
+                : enabled.error().message();
+    hardware_notes_.push_back(note);
+    log_warning(strcat("hwtimestamp ", note));
+  }
+  log_info(strcat("timestamping ", to_string(mode), ", clock precision 2^",
+                  int{precision_.kernel_log2}, " s"));
+}
+
+void Engine::attach_bpf(int ifindex, uint16_t port) {
+  const TimestampingMode mode = config_.timestamping;
+  if (mode != TimestampingMode::auto_ && mode != TimestampingMode::bpf) return;
+  if (ifindex == 0 || bpf_.count(ifindex) != 0) return;
+  std::vector<bpf::AttachMode> tries;
+  switch (config_.bpf_attach) {
+    case BpfAttach::auto_: tries = {bpf::AttachMode::tcx, bpf::AttachMode::tc_clsact}; break;
+    case BpfAttach::tc: tries = {bpf::AttachMode::tc_clsact}; break;
+    case BpfAttach::tcx: tries = {bpf::AttachMode::tcx}; break;
+    case BpfAttach::xdp_generic: tries = {bpf::AttachMode::xdp_generic}; break;
+    case BpfAttach::xdp_native: tries = {bpf::AttachMode::xdp_native}; break;
+  }
+  std::string errors;
+  for (bpf::AttachMode attach : tries) {
+    auto attached = bpf::RxTimestamper::attach(ifindex, attach, port);
+    if (attached) {
+      log_info(strcat("eBPF RX timestamps: ", bpf::to_string(attach), " on ",
+                      interface_name(ifindex), " (program id ", attached->program_id(),
+                      ", UDP port ", port, ")"));
+      bpf_.emplace(ifindex, std::move(attached.value()));
+      return;
+    }
+    errors += strcat(errors.empty() ? "" : "; ", bpf::to_string(attach), ": ",
+                     attached.error().message());
+  }
+  bpf_error_ = strcat(interface_name(ifindex), ": ", errors);
+  log_warning(strcat("eBPF RX timestamps unavailable on ", bpf_error_,
+                     " — continuing with SO_TIMESTAMPING kernel stamps"));
+}
+
 void Engine::resolve(Pending& pending) {
   const SourceDirective& d = pending.directive;
   asio::ip::udp::resolver resolver(io_);
@@ -96,7 +220,7 @@ void Engine::resolve(Pending& pending) {
     const int wait = pending.retry_log2_s;
     log_warning(strcat(d.origin, ": cannot resolve '", d.name, "': ", ec.message(),
                        "; retrying in ", 1 << wait, " s"));
-    pending.retry_log2_s = std::min(wait + 1, d.maxpoll);
+    pending.retry_log2_s = std::min(wait + 1, std::max(d.maxpoll, 4));
     pending.timer.expires_after(std::chrono::seconds(1 << wait));
     pending.timer.async_wait([this, &pending](const boost::system::error_code& e) {
       if (!e) resolve(pending);
@@ -119,12 +243,14 @@ void Engine::resolve(Pending& pending) {
 
 void Engine::add_source(std::string name, const asio::ip::udp::endpoint& endpoint,
                         const SourceDirective& d) {
-  ntp::SourceConfig config{name, d.minpoll, d.maxpoll, d.iburst};
+  ntp::SourceConfig config{name, d.minpoll, d.maxpoll, d.iburst, d.xleave};
   sources_.push_back(std::make_unique<Source>(io_, std::move(name), endpoint, config, d.origin));
   Source& source = *sources_.back();
+  source.ifindex = outgoing_ifindex(endpoint);
+  attach_bpf(source.ifindex, endpoint.port());
   log_info(strcat(source.name, ": polling ", endpoint.address().to_string(), " port ",
                   endpoint.port(), ", minpoll ", d.minpoll, " maxpoll ", d.maxpoll,
-                  d.iburst ? ", iburst" : ""));
+                  d.iburst ? ", iburst" : "", d.xleave ? ", xleave" : ""));
   poll(source);
 }
 
@@ -133,29 +259,69 @@ void Engine::poll(Source& source) {
   carry_out(source, source.exchange.on_timer(now));
 }
 
-void Engine::on_reply(Source& source, std::span<const uint8_t> bytes, ntp::LocalTimestamp rx) {
-  if (rx.source == ntp::TimestampSource::user && !warned_user_stamps_) {
-    warned_user_stamps_ = true;
-    log_warning("no kernel receive timestamp on a reply; using user-space stamps");
+std::optional<ntp::LocalTimestamp> Engine::bpf_stamp(const Source& source,
+                                                     std::span<const uint8_t> bytes) {
+  const auto it = bpf_.find(source.ifindex);
+  if (it == bpf_.end() || !source.request) return std::nullopt;
+  sockaddr_storage remote{};
+  std::memcpy(&remote, source.endpoint.data(), source.endpoint.size());
+  const auto key = bpf::make_key(remote, source.request->local_port(), bytes);
+  if (!key) return std::nullopt;
+  const auto tai = it->second.take(*key);
+  if (!tai) return std::nullopt;
+  // The program stamps CLOCK_TAI; the exchange works in UTC (timescale/tai.hpp: sign, leaps).
+  auto utc = timescale::utc_from_tai(*tai, tai_offset_);
+  if (!utc) {
+    log_warning(strcat("eBPF stamp: ", utc.error().message()));
+    return std::nullopt;
   }
+  return ntp::LocalTimestamp{*utc, ntp::TimestampSource::bpf, precision_.kernel_log2};
+}
+
+void Engine::on_reply(Source& source, std::span<const uint8_t> bytes, const net::RxStamps& stamps) {
+  net::RxCandidates candidates;
+  candidates[ntp::TimestampSource::user] = stamps.user;
+  candidates[ntp::TimestampSource::kernel] = stamps.kernel;
+  candidates[ntp::TimestampSource::bpf] = bpf_stamp(source, bytes);
+  const ntp::LocalTimestamp rx = chooser_.choose(candidates);
+  if (auto message = chooser_.take_message()) log_info(*message);
+  source.last_rx = candidates;
   carry_out(source, source.exchange.on_packet(bytes, rx));
+}
+
+void Engine::write_measurement(const Source& source, const ntp::Sample& s) {
+  if (!measurements_.is_open()) return;
+  measurements_ << s.time.to_string() << ',' << source.name << ',' << s.offset.ns() << ','
+                << s.delay.ns() << ',' << s.dispersion.ns() << ',' << ntp::to_string(s.rx_source)
+                << ',' << ntp::to_string(s.tx_source) << ',' << (s.interleaved ? 1 : 0) << ','
+                << int{s.stratum} << '\n'
+                << std::flush;
 }
 
 void Engine::carry_out(Source& source, const ntp::Actions& actions) {
   for (const ntp::Action& action : actions) {
     if (const auto* send = std::get_if<ntp::SendRequest>(&action)) {
       // A fresh socket per request: a late reply to the previous one can no longer arrive.
+      net::UdpRequest::OnTransmitStamp on_transmit;
+      if (config_.timestamping != TimestampingMode::user) {
+        on_transmit = [&source](ntp::LocalTimestamp tx) {
+          source.last_tx = tx;
+          source.exchange.on_transmit_timestamp(tx);
+        };
+      }
       auto opened = net::UdpRequest::open(
           io_, source.endpoint, precision_,
-          [this, &source](std::span<const uint8_t> bytes, ntp::LocalTimestamp rx) {
-            on_reply(source, bytes, rx);
-          });
+          [this, &source](std::span<const uint8_t> bytes, const net::RxStamps& stamps) {
+            on_reply(source, bytes, stamps);
+          },
+          std::move(on_transmit));
       if (!opened) {
         source.request.reset();
         log_warning(strcat(source.name, ": ", opened.error().message()));
         continue;
       }
       source.request = std::move(opened.value());
+      source.last_tx.reset();
       auto sent = source.request->send(send->bytes);
       if (!sent) {
         log_warning(strcat(source.name, ": ", sent.error().message()));
@@ -172,10 +338,12 @@ void Engine::carry_out(Source& source, const ntp::Actions& actions) {
     } else if (const auto* accepted = std::get_if<ntp::SampleAccepted>(&action)) {
       const ntp::Sample& s = accepted->sample;
       if (accepted->released) source.estimate = accepted->released;
+      write_measurement(source, s);
       std::string line = strcat("sample ", source.name, ": offset ", s.offset.to_string(),
                                 " delay ", s.delay.to_string(), " disp ",
                                 s.dispersion.to_string(), " rx=", ntp::to_string(s.rx_source),
-                                " stratum ", int{s.stratum});
+                                " tx=", ntp::to_string(s.tx_source),
+                                s.interleaved ? " interleaved" : "", " stratum ", int{s.stratum});
       if (accepted->released)
         line += strcat(" | filter offset ", accepted->released->offset.to_string(), " delay ",
                        accepted->released->delay.to_string(), " jitter ",
@@ -231,6 +399,7 @@ json Engine::sources_json() const {
            {"requests", st.requests_sent},
            {"samples", st.samples},
            {"rejected", st.rejected},
+           {"interleaved_samples", st.interleaved_samples},
            {"last_rejection", st.last_rejection}};
     if (st.last_sample) {
       const ntp::Sample& s = *st.last_sample;
@@ -242,6 +411,8 @@ json Engine::sources_json() const {
       j["last_error_ns"] = sample_error(s).ns();
       j["last_sample_age_s"] = (now - s.time).seconds();
       j["timestamp_source"] = ntp::to_string(s.rx_source);
+      j["tx_timestamp_source"] = ntp::to_string(s.tx_source);
+      j["interleaved"] = s.interleaved;
       j["root_delay_ns"] = s.root_delay.ns();
       j["root_dispersion_ns"] = s.root_dispersion.ns();
     }
@@ -251,6 +422,15 @@ json Engine::sources_json() const {
       j["dispersion_ns"] = source->exchange.filter().dispersion_at(now).ns();
       j["jitter_ns"] = source->estimate->jitter.ns();
     }
+    // Every stamp the last reply had and the last request's kernel TX stamp, as UTC ns since
+    // the Unix epoch, so a reader can see how far apart the paths are.
+    json stamps = json::object();
+    if (source->last_tx) stamps["tx_kernel_unix_ns"] = source->last_tx->time.unix_ns();
+    if (source->last_rx) {
+      for (const auto& c : source->last_rx->by_source)
+        if (c) stamps[strcat("rx_", ntp::to_string(c->source), "_unix_ns")] = c->time.unix_ns();
+    }
+    j["last_stamps"] = std::move(stamps);
     list.push_back(std::move(j));
   }
   return json{{"sources", std::move(list)}};
@@ -278,6 +458,24 @@ const Engine::Source* Engine::system_peer() const {
 
 json Engine::tracking_json() const {
   json j{{"mode", "observe"}, {"clock_driver", driver_.name()}};
+  json paths = json::array();
+  for (const net::PathLateness& p : chooser_.lateness())
+    paths.push_back({{"source", ntp::to_string(p.source)},
+                     {"replies", p.replies},
+                     {"median_lateness_ns", p.median_lateness.ns()}});
+  json attached = json::array();
+  for (const auto& [ifindex, program] : bpf_)
+    attached.push_back({{"interface", interface_name(ifindex)},
+                        {"attach", bpf::to_string(program.mode())},
+                        {"program_id", program.program_id()}});
+  j["timestamping"] = {{"mode", to_string(config_.timestamping)},
+                       {"rx_path", ntp::to_string(chooser_.current())},
+                       {"decided", chooser_.decided() ||
+                                       config_.timestamping != TimestampingMode::auto_},
+                       {"measured_paths", std::move(paths)},
+                       {"bpf_programs", std::move(attached)},
+                       {"bpf_error", bpf_error_},
+                       {"hardware", hardware_notes_}};
   if (drift_file_ppm_) j["drift_file_freq_ppm"] = *drift_file_ppm_;
   const Source* peer = system_peer();
   if (!peer) {

@@ -11,16 +11,21 @@
 #include <boost/asio/steady_timer.hpp>
 #include <nlohmann/json.hpp>
 
+#include <fstream>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "bpf/rx_timestamper.hpp"
 #include "clock/clock_driver.hpp"
 #include "daemon/config.hpp"
+#include "net/stamp_choice.hpp"
 #include "net/udp_client.hpp"
 #include "ntp/exchange.hpp"
+#include "timescale/tai.hpp"
 
 namespace taid::daemon {
 
@@ -49,7 +54,12 @@ private:
   void add_source(std::string name, const boost::asio::ip::udp::endpoint& endpoint,
                   const SourceDirective& directive);
   void poll(Source& source);
-  void on_reply(Source& source, std::span<const uint8_t> bytes, ntp::LocalTimestamp rx);
+  void on_reply(Source& source, std::span<const uint8_t> bytes, const net::RxStamps& stamps);
+  std::optional<ntp::LocalTimestamp> bpf_stamp(const Source& source,
+                                               std::span<const uint8_t> bytes);
+  void set_up_timestamping();
+  void attach_bpf(int ifindex, uint16_t port);
+  void write_measurement(const Source& source, const ntp::Sample& sample);
   void carry_out(Source& source, const ntp::Actions& actions);
   const Source* system_peer() const;
   void read_drift_file();
@@ -61,7 +71,14 @@ private:
   std::vector<std::unique_ptr<Source>> sources_;
   std::vector<std::unique_ptr<Pending>> pending_;
   std::optional<double> drift_file_ppm_;
-  bool warned_user_stamps_ = false;
+  net::StampChooser chooser_;
+  // eBPF RX stamp programs, one per interface that replies arrive on; destroyed (detached) with
+  // the engine.
+  std::map<int, bpf::RxTimestamper> bpf_;
+  std::string bpf_error_;  // why eBPF stamps are unavailable, when they are
+  std::vector<std::string> hardware_notes_;
+  timescale::KernelTaiOffset tai_offset_;
+  std::ofstream measurements_;
 };
 
 }  // namespace taid::daemon

@@ -44,8 +44,9 @@
 
 namespace taid::ntp {
 
-// RFC 5905 limits, log2 seconds.
-inline constexpr int kMinPoll = 4;   // 16 s
+// Poll limits, log2 seconds. RFC 5905's MINPOLL is 4 (16 s); like chrony we allow down to
+// 1/64 s for links one owns (LAN, lab, benchmarks), and keep RFC 5905's MAXPOLL.
+inline constexpr int kMinPoll = -6;
 inline constexpr int kMaxPoll = 17;  // 36 h
 inline constexpr int kBurstCount = 8;
 inline constexpr Duration kBurstSpacing = Duration::from_s(2);

@@ -1,5 +1,5 @@
 // Tests for the chrony.conf-syntax config parser: a full good config, defaults, comments and
-// line numbers, and every error kind with its exact "file:line: message".
+// line numbers, timestamping/hwtimestamp, and every error kind with its exact "file:line: message".
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -7,6 +7,7 @@
 #include <fstream>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -17,6 +18,11 @@ namespace taid::daemon {
 namespace {
 
 // The message parse_config throws for text, or "" if it parses.
+// "directive value\n".
+std::string strcat_line(std::string_view directive, std::string_view value) {
+  return std::string(directive) + " " + std::string(value) + "\n";
+}
+
 std::string error_of(std::string_view text) {
   try {
     parse_config(text, "t.conf");
@@ -78,7 +84,59 @@ TEST(Config, EmptyConfigIsValid) {
     EXPECT_TRUE(c.sources.empty());
     EXPECT_EQ(c.bindcmdaddress, "/run/taid/taid.sock");
     EXPECT_EQ(c.driftfile, "");
+    EXPECT_EQ(c.timestamping, TimestampingMode::auto_);
+    EXPECT_TRUE(c.hwtimestamp_interfaces.empty());
   }
+}
+
+TEST(Config, TimestampingTakesEachModeCaseInsensitively) {
+  const std::vector<std::pair<const char*, TimestampingMode>> cases{
+      {"auto", TimestampingMode::auto_},   {"hardware", TimestampingMode::hardware},
+      {"bpf", TimestampingMode::bpf},      {"kernel", TimestampingMode::kernel},
+      {"user", TimestampingMode::user},    {"KERNEL", TimestampingMode::kernel},
+      {"Bpf", TimestampingMode::bpf},
+  };
+  for (const auto& [word, mode] : cases) {
+    // hardware needs an interface; the others do not mind one.
+    const Config c =
+        parse_config(std::string("TimeStamping ") + word + "\nhwtimestamp eth0\n", "t.conf");
+    EXPECT_EQ(c.timestamping, mode) << word;
+  }
+  const Config c = parse_config("timestamping user\n", "t.conf");
+  EXPECT_EQ(c.timestamping, TimestampingMode::user);
+  EXPECT_TRUE(c.hwtimestamp_interfaces.empty());
+}
+
+TEST(Config, TimestampingModeNamesRoundTrip) {
+  for (const auto mode : {TimestampingMode::auto_, TimestampingMode::hardware,
+                          TimestampingMode::bpf, TimestampingMode::kernel,
+                          TimestampingMode::user}) {
+    const std::string text = strcat_line("timestamping", to_string(mode)) + "hwtimestamp *\n";
+    EXPECT_EQ(parse_config(text, "t.conf").timestamping, mode) << text;
+  }
+  EXPECT_EQ(to_string(TimestampingMode::auto_), "auto");
+  EXPECT_EQ(to_string(TimestampingMode::hardware), "hardware");
+}
+
+TEST(Config, HwtimestampRepeatsForSeveralInterfacesInFileOrder) {
+  const Config c = parse_config(
+      "hwtimestamp eth0\n"
+      "HWTIMESTAMP enp3s0f1\n"  // the directive matches case-insensitively, the name is kept
+      "hwtimestamp ETH0\n"      // Linux names are case-sensitive: another interface
+      "hwtimestamp *\n"
+      "hwtimestamp a.b-c_d@e\n"
+      "hwtimestamp 0123456789abcde\n"  // 15 characters, the longest Linux allows
+      "timestamping hardware\n",
+      "t.conf");
+  EXPECT_EQ(c.hwtimestamp_interfaces, (std::vector<std::string>{"eth0", "enp3s0f1", "ETH0", "*",
+                                                                "a.b-c_d@e", "0123456789abcde"}));
+  EXPECT_EQ(c.timestamping, TimestampingMode::hardware);
+}
+
+TEST(Config, HwtimestampStarAlone) {
+  const Config c = parse_config("hwtimestamp *\n", "t.conf");
+  EXPECT_EQ(c.hwtimestamp_interfaces, std::vector<std::string>{"*"});
+  EXPECT_EQ(c.timestamping, TimestampingMode::auto_);
 }
 
 TEST(Config, CommentsBlankLinesAndLineNumbers) {
@@ -151,9 +209,9 @@ TEST(Config, EachErrorNamesFileLineAndValue) {
       {"server a port +123\n", "t.conf:1: port '+123' is not an integer"},
       {"server a maxpoll 7.5\n", "t.conf:1: maxpoll '7.5' is not an integer"},
       // Out of range, at both ends and past int.
-      {"server a minpoll 3\n", "t.conf:1: minpoll 3 is outside 4..17"},
-      {"server a minpoll -1\n", "t.conf:1: minpoll -1 is outside 4..17"},
-      {"server a maxpoll 18\n", "t.conf:1: maxpoll 18 is outside 4..17"},
+      {"server a minpoll -7\n", "t.conf:1: minpoll -7 is outside -6..17"},
+      {"server a minpoll -100\n", "t.conf:1: minpoll -100 is outside -6..17"},
+      {"server a maxpoll 18\n", "t.conf:1: maxpoll 18 is outside -6..17"},
       {"server a port 0\n", "t.conf:1: port 0 is outside 1..65535"},
       {"server a port 65536\n", "t.conf:1: port 65536 is outside 1..65535"},
       {"server a port 99999999999999999999\n",
@@ -178,13 +236,82 @@ TEST(Config, EachErrorNamesFileLineAndValue) {
       // chrony's bindcmdaddress also takes an IP address; ours is the unix socket only.
       {"bindcmdaddress 127.0.0.1\n",
        "t.conf:1: bindcmdaddress '127.0.0.1' is not an absolute path"},
+      // timestamping: one value out of the table, once.
+      {"timestamping\n",
+       "t.conf:1: timestamping: missing value (one of auto, hardware, bpf, kernel, user)"},
+      {"timestamping fast\n",
+       "t.conf:1: timestamping: unknown value 'fast' (one of auto, hardware, bpf, kernel, user)"},
+      {"\ntimestamping auto_\n",
+       "t.conf:2: timestamping: unknown value 'auto_' (one of auto, hardware, bpf, kernel, user)"},
+      {"timestamping software\n",
+       "t.conf:1: timestamping: unknown value 'software' (one of auto, hardware, bpf, kernel, "
+       "user)"},
+      {"timestamping kernel user\n", "t.conf:1: timestamping: unexpected argument 'user'"},
+      {"timestamping kernel\n\nTIMESTAMPING user\n",
+       "t.conf:3: duplicate directive 'timestamping' (first at t.conf:1)"},
+      {"timestamping auto\ntimestamping auto\n",
+       "t.conf:2: duplicate directive 'timestamping' (first at t.conf:1)"},
+      {"server a\ntimestamping hardware\nserver b\n",
+       "t.conf:2: timestamping hardware needs an hwtimestamp line naming the interface (or '*')"},
+      // A line error comes before the whole-file check.
+      {"timestamping hardware\nbogus\n", "t.conf:2: unknown directive 'bogus'"},
+      // hwtimestamp: one valid interface name per line, each once.
+      {"hwtimestamp\n", "t.conf:1: hwtimestamp: missing interface name"},
+      {"hwtimestamp eth0 rxfilter all\n", "t.conf:1: hwtimestamp: unknown option 'rxfilter'"},
+      {"hwtimestamp * minpoll 0\n", "t.conf:1: hwtimestamp: unknown option 'minpoll'"},
+      {"hwtimestamp eth0\nhwtimestamp eth1\nhwtimestamp eth0\n",
+       "t.conf:3: hwtimestamp: duplicate interface 'eth0' (first at t.conf:1)"},
+      {"hwtimestamp *\n# c\nhwtimestamp *\n",
+       "t.conf:3: hwtimestamp: duplicate interface '*' (first at t.conf:1)"},
+      {"hwtimestamp 0123456789abcdef\n",
+       "t.conf:1: hwtimestamp: '0123456789abcdef' is not an interface name (1 to 15 characters, "
+       "no '/', ':' or '*')"},
+      {"hwtimestamp a/b\n",
+       "t.conf:1: hwtimestamp: 'a/b' is not an interface name (1 to 15 characters, no '/', ':' "
+       "or '*')"},
+      {"hwtimestamp eth0:1\n",
+       "t.conf:1: hwtimestamp: 'eth0:1' is not an interface name (1 to 15 characters, no '/', "
+       "':' or '*')"},
+      {"hwtimestamp ..\n",
+       "t.conf:1: hwtimestamp: '..' is not an interface name (1 to 15 characters, no '/', ':' "
+       "or '*')"},
+      {"hwtimestamp eth*\n",
+       "t.conf:1: hwtimestamp: 'eth*' is not an interface name (1 to 15 characters, no '/', "
+       "':' or '*')"},
   };
   for (const ErrorCase& c : cases) EXPECT_EQ(error_of(c.text), c.message) << c.text;
 }
 
 TEST(Config, ErrorLineCountsCommentsAndBlankLines) {
-  EXPECT_EQ(error_of("# c\n\nserver a\n; x\r\n\tserver b minpoll 2\nserver c\n"),
-            "t.conf:5: minpoll 2 is outside 4..17");
+  EXPECT_EQ(error_of("# c\n\nserver a\n; x\r\n\tserver b minpoll -9\nserver c\n"),
+            "t.conf:5: minpoll -9 is outside -6..17");
+}
+
+TEST(Config, XleaveBpfattachAndMeasurementsLog) {
+  const Config c = parse_config(
+      "server a xleave minpoll -2 maxpoll -2\nbpfattach xdp-native\nlogdir /tmp/x\n"
+      "log measurements\n",
+      "t.conf");
+  ASSERT_EQ(c.sources.size(), 1U);
+  EXPECT_TRUE(c.sources[0].xleave);
+  EXPECT_EQ(c.sources[0].minpoll, -2);
+  EXPECT_EQ(c.bpf_attach, BpfAttach::xdp_native);
+  EXPECT_EQ(c.logdir, "/tmp/x");
+  EXPECT_TRUE(c.log_measurements);
+  EXPECT_EQ(parse_config("", "t.conf").bpf_attach, BpfAttach::auto_);
+}
+
+TEST(Config, BpfattachAndLogErrorsNameTheLine) {
+  EXPECT_EQ(error_of("bpfattach xdp\n"),
+            "t.conf:1: bpfattach: unknown value 'xdp' (one of auto, tc, tcx, xdp-generic, "
+            "xdp-native)");
+  EXPECT_EQ(error_of("bpfattach tc\nbpfattach tcx\n"),
+            "t.conf:2: duplicate directive 'bpfattach' (first at t.conf:1)");
+  EXPECT_EQ(error_of("logdir /tmp\nlog statistics\n"),
+            "t.conf:2: log: unknown value 'statistics' (one of measurements)");
+  EXPECT_EQ(error_of("server a\nlog measurements\n"),
+            "t.conf:2: log: needs a logdir line naming the directory");
+  EXPECT_EQ(error_of("logdir tmp\n"), "t.conf:1: logdir 'tmp' is not an absolute path");
 }
 
 TEST(Config, ConfigErrorIsARuntimeError) {

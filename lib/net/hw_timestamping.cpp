@@ -1,0 +1,164 @@
+// Interface hardware timestamping: ethtool capability query, SIOCSHWTSTAMP, socket flags.
+#include "net/hw_timestamping.hpp"
+
+#include <linux/ethtool.h>
+#include <linux/net_tstamp.h>
+#include <linux/sockios.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+
+#include <array>
+#include <cstring>
+#include <string_view>
+#include <utility>
+
+#include "core/fd.hpp"
+#include "core/log.hpp"
+#include "net/timestamping.hpp"
+
+namespace taid::net {
+namespace {
+
+// ethtool's names for the SO_TIMESTAMPING capability bits (ethtool -T), in its order.
+constexpr std::array<std::pair<uint32_t, std::string_view>, 6> kCapabilityNames{{
+    {SOF_TIMESTAMPING_TX_HARDWARE, "hardware-transmit"},
+    {SOF_TIMESTAMPING_TX_SOFTWARE, "software-transmit"},
+    {SOF_TIMESTAMPING_RX_HARDWARE, "hardware-receive"},
+    {SOF_TIMESTAMPING_RX_SOFTWARE, "software-receive"},
+    {SOF_TIMESTAMPING_SOFTWARE, "software-system-clock"},
+    {SOF_TIMESTAMPING_RAW_HARDWARE, "hardware-raw-clock"},
+}};
+
+constexpr uint32_t kHardwareBits =
+    SOF_TIMESTAMPING_RX_HARDWARE | SOF_TIMESTAMPING_TX_HARDWARE | SOF_TIMESTAMPING_RAW_HARDWARE;
+
+constexpr uint32_t bit(int n) { return uint32_t{1} << n; }
+
+// An ioctl on an interface needs some socket of the namespace to go through.
+Result<Fd> control_socket(const std::string& iface, std::string_view what) {
+  Fd fd(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!fd) return Error::from_errno(strcat(iface, ": ", what, ": socket()"));
+  return fd;
+}
+
+// The interface name in an ifreq; longer names cannot exist (IFNAMSIZ includes the NUL).
+Result<ifreq> request_for(const std::string& iface, std::string_view what) {
+  if (iface.empty() || iface.size() >= IFNAMSIZ) {
+    return Error{ENODEV, strcat("'", iface, "': ", what, ": not an interface name")};
+  }
+  ifreq request{};
+  std::memcpy(request.ifr_name, iface.data(), iface.size());
+  return request;
+}
+
+}  // namespace
+
+bool HwTimestampingInfo::software_rx() const {
+  const uint32_t needed = SOF_TIMESTAMPING_RX_SOFTWARE | SOF_TIMESTAMPING_SOFTWARE;
+  return (so_timestamping & needed) == needed;
+}
+
+bool HwTimestampingInfo::software_tx() const {
+  const uint32_t needed = SOF_TIMESTAMPING_TX_SOFTWARE | SOF_TIMESTAMPING_SOFTWARE;
+  return (so_timestamping & needed) == needed;
+}
+
+bool HwTimestampingInfo::hardware() const {
+  return (so_timestamping & kHardwareBits) == kHardwareBits;
+}
+
+std::vector<std::string> HwTimestampingInfo::capability_names() const {
+  std::vector<std::string> names;
+  for (const auto& [flag, name] : kCapabilityNames) {
+    if (so_timestamping & flag) names.emplace_back(name);
+  }
+  return names;
+}
+
+Result<HwTimestampingInfo> query_ts_info(const std::string& iface) {
+  auto request = request_for(iface, "ETHTOOL_GET_TS_INFO");
+  if (!request) return request.error();
+  auto fd = control_socket(iface, "ETHTOOL_GET_TS_INFO");
+  if (!fd) return fd.error();
+  ethtool_ts_info info{};
+  info.cmd = ETHTOOL_GET_TS_INFO;
+  request->ifr_data = reinterpret_cast<char*>(&info);
+  if (::ioctl(fd->get(), SIOCETHTOOL, &*request) != 0) {
+    return Error::from_errno(strcat(iface, ": ETHTOOL_GET_TS_INFO"));
+  }
+  return HwTimestampingInfo{iface, info.so_timestamping, info.phc_index, info.tx_types,
+                            info.rx_filters};
+}
+
+Result<HwTimestampingConfig> choose_hw_config(const HwTimestampingInfo& info) {
+  const std::string& iface = info.interface;
+  const uint32_t hardware_bits = info.so_timestamping & kHardwareBits;
+  if (hardware_bits == 0) {
+    const bool software = (info.so_timestamping & ~kHardwareBits) != 0;
+    return Error::plain(strcat(iface, ": no hardware timestamping (ethtool reports ",
+                               software ? "software only" : "no timestamping at all", ")"));
+  }
+  if (hardware_bits != kHardwareBits) {
+    std::string missing;
+    for (const auto& [flag, name] : kCapabilityNames) {
+      if ((kHardwareBits & flag) && !(info.so_timestamping & flag)) {
+        missing += missing.empty() ? "" : ", ";
+        missing += name;
+      }
+    }
+    return Error::plain(strcat(iface, ": incomplete hardware timestamping (ethtool lacks ",
+                               missing, ")"));
+  }
+  if (!(info.tx_types & bit(HWTSTAMP_TX_ON))) {
+    return Error::plain(strcat(iface, ": no hardware transmit stamps (ethtool lacks TX mode on)"));
+  }
+  HwTimestampingConfig config{HWTSTAMP_TX_ON, HWTSTAMP_FILTER_NONE};
+  if (info.rx_filters & bit(HWTSTAMP_FILTER_NTP_ALL)) {
+    config.rx_filter = HWTSTAMP_FILTER_NTP_ALL;
+  } else if (info.rx_filters & bit(HWTSTAMP_FILTER_ALL)) {
+    config.rx_filter = HWTSTAMP_FILTER_ALL;
+  } else {
+    // PTP-only filters (most older NICs) never stamp an NTP packet.
+    return Error::plain(strcat(iface, ": no hardware receive filter for NTP (ethtool lacks "
+                                      "filters all and ntp-all)"));
+  }
+  return config;
+}
+
+Result<HwTimestampingConfig> enable_hw_timestamping(const std::string& iface) {
+  auto info = query_ts_info(iface);
+  if (!info) return info.error();
+  auto chosen = choose_hw_config(*info);
+  if (!chosen) return chosen.error();
+  auto request = request_for(iface, "SIOCSHWTSTAMP");
+  if (!request) return request.error();
+  auto fd = control_socket(iface, "SIOCSHWTSTAMP");
+  if (!fd) return fd.error();
+  hwtstamp_config config{};
+  config.tx_type = chosen->tx_type;
+  config.rx_filter = chosen->rx_filter;
+  request->ifr_data = reinterpret_cast<char*>(&config);
+  if (::ioctl(fd->get(), SIOCSHWTSTAMP, &*request) != 0) {
+    return Error::from_errno(strcat(iface, ": SIOCSHWTSTAMP"));
+  }
+  // The driver writes back what it applied.
+  return HwTimestampingConfig{config.tx_type, config.rx_filter};
+}
+
+Result<void> enable_socket_hw_timestamping(int fd, bool tx) {
+  return enable_timestamping(fd, {.tx_software = tx, .hardware = true});
+}
+
+Result<std::vector<std::string>> interface_names() {
+  struct if_nameindex* list = ::if_nameindex();
+  if (list == nullptr) return Error::from_errno("if_nameindex()");
+  std::vector<std::string> names;
+  for (const struct if_nameindex* i = list; i->if_index != 0 && i->if_name != nullptr; ++i) {
+    names.emplace_back(i->if_name);
+  }
+  ::if_freenameindex(list);
+  return names;
+}
+
+}  // namespace taid::net
