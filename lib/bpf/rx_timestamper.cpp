@@ -4,9 +4,15 @@
 #include <endian.h>
 #include <fcntl.h>
 #include <linux/if_link.h>
+#include <linux/netlink.h>
+#include <linux/pkt_sched.h>
+#include <linux/rtnetlink.h>
 #include <netinet/in.h>
 #include <sched.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -18,6 +24,7 @@
 #include <mutex>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "core/fd.hpp"
 #include "core/log.hpp"
@@ -126,6 +133,60 @@ bpf_tc_opts our_tc_place() {
   return opts;
 }
 
+// How many tc filters (any kind, any chain, anyone's) sit on the clsact hook `parent` of ifindex
+// in the calling thread's namespace: an RTM_GETTFILTER dump, counting RTM_NEWTFILTER answers.
+// libbpf can only query one known handle/priority, which would miss other people's filters.
+// 0 also when there is no qdisc (the kernel then answers the dump with nothing).
+Result<int> count_tc_filters(int ifindex, uint32_t parent) {
+  const Fd sock(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
+  if (!sock) return Error::from_errno("netlink socket for the tc filter dump");
+  // Bounded: this runs in a destructor, which must not hang on a kernel that never answers.
+  const timeval timeout{1, 0};
+  ::setsockopt(sock.get(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+
+  struct {
+    nlmsghdr header;
+    tcmsg tc;
+  } request{};
+  constexpr uint32_t kSeq = 0x7a1d;
+  request.header.nlmsg_len = NLMSG_LENGTH(sizeof(tcmsg));
+  request.header.nlmsg_type = RTM_GETTFILTER;
+  request.header.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  request.header.nlmsg_seq = kSeq;
+  request.tc.tcm_family = AF_UNSPEC;
+  request.tc.tcm_ifindex = ifindex;
+  request.tc.tcm_parent = parent;
+  sockaddr_nl kernel{};
+  kernel.nl_family = AF_NETLINK;
+  if (::sendto(sock.get(), &request, request.header.nlmsg_len, 0,
+               reinterpret_cast<const sockaddr*>(&kernel), sizeof kernel) < 0) {
+    return Error::from_errno("sending the tc filter dump request");
+  }
+
+  // A bpf filter's message carries its program name and tag; 32 KiB holds many of them.
+  std::vector<char> buffer(32 * 1024);
+  int filters = 0;
+  for (;;) {
+    const ssize_t n = ::recv(sock.get(), buffer.data(), buffer.size(), 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Error::from_errno("reading the tc filter dump");
+    }
+    auto left = static_cast<unsigned>(n);
+    for (auto* msg = reinterpret_cast<nlmsghdr*>(buffer.data()); NLMSG_OK(msg, left);
+         msg = NLMSG_NEXT(msg, left)) {
+      if (msg->nlmsg_seq != kSeq) continue;  // not an answer to our request
+      if (msg->nlmsg_type == NLMSG_DONE) return filters;
+      if (msg->nlmsg_type == NLMSG_ERROR) {
+        const auto* err = static_cast<const nlmsgerr*>(NLMSG_DATA(msg));
+        if (err->error == 0) continue;
+        return Error{-err->error, "tc filter dump"};
+      }
+      if (msg->nlmsg_type == RTM_NEWTFILTER) ++filters;
+    }
+  }
+}
+
 // Identity of a network namespace, to tell whether the thread is still where attach() ran.
 bool same_namespace(int ns_a, int ns_b) {
   struct stat a{};
@@ -208,8 +269,10 @@ struct RxTimestamper::State {
   rx_timestamp_bpf* skel = nullptr;
   AttachMode mode = AttachMode::tc_clsact;
   int ifindex = 0;
-  Fd netns;                     // where we attached; detach happens there too
-  bool created_clsact = false;  // we made the qdisc, so we delete it
+  Fd netns;  // where we attached; detach happens there too
+  // The clsact qdisc is ours to delete once it is empty: we created it, or a crashed run of ours
+  // was using it (see the header).
+  bool owns_clsact = false;
   bool tc_attached = false;
   bool xdp_attached = false;
   Fd tcx_link;  // closing it detaches
@@ -228,14 +291,43 @@ struct RxTimestamper::State {
   Result<void> attach_tc();
   Result<void> attach_tcx();
   Result<void> attach_xdp();
+  void delete_clsact_if_empty() noexcept;
   void detach() noexcept;
 };
+
+void RxTimestamper::State::delete_clsact_if_empty() noexcept {
+  // Deleting the qdisc deletes every filter on it: only when none remains, ours being gone.
+  int remaining = 0;
+  for (const uint32_t hook : {TC_H_MIN_INGRESS, TC_H_MIN_EGRESS}) {
+    const auto count = count_tc_filters(ifindex, TC_H_MAKE(TC_H_CLSACT, hook));
+    if (!count) {
+      log_warning(strcat("clsact qdisc", where(ifindex), " left in place: ",
+                         count.error().message()));
+      return;
+    }
+    remaining += *count;
+  }
+  if (remaining != 0) {
+    log_debug(strcat("clsact qdisc", where(ifindex), " left in place: ", remaining,
+                     " tc filter(s) of others on it"));
+    return;
+  }
+  // INGRESS | EGRESS is what makes libbpf delete the qdisc itself; INGRESS alone would flush
+  // the ingress filters and keep the qdisc.
+  bpf_tc_hook hook = ingress_hook(ifindex);
+  hook.attach_point = static_cast<bpf_tc_attach_point>(BPF_TC_INGRESS | BPF_TC_EGRESS);
+  const int err = bpf_tc_hook_destroy(&hook);
+  if (err != 0 && err != -ENOENT && err != -ENODEV) {
+    log_warning(strcat("deleting the clsact qdisc", where(ifindex), ": ",
+                       std::strerror(errno_of(err))));
+  }
+}
 
 Result<void> RxTimestamper::State::attach_tc() {
   bpf_tc_hook hook = ingress_hook(ifindex);
   const int created = bpf_tc_hook_create(&hook);
   if (created == 0) {
-    created_clsact = true;
+    owns_clsact = true;
   } else if (created != -EEXIST) {
     return error_of(errno_of(created), "creating the clsact qdisc" + where(ifindex));
   }
@@ -252,6 +344,9 @@ Result<void> RxTimestamper::State::attach_tc() {
     }
     log_info(strcat("replacing a leftover taid tc filter (program id ", existing.prog_id, ")",
                     where(ifindex)));
+    // The crashed run may have created the qdisc; no one can tell any more, and without this
+    // every crash would leave one behind for good.
+    owns_clsact = true;
   }
 
   bpf_tc_opts opts = our_tc_place();
@@ -331,17 +426,9 @@ void RxTimestamper::State::detach() noexcept {
     }
     tc_attached = false;
   }
-  if (created_clsact) {
-    // INGRESS | EGRESS is what makes libbpf delete the qdisc itself; INGRESS alone would flush
-    // every ingress filter, other people's included.
-    bpf_tc_hook hook = ingress_hook(ifindex);
-    hook.attach_point = static_cast<bpf_tc_attach_point>(BPF_TC_INGRESS | BPF_TC_EGRESS);
-    const int err = bpf_tc_hook_destroy(&hook);
-    if (err != 0 && err != -ENOENT && err != -ENODEV) {
-      log_warning(strcat("deleting the clsact qdisc", where(ifindex), ": ",
-                         std::strerror(errno_of(err))));
-    }
-    created_clsact = false;
+  if (owns_clsact) {
+    delete_clsact_if_empty();
+    owns_clsact = false;
   }
   if (xdp_attached) {
     bpf_xdp_attach_opts opts{};
@@ -365,7 +452,7 @@ RxTimestamper::State::~State() {
   // Netlink requests go to the calling thread's namespace: detach where we attached.
   Fd back;
   bool moved = false;
-  if (netns && (tc_attached || created_clsact || xdp_attached)) {
+  if (netns && (tc_attached || owns_clsact || xdp_attached)) {
     back = open_current_netns();
     if (back && !same_namespace(back.get(), netns.get())) {
       moved = ::setns(netns.get(), CLONE_NEWNET) == 0;

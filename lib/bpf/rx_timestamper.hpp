@@ -10,9 +10,18 @@
 //   tc_clsact   a classic tc filter outlives its process, so ours always sits at our own handle
 //               and priority (kTcHandle, kTcPriority); a restart finds a leftover filter of ours
 //               there (by program name) and replaces it atomically. Someone else's filter at that
-//               place is an error (EBUSY), never replaced. The clsact qdisc is deleted on
-//               destruction only if attach() created it; a qdisc left by a crashed run is reused
-//               and then left in place (empty, harmless).
+//               place is an error (EBUSY), never replaced.
+//               The clsact qdisc: ours if attach() created it, or if it held a leftover filter of
+//               ours (a crashed run used it and can no longer say whether it made it; the kernel
+//               keeps no owner for a qdisc). On destruction an own qdisc is deleted only when no
+//               tc filter of anyone remains on its ingress or egress hook (an RTM_GETTFILTER dump
+//               of both): we never flush other people's filters, and after crash + restart +
+//               clean exit nothing of ours is left. A qdisc someone else created is left alone
+//               unless a crashed run of ours was using it and it ends up empty. Not covered: a
+//               crash between creating the qdisc and attaching the filter, or between removing
+//               the filter and deleting the qdisc, leaves an empty clsact qdisc; and a filter
+//               added in the instant between the dump and the delete would go with the qdisc
+//               (netlink has no "delete if empty").
 //   tcx         a bpf_link held only by our fd: the kernel detaches it when the process dies.
 //   xdp_*       an XDP program outlives its process; a leftover of ours (by name) is replaced,
 //               anyone else's is an error (EBUSY). Detach names our program, so it never

@@ -83,8 +83,10 @@ NetnsPair::NetnsPair() {
   client_ns_ = ns_prefix + tag + "-cli";
   // Interface names are limited to 15 characters: "tv" + 7-digit pid + "_" + 3 digits + 1.
   const std::string if_tag = "tv" + std::to_string(pid) + "_" + std::to_string(n);
-  const std::string server_if = if_tag + "s";
-  const std::string client_if = if_tag + "c";
+  server_if_ = if_tag + "s";
+  client_if_ = if_tag + "c";
+  const std::string& server_if = server_if_;
+  const std::string& client_if = client_if_;
   // Each namespace has its own routing table, so the subnet only has to be unique per pair.
   const std::string subnet =
       "10." + std::to_string(100 + pid % 100) + "." + std::to_string(n % 256);

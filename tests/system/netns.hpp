@@ -38,6 +38,9 @@ public:
   const std::string& server_address() const { return server_address_; }
   const std::string& client_address() const { return client_address_; }
   const std::string& unused_address() const { return unused_address_; }
+  // The veth end inside each namespace (where taid attaches its eBPF program: the client end).
+  const std::string& server_interface() const { return server_if_; }
+  const std::string& client_interface() const { return client_if_; }
   // argv prefix that runs a command inside a namespace.
   static std::vector<std::string> exec_in(const std::string& ns);
 
@@ -49,6 +52,8 @@ private:
   std::string server_address_;
   std::string client_address_;
   std::string unused_address_;
+  std::string server_if_;
+  std::string client_if_;
   bool server_created_ = false;
   bool client_created_ = false;
 };

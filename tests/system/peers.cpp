@@ -84,10 +84,20 @@ std::optional<std::string> unavailable_reason() {
 
 std::vector<std::string> in_ns_without_clock_control(const std::string& ns,
                                                      const std::vector<std::string>& argv) {
+  return in_ns_without_capabilities(ns, {"cap_sys_time"}, argv);
+}
+
+std::vector<std::string> in_ns_without_capabilities(const std::string& ns,
+                                                    const std::vector<std::string>& capabilities,
+                                                    const std::vector<std::string>& argv) {
+  std::string drop = "--drop=";
+  for (const auto& capability : capabilities) {
+    drop += (drop.back() == '=' ? "" : ",") + capability;
+  }
   // capsh runs `bash -c SCRIPT ARG0 ARGS...`; "exec $0 $@" keeps the program's own pid, so
   // SIGTERM from Process reaches it, and nothing needs shell quoting.
   std::vector<std::string> full = NetnsPair::exec_in(ns);
-  full.insert(full.end(), {"capsh", "--drop=cap_sys_time", "--", "-c", "exec \"$0\" \"$@\""});
+  full.insert(full.end(), {"capsh", drop, "--", "-c", "exec \"$0\" \"$@\""});
   full.insert(full.end(), argv.begin(), argv.end());
   return full;
 }
@@ -150,11 +160,12 @@ std::filesystem::path TaidDaemon::write_config(const std::filesystem::path& dir,
 }
 
 TaidDaemon::TaidDaemon(const std::string& ns, const std::filesystem::path& dir,
-                       const std::vector<std::string>& config_lines)
+                       const std::vector<std::string>& config_lines, const TaidOptions& options)
     : socket_(dir / "taid.sock"),
-      process_(in_ns_without_clock_control(ns, {taid_binary().string(), "-x", "-f",
-                                                write_config(dir, config_lines).string()}),
-               dir / "taid.log") {}
+      process_(in_ns_without_capabilities(ns, options.dropped_capabilities,
+                                          {taid_binary().string(), "-x", "-f",
+                                           write_config(dir, config_lines).string()}),
+               dir / options.log_name) {}
 
 RunResult TaidDaemon::taictl(const std::vector<std::string>& args) const {
   std::vector<std::string> argv{taictl_binary().string(), "-s", socket_.string()};
@@ -162,19 +173,22 @@ RunResult TaidDaemon::taictl(const std::vector<std::string>& args) const {
   return run(argv, 5000ms);
 }
 
-std::optional<nlohmann::json> TaidDaemon::sources() const {
+std::optional<nlohmann::json> TaidDaemon::sources() const { return query("sources"); }
+std::optional<nlohmann::json> TaidDaemon::tracking() const { return query("tracking"); }
+
+std::optional<nlohmann::json> TaidDaemon::query(const std::string& command) const {
   if (!std::filesystem::exists(socket_)) {
     last_error_ = socket_.string() + " does not exist yet";
     return std::nullopt;
   }
-  const RunResult r = taictl({"sources", "--json"});
+  const RunResult r = taictl({command, "--json"});
   if (!r.ok()) {
-    last_error_ = "taictl sources --json: " + r.describe();
+    last_error_ = "taictl " + command + " --json: " + r.describe();
     return std::nullopt;
   }
   auto json = nlohmann::json::parse(r.out, nullptr, false);
   if (json.is_discarded()) {
-    last_error_ = "taictl sources --json printed no valid JSON: " + r.out;
+    last_error_ = "taictl " + command + " --json printed no valid JSON: " + r.out;
     return std::nullopt;
   }
   last_error_.clear();

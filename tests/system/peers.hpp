@@ -29,6 +29,11 @@ std::optional<std::string> unavailable_reason();
 // the second guard (after -x) that no peer and no taid under test can change this machine's clock.
 std::vector<std::string> in_ns_without_clock_control(const std::string& ns,
                                                      const std::vector<std::string>& argv);
+// Same with a chosen list of capabilities (capsh names, e.g. "cap_bpf") dropped from the bounding
+// set; a root process then execs with none of them. Keep "cap_sys_time" in the list.
+std::vector<std::string> in_ns_without_capabilities(const std::string& ns,
+                                                    const std::vector<std::string>& capabilities,
+                                                    const std::vector<std::string>& argv);
 
 // Polls `done` every `interval` until it returns true or `timeout` passes; returns its last value.
 bool wait_until(std::chrono::milliseconds timeout, std::chrono::milliseconds interval,
@@ -59,24 +64,34 @@ struct NtpdigReply {
 // One NTPsec ntpdig query from inside `ns`; throws std::runtime_error if no valid reply.
 NtpdigReply ntpdig(const std::string& ns, const std::string& address);
 
+// How a TaidDaemon runs: which capabilities it lacks, where its output goes (a restarted taid
+// gets a log of its own, so the first run's words survive for the diagnosis).
+struct TaidOptions {
+  std::vector<std::string> dropped_capabilities{"cap_sys_time"};
+  std::string log_name = "taid.log";
+};
+
 // taid -x -f CONF in the foreground inside `ns`; its stderr (one line per sample) goes to
 // dir/taid.log. `config_lines` are written as they are, followed by bindcmdaddress.
 class TaidDaemon {
 public:
   TaidDaemon(const std::string& ns, const std::filesystem::path& dir,
-             const std::vector<std::string>& config_lines);
+             const std::vector<std::string>& config_lines, const TaidOptions& options = {});
   const std::filesystem::path& socket_path() const { return socket_; }
   // taictl -s SOCK ARGS...; the raw result, never throws for a non-zero exit.
   RunResult taictl(const std::vector<std::string>& args) const;
   // `taictl sources --json` parsed, or nullopt while taid is not answering (yet); then
   // last_error() says why, for the message of a test that times out.
   std::optional<nlohmann::json> sources() const;
+  // `taictl tracking --json`, the same way.
+  std::optional<nlohmann::json> tracking() const;
   const std::string& last_error() const { return last_error_; }
   Process& process() { return process_; }
 
 private:
   static std::filesystem::path write_config(const std::filesystem::path& dir,
                                             const std::vector<std::string>& lines);
+  std::optional<nlohmann::json> query(const std::string& command) const;
   std::filesystem::path socket_;
   Process process_;
   mutable std::string last_error_;

@@ -153,6 +153,13 @@ int Process::stop(std::chrono::milliseconds grace) {
   return wait_status_.value_or(-1);
 }
 
+int Process::kill_now() {
+  if (exited()) return wait_status_.value_or(-1);
+  ::kill(pid_, SIGKILL);
+  wait_status_ = wait_for(pid_, 5000ms);
+  return wait_status_.value_or(-1);
+}
+
 std::string Process::log() const { return read_file(log_path_); }
 
 std::string Process::describe() const {

@@ -39,6 +39,9 @@ public:
   std::optional<int> wait_status() const { return wait_status_; }
   // SIGTERM, wait up to `grace`, then SIGKILL. Returns the wait status. Idempotent.
   int stop(std::chrono::milliseconds grace = 5000ms);
+  // SIGKILL at once, as a crash would end it: no handler, no destructor runs. Returns the wait
+  // status (or the earlier one if it had already ended).
+  int kill_now();
   // Everything the child has written so far.
   std::string log() const;
   std::string describe() const;

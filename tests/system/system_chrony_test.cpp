@@ -3,87 +3,19 @@
 // Root only. Both ends share one kernel clock, so the true offset is 0 and any offset taid
 // reports is measurement error. Every peer runs without clock control (-x, CAP_SYS_TIME dropped).
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <cstdint>
 #include <cstdlib>
 #include <iostream>
 #include <nlohmann/json.hpp>
-#include <optional>
-#include <sstream>
 #include <string>
 
-#include "tests/system/netns.hpp"
-#include "tests/system/peers.hpp"
-#include "tests/system/process.hpp"
+#include "tests/system/fixture.hpp"
 
 namespace taid::system_test {
 namespace {
 
 using json = nlohmann::json;
-
-std::optional<std::int64_t> int_field(const json& object, const char* key) {
-  if (!object.is_object() || !object.contains(key) || !object.at(key).is_number_integer()) {
-    return std::nullopt;
-  }
-  return object.at(key).get<std::int64_t>();
-}
-
-// The entry of `sources` for `address`: taictl may print it bare or as "addr:port".
-std::optional<json> find_source(const json& sources, const std::string& address) {
-  if (!sources.contains("sources") || !sources.at("sources").is_array()) return std::nullopt;
-  for (const auto& source : sources.at("sources")) {
-    for (const char* key : {"address", "name"}) {
-      if (!source.contains(key) || !source.at(key).is_string()) continue;
-      const auto text = source.at(key).get<std::string>();
-      if (text == address || text.rfind(address + ":", 0) == 0) return source;
-    }
-  }
-  return std::nullopt;
-}
-
-int count_lines_containing(const std::string& text, const std::string& needle) {
-  std::istringstream lines(text);
-  std::string line;
-  int count = 0;
-  while (std::getline(lines, line)) count += line.find(needle) != std::string::npos ? 1 : 0;
-  return count;
-}
-
-bool exited_zero(int wait_status) {
-  return WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == 0;
-}
-
-class SystemTest : public ::testing::Test {
-protected:
-  void SetUp() override {
-    if (const auto why = unavailable_reason()) {
-      if (in_ci()) FAIL() << "system test prerequisites missing (CI=true, so not a skip): " << *why;
-      GTEST_SKIP() << *why;
-    }
-    remove_stale_namespaces();
-    dir_.emplace();
-    net_.emplace();
-  }
-
-  void TearDown() override {
-    if (!HasFailure()) return;
-    // On failure the daemons' own words are the best diagnosis.
-    if (taid_) {
-      std::cout << "--- " << taid_->process().describe() << " log:\n" << taid_->process().log();
-    }
-    if (chronyd_) {
-      std::cout << "--- " << chronyd_->process().describe() << " log:\n"
-                << chronyd_->process().log();
-    }
-  }
-
-  // Declared in construction order; destroyed in reverse: daemons, then namespaces, then files.
-  std::optional<TempDir> dir_;
-  std::optional<NetnsPair> net_;
-  std::optional<ChronydServer> chronyd_;
-  std::optional<TaidDaemon> taid_;
-};
 
 // The harness itself, independent of taid: chronyd in one namespace answers NTPsec's ntpdig in
 // the other. If this fails, the taid tests below say nothing about taid.

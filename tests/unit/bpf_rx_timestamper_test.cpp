@@ -3,8 +3,9 @@
 // For each attach mode: a 48-byte NTP-like packet with a known transmit timestamp crosses the
 // veth; take() must return a CLOCK_TAI stamp between a reading before sendto() and one after the
 // receiver's recvfrom() returns. After destruction, tc, ip and bpftool must show nothing of ours.
-// Also: a leftover of a crashed run is replaced, someone else's XDP program is not, and without
-// the capabilities the error says what is missing. Namespaces are named after our pid and removed
+// Also: a leftover of a crashed run is replaced (and the clsact qdisc it made is deleted at the
+// end), someone else's XDP program is not, a clsact qdisc is kept while others have filters on it
+// or when someone else made it, and without the capabilities the error says what is missing. Namespaces are named after our pid and removed
 // in destructors; a killed run's namespaces are removed by the next run.
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -562,10 +563,64 @@ TEST_F(RxTimestamperTest, RestartReplacesALeftoverTcFilter) {
 
   const uint32_t map_id = attached->map_id();
   { RxTimestamper done = std::move(attached).value(); }
-  EXPECT_EQ(tc_filters(*net_), "");
+  // The crashed run created the clsact qdisc; the restart inherited it, and deletes it once empty.
+  expect_nothing_left(*net_, program_id, map_id, 0);
+}
+
+// A minimal foreign tc program: r0 = TC_ACT_OK (0); exit.
+Fd foreign_tc_program() {
+  const bpf_insn insns[] = {
+      {BPF_ALU64 | BPF_MOV | BPF_K, 0, 0, 0, 0},
+      {BPF_JMP | BPF_EXIT, 0, 0, 0, 0},
+  };
+  return Fd(bpf_prog_load(BPF_PROG_TYPE_SCHED_CLS, "other_tc", "GPL", insns, 2, nullptr));
+}
+
+TEST_F(RxTimestamperTest, KeepsItsClsactQdiscWhileOthersHaveFiltersOnIt) {
+  auto attached = attach_in_receiver(AttachMode::tc_clsact);  // creates the qdisc
+  ASSERT_TRUE(attached.ok()) << attached.error().message();
+  ASSERT_TRUE(contains(tc_qdiscs(*net_), "clsact"));
+  // Someone else puts a filter on the egress hook of the qdisc we created.
+  const Fd foreign = foreign_tc_program();
+  ASSERT_TRUE(foreign) << std::strerror(errno);
+  const int ifindex = receiver_ifindex();
+  bpf_tc_hook egress{};
+  egress.sz = sizeof egress;
+  egress.ifindex = ifindex;
+  egress.attach_point = BPF_TC_EGRESS;
+  bpf_tc_opts theirs{};
+  theirs.sz = sizeof theirs;
+  theirs.prog_fd = foreign.get();
+  {
+    const InNamespace in(net_->receiver_ns());
+    ASSERT_EQ(bpf_tc_attach(&egress, &theirs), 0);
+  }
+  const uint32_t program_id = attached->program_id();
+  { RxTimestamper done = std::move(attached).value(); }
+  EXPECT_FALSE(contains(tc_filters(*net_), "taid_rx_tc")) << tc_filters(*net_);
+  EXPECT_TRUE(contains(tc_qdiscs(*net_), "clsact")) << "deleting it would flush their filter";
+  const std::string egress_filters =
+      net_->in_receiver({"tc", "filter", "show", "dev", net_->receiver_if(), "egress"}).output;
+  EXPECT_TRUE(contains(egress_filters, "other_tc")) << egress_filters;
   EXPECT_TRUE(gone_from_bpftool("prog", program_id));
-  EXPECT_TRUE(gone_from_bpftool("map", map_id));
-  // The crashed run created the clsact qdisc, so it stays (empty) until the device goes.
+  const InNamespace in(net_->receiver_ns());
+  bpf_tc_opts detach{};
+  detach.sz = sizeof detach;
+  detach.handle = theirs.handle;
+  detach.priority = theirs.priority;
+  EXPECT_EQ(bpf_tc_detach(&egress, &detach), 0);
+}
+
+TEST_F(RxTimestamperTest, LeavesSomeoneElsesEmptyClsactQdisc) {
+  const Command added =
+      net_->in_receiver({"tc", "qdisc", "add", "dev", net_->receiver_if(), "clsact"});
+  ASSERT_EQ(added.exit_code, 0) << added.output;
+  auto attached = attach_in_receiver(AttachMode::tc_clsact);
+  ASSERT_TRUE(attached.ok()) << attached.error().message();
+  EXPECT_TRUE(contains(tc_filters(*net_), "taid_rx_tc"));
+  { RxTimestamper done = std::move(attached).value(); }
+  EXPECT_EQ(tc_filters(*net_), "");
+  EXPECT_TRUE(contains(tc_qdiscs(*net_), "clsact")) << "not ours: it was there before us";
 }
 
 TEST_F(RxTimestamperTest, RestartReplacesALeftoverXdpProgram) {

@@ -1,0 +1,41 @@
+// The system tests' shared fixture (skip rule, namespaces, daemons) and JSON/text helpers.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+#include "tests/system/netns.hpp"
+#include "tests/system/peers.hpp"
+#include "tests/system/process.hpp"
+
+namespace taid::system_test {
+
+// An integer member of a JSON object, nullopt if missing or not an integer.
+std::optional<std::int64_t> int_field(const nlohmann::json& object, const char* key);
+// The entry of `sources` for `address`: taictl may print it bare or as "addr:port".
+std::optional<nlohmann::json> find_source(const nlohmann::json& sources,
+                                          const std::string& address);
+int count_lines_containing(const std::string& text, const std::string& needle);
+bool exited_zero(int wait_status);
+bool killed_by(int wait_status, int signal);
+
+// Root only: skips with the reason elsewhere, fails under CI=true. Each test gets a temp dir and
+// a fresh namespace pair; the daemons it starts are stopped before those are removed.
+class SystemTest : public ::testing::Test {
+protected:
+  void SetUp() override;
+  // On failure prints each daemon's state and every log in the temp dir: the best diagnosis.
+  void TearDown() override;
+
+  // Declared in construction order; destroyed in reverse: daemons, then namespaces, then files.
+  std::optional<TempDir> dir_;
+  std::optional<NetnsPair> net_;
+  std::optional<ChronydServer> chronyd_;
+  std::optional<TaidDaemon> taid_;
+};
+
+}  // namespace taid::system_test
