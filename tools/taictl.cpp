@@ -117,9 +117,25 @@ void print_tracking(const json& j) {
     row("Root distance", magnitude_text(j, "root_distance_ns"));
     row("Poll", str(j, "poll_log2_s") + " (log2 s)");
     row("Last update", str(j, "last_update") + " (" + age_text(j, "update_age_s") + " ago)");
-    row("Timestamps", str(j, "timestamp_source"));
+    row("Last RX stamp", str(j, "timestamp_source"));
   }
   if (j.contains("drift_file_freq_ppm")) row("Drift file", str(j, "drift_file_freq_ppm") + " ppm");
+  if (j.contains("timestamping")) {
+    const json& t = j["timestamping"];
+    std::string text = str(t, "mode") + " -> " + str(t, "rx_path") + " receive stamps";
+    if (str(t, "mode") == "auto") text += t.value("decided", false) ? " (decided)" : " (measuring)";
+    row("Timestamping", text);
+    std::string lateness;
+    for (const json& p : t.value("measured_paths", json::array()))
+      lateness += (lateness.empty() ? "" : ", ") + str(p, "source") + " " +
+                  magnitude_text(p, "median_lateness_ns");
+    if (!lateness.empty()) row("  median lateness", lateness);
+    for (const json& p : t.value("bpf_programs", json::array()))
+      row("  eBPF program", str(p, "attach") + " on " + str(p, "interface") + " (id " +
+                               str(p, "program_id") + ")");
+    if (!str(t, "bpf_error", "").empty()) row("  eBPF", "unavailable: " + str(t, "bpf_error"));
+    for (const json& h : t.value("hardware", json::array())) row("  hardware", h.get<std::string>());
+  }
 }
 
 void print_filter(const json& j) {

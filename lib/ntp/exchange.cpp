@@ -45,7 +45,10 @@ Exchange::Exchange(SourceConfig config, std::function<uint64_t()> random_u64)
 }
 
 Duration Exchange::next_interval() const {
-  return status_.burst_remaining > 0 ? kBurstSpacing : Duration::from_log2_s(status_.poll_log2_s);
+  const Duration poll = Duration::from_log2_s(status_.poll_log2_s);
+  // A burst packet follows 2 s after the last, or sooner when the poll itself is shorter
+  // (chrony: "2 seconds or less").
+  return status_.burst_remaining > 0 ? std::min(kBurstSpacing, poll) : poll;
 }
 
 Actions Exchange::on_timer(LocalTimestamp now) {

@@ -360,9 +360,9 @@ TEST_P(CrashRestartTest, CrashRestartLeavesNothing) {
       << taid_->process().describe() << "; " << source.dump();
   EXPECT_EQ(str_field(source, "timestamp_source"), "bpf") << source.dump();
   if (mode == "tc") {
-    EXPECT_TRUE(contains(taid_->process().log(), "replacing a leftover taid tc filter (program id " +
-                                                     std::to_string(killed_id) + ")"))
-        << taid_->process().log();
+    const std::string replaced =
+        "replacing a leftover taid tc filter (program id " + std::to_string(killed_id) + ")";
+    EXPECT_TRUE(contains(taid_->process().log(), replaced)) << taid_->process().log();
     const std::string filters = tc_ingress_filters(*net_);
     EXPECT_TRUE(contains(filters, "id " + std::to_string(restart_id) + " ")) << filters;
     EXPECT_FALSE(contains(filters, killed_text)) << filters;

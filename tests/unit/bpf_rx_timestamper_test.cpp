@@ -5,8 +5,9 @@
 // receiver's recvfrom() returns. After destruction, tc, ip and bpftool must show nothing of ours.
 // Also: a leftover of a crashed run is replaced (and the clsact qdisc it made is deleted at the
 // end), someone else's XDP program is not, a clsact qdisc is kept while others have filters on it
-// or when someone else made it, and without the capabilities the error says what is missing. Namespaces are named after our pid and removed
-// in destructors; a killed run's namespaces are removed by the next run.
+// or when someone else made it, and without the capabilities the error says what is missing.
+// Namespaces are named after our pid and removed in destructors; a killed run's namespaces are
+// removed by the next run.
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <fcntl.h>

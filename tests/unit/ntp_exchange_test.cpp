@@ -278,6 +278,12 @@ TEST_F(ExchangeTest, IburstSendsEightTwoSecondsApartThenPolls) {
   EXPECT_EQ(ex.status().state, SourceState::reachable);
 }
 
+TEST_F(ExchangeTest, BurstNeverWaitsLongerThanThePoll) {
+  Exchange ex = make({"s", -2, -2, true});
+  const Actions a = ex.on_timer({t0, TimestampSource::user, -20});
+  EXPECT_EQ(only<SetTimer>(a).after, Duration::from_ms(250));
+}
+
 TEST_F(ExchangeTest, UnreachableDoublesPollUpToMaxpoll) {
   Exchange ex = make({"s", 4, 7, false});
   UtcTime now = t0;
