@@ -169,10 +169,15 @@ void Engine::set_up_timestamping() {
   }
   for (const std::string& iface : interfaces) {
     auto enabled = net::enable_hw_timestamping(iface);
-    const std::string note =
-        enabled ? strcat(iface, ": hardware timestamping on; its stamps are not converted to "
-                                "the system clock yet, software stamps are used")
-                : enabled.error().message();
+    std::string note = enabled.ok() ? "" : enabled.error().message();
+    if (enabled) {
+      const auto info = net::query_ts_info(iface);
+      const int phc = info ? info->phc_index : -1;
+      note = strcat(iface, ": hardware timestamping on",
+                    phc >= 0 ? strcat(", PHC /dev/ptp", phc) : std::string(", no PHC"),
+                    "; its stamps are not converted to the system clock yet, software stamps "
+                    "are used");
+    }
     hardware_notes_.push_back(note);
     log_warning(strcat("hwtimestamp ", note));
   }
