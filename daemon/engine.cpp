@@ -128,7 +128,7 @@ void Engine::start() {
     if (!measurements_) log_error(strcat(path, ": cannot open for writing: ", std::strerror(errno)));
     else
       measurements_ << "# time_utc,source,offset_ns,delay_ns,dispersion_ns,rx_source,tx_source,"
-                       "interleaved,stratum\n"
+                       "interleaved,stratum,filter_offset_ns\n"
                     << std::flush;
   }
   for (const SourceDirective& d : config_.sources) {
@@ -294,13 +294,15 @@ void Engine::on_reply(Source& source, std::span<const uint8_t> bytes, const net:
   carry_out(source, source.exchange.on_packet(bytes, rx));
 }
 
-void Engine::write_measurement(const Source& source, const ntp::Sample& s) {
+void Engine::write_measurement(const Source& source, const ntp::Sample& s,
+                               const std::optional<filter::Estimate>& released) {
   if (!measurements_.is_open()) return;
   measurements_ << s.time.to_string() << ',' << source.name << ',' << s.offset.ns() << ','
                 << s.delay.ns() << ',' << s.dispersion.ns() << ',' << ntp::to_string(s.rx_source)
                 << ',' << ntp::to_string(s.tx_source) << ',' << (s.interleaved ? 1 : 0) << ','
-                << int{s.stratum} << '\n'
-                << std::flush;
+                << int{s.stratum} << ',';
+  if (released) measurements_ << released->offset.ns();
+  measurements_ << '\n' << std::flush;
 }
 
 void Engine::carry_out(Source& source, const ntp::Actions& actions) {
@@ -343,7 +345,7 @@ void Engine::carry_out(Source& source, const ntp::Actions& actions) {
     } else if (const auto* accepted = std::get_if<ntp::SampleAccepted>(&action)) {
       const ntp::Sample& s = accepted->sample;
       if (accepted->released) source.estimate = accepted->released;
-      write_measurement(source, s);
+      write_measurement(source, s, accepted->released);
       std::string line = strcat("sample ", source.name, ": offset ", s.offset.to_string(),
                                 " delay ", s.delay.to_string(), " disp ",
                                 s.dispersion.to_string(), " rx=", ntp::to_string(s.rx_source),

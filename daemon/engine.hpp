@@ -59,7 +59,8 @@ private:
                                                std::span<const uint8_t> bytes);
   void set_up_timestamping();
   void attach_bpf(int ifindex, uint16_t port);
-  void write_measurement(const Source& source, const ntp::Sample& sample);
+  void write_measurement(const Source& source, const ntp::Sample& sample,
+                         const std::optional<filter::Estimate>& released);
   void carry_out(Source& source, const ntp::Actions& actions);
   const Source* system_peer() const;
   void read_drift_file();

@@ -507,12 +507,12 @@ TEST_F(TimestampingTest, MeasurementsLog) {
   std::string header;
   ASSERT_TRUE(std::getline(lines, header)) << "measurements.log is empty";
   EXPECT_EQ(header.rfind('#', 0), 0u) << header;
-  EXPECT_EQ(split(header, ',').size(), 9u) << header;
+  EXPECT_EQ(split(header, ',').size(), 10u) << header;
   int rows = 0;
   for (std::string line; std::getline(lines, line);) {
     ++rows;
     const auto fields = split(line, ',');
-    ASSERT_EQ(fields.size(), 9u) << "line " << rows + 1 << ": " << line;
+    ASSERT_EQ(fields.size(), 10u) << "line " << rows + 1 << ": " << line;
     EXPECT_EQ(fields[1], address) << line;
     for (const size_t i : {2u, 3u, 4u, 7u, 8u}) EXPECT_TRUE(is_integer(fields[i])) << line;
     for (const size_t i : {5u, 6u}) {
@@ -522,6 +522,8 @@ TEST_F(TimestampingTest, MeasurementsLog) {
     }
     EXPECT_TRUE(fields[7] == "0" || fields[7] == "1") << line;
     EXPECT_EQ(fields[8], "10") << line;  // chronyd's "local stratum 10"
+    // The clock filter's estimate when this sample released one, else empty.
+    EXPECT_TRUE(fields[9].empty() || is_integer(fields[9])) << line;
   }
   const int logged = count_lines_containing(taid_->process().log(), "sample " + address);
   std::cout << "measurements.log: header '" << header << "', " << rows << " rows; " << logged
