@@ -63,11 +63,12 @@ struct IntOption {
 
 constexpr std::array<IntOption, 4> kIntOptions{{
     // chrony's lower bound: below 16 s is for links one owns (LAN, lab, benchmarks).
-    {"minpoll", 6, -6, 17, false, [](SourceDirective& s, int v) { s.minpoll = v; }},
-    {"maxpoll", 10, -6, 17, false, [](SourceDirective& s, int v) { s.maxpoll = v; }},
-    {"port", 123, 1, 65535, false,
+    {"minpoll", kDefaultMinpoll, -6, 17, false, [](SourceDirective& s, int v) { s.minpoll = v; }},
+    {"maxpoll", kDefaultMaxpoll, -6, 17, false, [](SourceDirective& s, int v) { s.maxpoll = v; }},
+    {"port", kDefaultPort, 1, 65535, false,
      [](SourceDirective& s, int v) { s.port = static_cast<uint16_t>(v); }},
-    {"maxsources", 4, 1, 16, true, [](SourceDirective& s, int v) { s.max_sources = v; }},
+    {"maxsources", kDefaultMaxSources, 1, 16, true,
+     [](SourceDirective& s, int v) { s.max_sources = v; }},
 }};
 
 // A word-only option of server/pool lines.
@@ -78,20 +79,6 @@ struct FlagOption {
 
 constexpr std::array<FlagOption, 2> kFlagOptions{{{"iburst", &SourceDirective::iburst},
                                                   {"xleave", &SourceDirective::xleave}}};
-
-constexpr const IntOption& int_option(std::string_view name) {
-  for (const auto& o : kIntOptions) {
-    if (o.name == name) return o;
-  }
-  throw "no such option";  // only reached in a constant expression, where it fails the build
-}
-
-// The table is the source of the defaults; the struct's initialisers must agree with it so a
-// SourceDirective built in code means the same as a bare "server NAME" line.
-static_assert(int_option("minpoll").default_value == SourceDirective{}.minpoll);
-static_assert(int_option("maxpoll").default_value == SourceDirective{}.maxpoll);
-static_assert(int_option("port").default_value == SourceDirective{}.port);
-static_assert(int_option("maxsources").default_value == SourceDirective{}.max_sources);
 
 const IntOption* find_int_option(std::string_view name) {
   for (const auto& o : kIntOptions) {

@@ -47,16 +47,22 @@ std::string_view to_string(TimestampingMode mode);
 enum class BpfAttach { auto_, tc, tcx, xdp_generic, xdp_native };
 std::string_view to_string(BpfAttach attach);
 
+// Defaults of the server/pool options: one place, used by the struct and the option table.
+inline constexpr int kDefaultMinpoll = 6;      // log2 s
+inline constexpr int kDefaultMaxpoll = 10;     // log2 s
+inline constexpr int kDefaultPort = 123;
+inline constexpr int kDefaultMaxSources = 4;
+
 // One server or pool line.
 struct SourceDirective {
   std::string name;  // host name or address as written
   bool pool = false;
   bool iburst = false;
   bool xleave = false;  // interleaved mode (RFC 9769), chrony's option name
-  int minpoll = 6;  // log2 seconds
-  int maxpoll = 10;  // log2 seconds
-  uint16_t port = 123;
-  int max_sources = 4;  // pool only: how many of its addresses to use
+  int minpoll = kDefaultMinpoll;  // log2 seconds
+  int maxpoll = kDefaultMaxpoll;  // log2 seconds
+  uint16_t port = kDefaultPort;
+  int max_sources = kDefaultMaxSources;  // pool only: how many of its addresses to use
   std::string origin;  // "file:line", for messages about this source
 };
 

@@ -103,12 +103,12 @@ Actions Exchange::on_timer(LocalTimestamp now) {
     xleave_cookie_ = NtpTimestamp::from_raw(second);
     request.receive_time = xleave_cookie_;
   }
-  actions.emplace_back(std::in_place_type<SendRequest>, encode(request));
+  actions.emplace_back(SendRequest{encode(request)});
 
   ++status_.requests_sent;
   status_.last_request = now.time;
   if (in_burst) --status_.burst_remaining;
-  actions.emplace_back(std::in_place_type<SetTimer>, next_interval());
+  actions.emplace_back(SetTimer{next_interval()});
   return actions;
 }
 
