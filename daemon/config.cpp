@@ -204,6 +204,12 @@ void parse_path(ParseState& st, const Line& line, std::string_view directive) {
 
 void parse_bindcmdaddress(ParseState& st, const Line& line) {
   parse_path<&Config::bindcmdaddress>(st, line, "bindcmdaddress");
+  // A Unix socket path must fit sockaddr_un.sun_path (108 bytes with its NUL).
+  constexpr std::size_t kMaxSocketPath = 107;
+  if (st.config.bindcmdaddress.size() > kMaxSocketPath) {
+    st.fail(line, strcat("bindcmdaddress: path is ", st.config.bindcmdaddress.size(),
+                         " bytes, a Unix socket path holds at most ", kMaxSocketPath));
+  }
 }
 void parse_driftfile(ParseState& st, const Line& line) {
   parse_path<&Config::driftfile>(st, line, "driftfile");
@@ -325,9 +331,6 @@ void parse_hwtimestamp(ParseState& st, const Line& line) {
 // Checks that need the whole file, reported at the line that asked for the impossible.
 void check_whole_config(const ParseState& st) {
   if (st.config.log_measurements && st.config.logdir.empty()) {
-    for (const auto& [seen, at] : st.seen) {
-      if (seen == "logdir") return;
-    }
     throw ConfigError(strcat(st.where(st.first_log_line), ": log: needs a logdir line naming "
                                                           "the directory"));
   }

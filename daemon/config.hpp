@@ -2,15 +2,18 @@
 //
 // Directives (chrony's names and meanings; names and options match case-insensitively as in
 // chrony):
-//   server NAME [iburst] [minpoll N] [maxpoll N] [port N]
-//   pool NAME [iburst] [minpoll N] [maxpoll N] [port N] [maxsources N]
-//   bindcmdaddress PATH   control socket, an absolute path
+//   server NAME [iburst] [xleave] [minpoll N] [maxpoll N] [port N]
+//   pool NAME [iburst] [xleave] [minpoll N] [maxpoll N] [port N] [maxsources N]
+//   bindcmdaddress PATH   control socket, an absolute path (at most 107 bytes)
 //   driftfile PATH        an absolute path
 //   hwtimestamp IFACE     hardware timestamping on IFACE (chrony's directive, without its
 //                         options); one line per interface, "*" for every interface
-// and one of ours:
+//   logdir PATH           where log files go; log measurements   one CSV line per sample
+// and two of ours:
 //   timestamping auto|hardware|bpf|kernel|user   how packets are stamped (default auto)
-// minpoll/maxpoll are log2 seconds in 4..17, port 1..65535, maxsources 1..16. A line whose first
+//   bpfattach auto|tc|tcx|xdp-generic|xdp-native where the eBPF RX program attaches
+// minpoll/maxpoll are log2 seconds in -6..17 (below 4, i.e. 16 s, only for links one owns, as
+// in chrony), port 1..65535, maxsources 1..16. A line whose first
 // non-blank character is # ! ; or % is a comment (as in chrony, not after other text). A config
 // with no server or pool is valid: the daemon then only serves its control socket.
 //

@@ -24,14 +24,19 @@ constexpr std::size_t kMaxRequest = 1024;
 // One client connection, kept alive by its own handlers.
 class Session : public std::enable_shared_from_this<Session> {
 public:
-  Session(stream::socket socket, const ControlServer::Handler& handler)
+  Session(stream::socket socket, const ControlServer::Handler& handler,
+          std::shared_ptr<int> live_sessions)
       : socket_(std::move(socket)), deadline_(socket_.get_executor()), handler_(handler),
-        buffer_(kMaxRequest) {}
+        buffer_(kMaxRequest), live_sessions_(std::move(live_sessions)) {
+    ++*live_sessions_;
+  }
+  ~Session() { --*live_sessions_; }
 
   void run() {
     deadline_.expires_after(std::chrono::seconds(2));
     deadline_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
-      if (!ec) self->socket_.cancel();
+      // The read may have completed with this handler already queued: then leave the socket be.
+      if (!ec && !self->answered_) self->socket_.cancel();
     });
     asio::async_read_until(socket_, buffer_, '\n',
                            [self = shared_from_this()](const boost::system::error_code& ec,
@@ -40,6 +45,7 @@ public:
 
 private:
   void on_read(const boost::system::error_code& ec, std::size_t n) {
+    answered_ = true;
     deadline_.cancel();
     nlohmann::json answer;
     if (ec == asio::error::not_found) {
@@ -73,15 +79,18 @@ private:
   const ControlServer::Handler& handler_;
   asio::streambuf buffer_;
   std::string out_;
+  std::shared_ptr<int> live_sessions_;
+  bool answered_ = false;
 };
 
 }  // namespace
 
 ControlServer::ControlServer(asio::io_context& io, std::string path, Handler handler)
-    : io_(io), path_(std::move(path)), handler_(std::move(handler)), acceptor_(io) {}
+    : io_(io), path_(std::move(path)), handler_(std::move(handler)), acceptor_(io), retry_(io) {}
 
 ControlServer::~ControlServer() {
   boost::system::error_code ignored;
+  retry_.cancel();
   acceptor_.close(ignored);
   if (bound_) ::unlink(path_.c_str());
 }
@@ -92,7 +101,13 @@ Result<void> ControlServer::start() {
   stream::socket probe(io_);
   probe.connect(stream::endpoint(path_), ec);
   if (!ec) return Error::plain(strcat(path_, ": another daemon is answering on this socket"));
-  ::unlink(path_.c_str());
+  // Remove only a stale *socket*: a typo in bindcmdaddress must not delete a file.
+  struct stat st {};
+  if (::lstat(path_.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode))
+      return Error::plain(strcat(path_, ": exists and is not a socket; not replacing it"));
+    ::unlink(path_.c_str());
+  }
   acceptor_.open(stream(), ec);
   if (ec) return Error{ec.value(), strcat(path_, ": socket()")};
   // Only the owner and its group may talk to the daemon.
@@ -110,7 +125,21 @@ Result<void> ControlServer::start() {
 void ControlServer::accept() {
   acceptor_.async_accept([this](const boost::system::error_code& ec, stream::socket socket) {
     if (ec == asio::error::operation_aborted) return;
-    if (!ec) std::make_shared<Session>(std::move(socket), handler_)->run();
+    if (ec) {
+      // EMFILE and friends persist while the backlog stays readable: pause instead of spinning.
+      log_warning(strcat("control socket accept: ", ec.message(), "; retrying in 100 ms"));
+      retry_.expires_after(std::chrono::milliseconds(100));
+      retry_.async_wait([this](const boost::system::error_code& e) {
+        if (!e) accept();
+      });
+      return;
+    }
+    if (*live_sessions_ >= kMaxSessions) {
+      boost::system::error_code ignored;
+      socket.close(ignored);  // a flood of clients must not eat the daemon's descriptors
+    } else {
+      std::make_shared<Session>(std::move(socket), handler_, live_sessions_)->run();
+    }
     accept();
   });
 }

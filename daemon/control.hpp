@@ -2,15 +2,18 @@
 //
 // Protocol (kept trivial so any client — taictl, socat, a test — can speak it): the client
 // writes one line ("sources\n"), the server writes one JSON document and a newline, then closes.
-// A request longer than 1 KiB or not ended within 2 s is answered with an error; a client can
-// never block or stop the daemon.
+// A request longer than 1 KiB or not ended within 2 s is answered with an error; at most 16
+// clients are served at once; a client can never block or stop the daemon.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <nlohmann/json.hpp>
 
+#include <boost/asio/steady_timer.hpp>
+
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -35,6 +38,10 @@ private:
   std::string path_;
   Handler handler_;
   boost::asio::local::stream_protocol::acceptor acceptor_;
+  boost::asio::steady_timer retry_;  // after an accept error
+  // Sessions alive now; beyond kMaxSessions new clients are closed at once.
+  static constexpr int kMaxSessions = 16;
+  std::shared_ptr<int> live_sessions_ = std::make_shared<int>(0);
   bool bound_ = false;
 };
 

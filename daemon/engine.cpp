@@ -49,9 +49,12 @@ struct Engine::Source {
 };
 
 struct Engine::Pending {
-  Pending(asio::io_context& io, SourceDirective d) : directive(std::move(d)), timer(io) {}
+  Pending(asio::io_context& io, SourceDirective d)
+      : directive(std::move(d)), timer(io), resolver(io) {}
   SourceDirective directive;
   asio::steady_timer timer;
+  // getaddrinfo blocks; Asio runs it off the io thread so timers and the control socket go on.
+  asio::ip::udp::resolver resolver;
   int retry_log2_s = 4;  // 16 s, doubling up to the directive's maxpoll
 };
 
@@ -188,7 +191,10 @@ void Engine::set_up_timestamping() {
 void Engine::attach_bpf(int ifindex, uint16_t port) {
   const TimestampingMode mode = config_.timestamping;
   if (mode != TimestampingMode::auto_ && mode != TimestampingMode::bpf) return;
-  if (ifindex == 0 || bpf_.count(ifindex) != 0) return;
+  // One program per interface and server port (the port is in the program's rodata); a place
+  // where attaching failed is not tried again for every source.
+  const std::pair<int, uint16_t> where{ifindex, port};
+  if (ifindex == 0 || bpf_.count(where) != 0 || bpf_failed_.count(where) != 0) return;
   std::vector<bpf::AttachMode> tries;
   switch (config_.bpf_attach) {
     case BpfAttach::auto_: tries = {bpf::AttachMode::tcx, bpf::AttachMode::tc_clsact}; break;
@@ -204,12 +210,13 @@ void Engine::attach_bpf(int ifindex, uint16_t port) {
       log_info(strcat("eBPF RX timestamps: ", bpf::to_string(attach), " on ",
                       interface_name(ifindex), " (program id ", attached->program_id(),
                       ", UDP port ", port, ")"));
-      bpf_.emplace(ifindex, std::move(attached.value()));
+      bpf_.emplace(where, std::move(attached.value()));
       return;
     }
     errors += strcat(errors.empty() ? "" : "; ", bpf::to_string(attach), ": ",
                      attached.error().message());
   }
+  bpf_failed_.insert(where);
   bpf_error_ = strcat(interface_name(ifindex), ": ", errors);
   log_warning(strcat("eBPF RX timestamps unavailable on ", bpf_error_,
                      " — continuing with SO_TIMESTAMPING kernel stamps"));
@@ -217,10 +224,18 @@ void Engine::attach_bpf(int ifindex, uint16_t port) {
 
 void Engine::resolve(Pending& pending) {
   const SourceDirective& d = pending.directive;
-  asio::ip::udp::resolver resolver(io_);
-  boost::system::error_code ec;
-  const auto results = resolver.resolve(d.name, std::to_string(d.port),
-                                        asio::ip::udp::resolver::numeric_service, ec);
+  pending.resolver.async_resolve(
+      d.name, std::to_string(d.port), asio::ip::udp::resolver::numeric_service,
+      [this, &pending](const boost::system::error_code& ec,
+                       const asio::ip::udp::resolver::results_type& results) {
+        on_resolved(pending, ec, results);
+      });
+}
+
+void Engine::on_resolved(Pending& pending, const boost::system::error_code& ec,
+                         const asio::ip::udp::resolver::results_type& results) {
+  if (ec == asio::error::operation_aborted) return;
+  const SourceDirective& d = pending.directive;
   if (ec || results.empty()) {
     const int wait = pending.retry_log2_s;
     log_warning(strcat(d.origin, ": cannot resolve '", d.name, "': ", ec.message(),
@@ -266,7 +281,7 @@ void Engine::poll(Source& source) {
 
 std::optional<ntp::LocalTimestamp> Engine::bpf_stamp(const Source& source,
                                                      std::span<const uint8_t> bytes) {
-  const auto it = bpf_.find(source.ifindex);
+  const auto it = bpf_.find({source.ifindex, source.endpoint.port()});
   if (it == bpf_.end() || !source.request) return std::nullopt;
   sockaddr_storage remote{};
   std::memcpy(&remote, source.endpoint.data(), source.endpoint.size());
@@ -277,7 +292,8 @@ std::optional<ntp::LocalTimestamp> Engine::bpf_stamp(const Source& source,
   // The program stamps CLOCK_TAI; the exchange works in UTC (timescale/tai.hpp: sign, leaps).
   auto utc = timescale::utc_from_tai(*tai, tai_offset_);
   if (!utc) {
-    log_warning(strcat("eBPF stamp: ", utc.error().message()));
+    if (!tai_warning_logged_) log_warning(strcat("eBPF stamps unusable: ", utc.error().message()));
+    tai_warning_logged_ = true;
     return std::nullopt;
   }
   return ntp::LocalTimestamp{*utc, ntp::TimestampSource::bpf, precision_.kernel_log2};
@@ -288,10 +304,19 @@ void Engine::on_reply(Source& source, std::span<const uint8_t> bytes, const net:
   candidates[ntp::TimestampSource::user] = stamps.user;
   candidates[ntp::TimestampSource::kernel] = stamps.kernel;
   candidates[ntp::TimestampSource::bpf] = bpf_stamp(source, bytes);
-  const ntp::LocalTimestamp rx = chooser_.choose(candidates);
+  const ntp::LocalTimestamp rx = chooser_.pick(candidates);
+  const ntp::Actions actions = source.exchange.on_packet(bytes, rx);
+  // Only a reply the exchange accepted may teach the chooser or show up in `taictl sources`:
+  // anything else may be forged.
+  const bool accepted = std::any_of(actions.begin(), actions.end(), [](const ntp::Action& a) {
+    return std::holds_alternative<ntp::SampleAccepted>(a);
+  });
+  if (accepted) {
+    chooser_.record(candidates);
+    source.last_rx = candidates;
+  }
   if (auto message = chooser_.take_message()) log_info(*message);
-  source.last_rx = candidates;
-  carry_out(source, source.exchange.on_packet(bytes, rx));
+  carry_out(source, actions);
 }
 
 void Engine::write_measurement(const Source& source, const ntp::Sample& s,
@@ -334,7 +359,8 @@ void Engine::carry_out(Source& source, const ntp::Actions& actions) {
         log_warning(strcat(source.name, ": ", sent.error().message()));
         continue;
       }
-      // The stamp taken right after send() is closer to the wire than the one before on_timer.
+      // The stamp send() takes just before the syscall is closer to the wire than the one taken
+      // before on_timer; a kernel TX stamp, when it comes, replaces both.
       source.exchange.on_transmit_timestamp(
           {*sent, ntp::TimestampSource::user, precision_.user_log2});
     } else if (const auto* timer = std::get_if<ntp::SetTimer>(&action)) {
@@ -471,8 +497,9 @@ json Engine::tracking_json() const {
                      {"replies", p.replies},
                      {"median_lateness_ns", p.median_lateness.ns()}});
   json attached = json::array();
-  for (const auto& [ifindex, program] : bpf_)
-    attached.push_back({{"interface", interface_name(ifindex)},
+  for (const auto& [where, program] : bpf_)
+    attached.push_back({{"interface", interface_name(where.first)},
+                        {"port", where.second},
                         {"attach", bpf::to_string(program.mode())},
                         {"program_id", program.program_id()}});
   j["timestamping"] = {{"mode", to_string(config_.timestamping)},

@@ -8,6 +8,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/udp.hpp>
+#include <boost/asio/ip/basic_resolver.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <nlohmann/json.hpp>
 
@@ -15,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -51,6 +53,8 @@ private:
   struct Pending;  // a server/pool line waiting for its name to resolve
 
   void resolve(Pending& pending);
+  void on_resolved(Pending& pending, const boost::system::error_code& ec,
+                   const boost::asio::ip::udp::resolver::results_type& results);
   void add_source(std::string name, const boost::asio::ip::udp::endpoint& endpoint,
                   const SourceDirective& directive);
   void poll(Source& source);
@@ -75,10 +79,12 @@ private:
   net::StampChooser chooser_;
   // eBPF RX stamp programs, one per interface that replies arrive on; destroyed (detached) with
   // the engine.
-  std::map<int, bpf::RxTimestamper> bpf_;
+  std::map<std::pair<int, uint16_t>, bpf::RxTimestamper> bpf_;  // by (ifindex, server port)
+  std::set<std::pair<int, uint16_t>> bpf_failed_;
   std::string bpf_error_;  // why eBPF stamps are unavailable, when they are
   std::vector<std::string> hardware_notes_;
   timescale::KernelTaiOffset tai_offset_;
+  bool tai_warning_logged_ = false;
   std::ofstream measurements_;
 };
 

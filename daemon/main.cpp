@@ -34,7 +34,11 @@ int main(int argc, char** argv) {
       observe_only = true;
     } else if (arg == "-d") {
       set_log_level(LogLevel::debug);
-    } else if (arg == "-f" && i + 1 < argc) {
+    } else if (arg == "-f") {
+      if (i + 1 == argc) {
+        std::fprintf(stderr, "taid: -f needs a FILE\n%s", kUsage);
+        return 2;
+      }
       config_path = argv[++i];
     } else if (arg == "-h" || arg == "--help") {
       std::fputs(kUsage, stdout);

@@ -1,5 +1,6 @@
 // taictl: asks a running taid over its control socket and prints the answer as a table or JSON.
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -39,8 +40,12 @@ taid::Result<std::string> ask(const std::string& path, const std::string& reques
   std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
   if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
     return taid::Error::from_errno("cannot reach taid at " + path);
+  // A daemon that accepts but never answers must not hang the caller.
+  const timeval timeout{5, 0};
+  setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
   const std::string line = request + "\n";
-  if (::write(fd.get(), line.data(), line.size()) != static_cast<ssize_t>(line.size()))
+  if (::send(fd.get(), line.data(), line.size(), MSG_NOSIGNAL) !=
+      static_cast<ssize_t>(line.size()))
     return taid::Error::from_errno("write to " + path);
   std::string answer;
   char buf[4096];
@@ -220,7 +225,7 @@ int main(int argc, char** argv) {
   }
   if (j.is_object() && j.contains("error")) {
     if (as_json) std::cout << j.dump(2) << "\n";
-    std::fprintf(stderr, "taictl: %s\n", j["error"].get<std::string>().c_str());
+    std::fprintf(stderr, "taictl: %s\n", str(j, "error").c_str());
     return 1;
   }
   if (as_json) {

@@ -31,6 +31,8 @@ int64_t fraction_to_ns(uint32_t f) {
 Duration Duration::from_seconds(double s) { return Duration(std::llround(s * 1e9)); }
 
 Duration Duration::from_log2_s(int log2) {
+  // 2^33 s is the largest power of two that fits in int64 nanoseconds; saturate above it.
+  if (log2 > 33) return Duration(INT64_MAX);
   if (log2 >= 0) return Duration(kNsPerS << log2);
   return Duration(std::llround(std::ldexp(1e9, log2)));
 }

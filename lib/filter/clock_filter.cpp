@@ -23,14 +23,23 @@ void ClockFilter::add_dummy(UtcTime time) {
 }
 
 void ClockFilter::shift_in(const Stage& stage) {
-  // Age every stage already held by the time since the register last changed.
+  // A second measurement of the instant the newest stage holds (interleaved mode re-measures
+  // the previous exchange with the server's real transmit stamp) replaces it: one exchange,
+  // one stage.
+  if (stage.valid && stages_[0].valid && stage.time == stages_[0].time) {
+    stages_[0] = stage;
+    return;
+  }
+  // Age every stage already held by the time since the register last changed. Samples can
+  // arrive slightly out of time order (an interleaved sample carries the previous T4, after a
+  // dummy stamped at poll time), so the register's clock never runs backwards.
   const Duration growth = last_update_ ? dispersion_growth(stage.time - *last_update_) : Duration{};
   for (std::size_t i = kStages - 1; i > 0; --i) {
     stages_[i] = stages_[i - 1];
     stages_[i].dispersion = std::min(stages_[i].dispersion + growth, kMaxDispersion);
   }
   stages_[0] = stage;
-  last_update_ = stage.time;
+  last_update_ = last_update_ ? std::max(*last_update_, stage.time) : stage.time;
 }
 
 std::optional<Estimate> ClockFilter::evaluate() {

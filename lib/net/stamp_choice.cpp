@@ -61,32 +61,35 @@ TimestampSource StampChooser::leader() const {
   return best.value_or(TimestampSource::user);
 }
 
-ntp::LocalTimestamp StampChooser::choose(const RxCandidates& candidates) {
-  if (policy_ == StampPolicy::auto_ && !decided_) {
-    UtcTime earliest = candidates[TimestampSource::user]->time;
-    for (const auto& c : candidates.by_source)
-      if (c && c->time < earliest) earliest = c->time;
-    for (TimestampSource s : kBestFirst)
-      if (const auto& c = candidates[s]) lateness_ns_[index(s)].push_back((c->time - earliest).ns());
-    ++evaluated_;
-    current_ = leader();
-    if (evaluated_ >= kEvaluationReplies) {
-      decided_ = true;
-      std::string text = strcat("timestamping auto: chose ", ntp::to_string(current_),
-                                " receive stamps after ", evaluated_, " replies (median lateness:");
-      for (const PathLateness& p : lateness())
-        text += strcat(" ", ntp::to_string(p.source), " ", p.median_lateness.to_string());
-      message_ = text + ")";
-    }
-  } else if (policy_ != StampPolicy::auto_) {
-    current_ = wanted(policy_);
+void StampChooser::record(const RxCandidates& candidates) {
+  if (policy_ != StampPolicy::auto_ || decided_) return;
+  UtcTime earliest = candidates[TimestampSource::user]->time;
+  for (const auto& c : candidates.by_source)
+    if (c && c->time < earliest) earliest = c->time;
+  for (TimestampSource s : kBestFirst)
+    if (const auto& c = candidates[s]) lateness_ns_[index(s)].push_back((c->time - earliest).ns());
+  ++evaluated_;
+  current_ = leader();
+  if (evaluated_ >= kEvaluationReplies) {
+    decided_ = true;
+    std::string text = strcat("timestamping auto: chose ", ntp::to_string(current_),
+                              " receive stamps after ", evaluated_, " replies (median lateness:");
+    for (const PathLateness& p : lateness())
+      text += strcat(" ", ntp::to_string(p.source), " ", p.median_lateness.to_string());
+    message_ = text + ")";
   }
+}
+
+ntp::LocalTimestamp StampChooser::pick(const RxCandidates& candidates) {
+  if (policy_ != StampPolicy::auto_) current_ = wanted(policy_);
   if (const auto& c = candidates[current_]) return *c;
   // The chosen path has no stamp for this reply: the next best that has one.
   const auto from = std::find(kBestFirst.begin(), kBestFirst.end(), current_);
   for (auto it = from; it != kBestFirst.end(); ++it) {
     if (const auto& c = candidates[*it]) {
-      if (!fallback_reported_[index(current_)]) {
+      // While auto is still measuring, a missing path is just not the leader yet.
+      const bool settled = policy_ != StampPolicy::auto_ || decided_;
+      if (settled && !fallback_reported_[index(current_)]) {
         fallback_reported_[index(current_)] = true;
         message_ = strcat("no ", ntp::to_string(current_), " receive stamp on a reply; using ",
                           ntp::to_string(*it), " stamps where it is missing");

@@ -47,8 +47,11 @@ public:
 
   explicit StampChooser(StampPolicy policy) : policy_(policy) {}
 
-  // The stamp to use for this reply; in auto mode the reply also counts towards the decision.
-  ntp::LocalTimestamp choose(const RxCandidates& candidates);
+  // The stamp to use for this reply (no learning: the reply may yet be rejected).
+  ntp::LocalTimestamp pick(const RxCandidates& candidates);
+  // In auto mode, counts an *accepted* reply's stamps towards the decision; a packet that failed
+  // the exchange's tests (possibly forged) must not steer the choice.
+  void record(const RxCandidates& candidates);
 
   StampPolicy policy() const { return policy_; }
   // The path in use: the decision in auto mode once made, else the current leader / fixed path.

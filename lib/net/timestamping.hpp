@@ -54,7 +54,7 @@ Result<void> enable_rx_timestamping(int fd);
 // socket per request, alone in the system, loses the stamp of a reply that arrives within
 // ~100 µs (measured over loopback: 46 of 50 replies unstamped). The first call opens one UDP
 // socket on 127.0.0.1 that asks for RX stamps and is never closed, then sends itself datagrams
-// until one comes back stamped (bounded: about 100 ms). Later calls return the first result.
+// until one comes back stamped (bounded: about 200 ms). Later calls return the first result.
 // UdpRequest::open() calls it; the daemon may call it at start-up to log the result early.
 Result<void> hold_rx_timestamping_on();
 

@@ -47,7 +47,7 @@ Result<std::unique_ptr<UdpRequest>> UdpRequest::open(asio::io_context& io,
   boost::system::error_code ec;
   request->socket_.open(server.protocol(), ec);
   if (ec) return Error{ec.value(), "socket()"};
-  // Binding to port 0 lets the kernel pick a fresh ephemeral port for every request.
+  // connect() binds the new socket to a fresh ephemeral port: one per request (RFC 9109).
   request->socket_.connect(server, ec);
   if (ec) return Error{ec.value(), "connect() to " + server.address().to_string()};
   const int fd = request->socket_.native_handle();

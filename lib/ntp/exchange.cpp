@@ -80,6 +80,10 @@ Actions Exchange::on_timer(LocalTimestamp now) {
   }
   if (previous_unanswered && old_reach != 0)
     actions.push_back(LogLine{false, strcat(config_.name, ": no reply to the last request")});
+  // Interleaved mode completes the previous exchange; after four silent polls the server has
+  // likely dropped its record of it (chrony's limit too), so ask in basic mode again.
+  unanswered_in_a_row_ = previous_unanswered ? unanswered_in_a_row_ + 1 : 0;
+  if (unanswered_in_a_row_ >= kMaxInterleavedGap) previous_.reset();
 
   // A fresh random cookie for the transmit timestamp; zero is reserved for "not set".
   uint64_t cookie = 0;
@@ -170,6 +174,13 @@ Actions Exchange::on_packet(std::span<const uint8_t> bytes, LocalTimestamp rx) {
   if (reply.leap == Leap::unsynchronized) return reject("server unsynchronized (LI = 3)");
   if (reply.stratum > 15) return reject(strcat("stratum ", int{reply.stratum}, " is above 15"));
   if (reply.receive_time.is_zero()) return reject("zero receive timestamp");
+  if (reply.precision < kMinPrecisionLog2 || reply.precision > kMaxPrecisionLog2)
+    return reject(strcat("precision ", int{reply.precision}, " is outside ", kMinPrecisionLog2,
+                         "..", kMaxPrecisionLog2));
+  // A valid header from the server: it is reachable, whatever the fitness tests below say
+  // (RFC 5905 sets the reach bit here, before the distance test).
+  status_.reach |= 1;
+  status_.state = SourceState::reachable;
 
   // Basic mode measures this exchange. Interleaved mode measures the previous one: its T1, T2,
   // T4, and the server's real transmit stamp of its reply, which this reply carries as T3.
@@ -181,8 +192,11 @@ Actions Exchange::on_packet(std::span<const uint8_t> bytes, LocalTimestamp rx) {
   const UtcTime t2 = wire2.to_utc(t1);
   const UtcTime t3 = reply.transmit_time.to_utc(t1);
   const UtcTime t4 = stamp4.time;
-  // This exchange becomes the one the next interleaved reply completes.
+  // This exchange becomes the one the next interleaved reply completes (set before the
+  // fitness tests: the server keeps its record of this exchange whether or not we use it).
   previous_ = Previous{t1_, reply.receive_time, rx, status_.requests_sent};
+  if (t3 - t2 > kMaxServerInterval || t3 < t2)
+    return reject(strcat("server interval T3 - T2 = ", (t3 - t2).to_string(), " is outside 0..4 s"));
   const Duration offset = ((t2 - t1) + (t3 - t4)) / 2;
   const Duration precision = from_log2(stamp4.precision_log2);
   const Duration delay = std::max((t4 - t1) - (t3 - t2), precision);
@@ -196,13 +210,10 @@ Actions Exchange::on_packet(std::span<const uint8_t> bytes, LocalTimestamp rx) {
   if (root_distance > kMaxRootDistance)
     return reject(strcat("root distance ", root_distance.to_string(), " exceeds 16 s"));
 
-  if (interleaved && t3 < t2) return reject("interleaved: transmit stamp before receive stamp");
   Sample sample{t4,          offset,        delay,      dispersion,      stamp4.source,
                 stamp1.source, interleaved, reply.stratum, reply.leap, root_delay,
                 root_dispersion, reply.reference_id};
   if (interleaved) ++status_.interleaved_samples;
-  status_.reach |= 1;
-  status_.state = SourceState::reachable;
   ++status_.samples;
   status_.last_sample = sample;
 
@@ -220,8 +231,11 @@ void Exchange::adjust_poll(const filter::Estimate& released) {
       last_released_offset_ ? (released.offset - *last_released_offset_).abs() : Duration{};
   last_released_offset_ = released.offset;
   const int poll = status_.poll_log2_s;
+  // RFC 5905 counts in units of the poll exponent, which is never below 4 there; sub-16 s polls
+  // (down to -6) would flip the sign, so each step counts at least 1.
+  const int step = std::max(poll, 1);
   if (residual.seconds() < kPollGate * released.jitter.seconds()) {
-    poll_counter_ += poll;
+    poll_counter_ = std::min(poll_counter_ + step, kPollLimit + 1);
     if (poll_counter_ > kPollLimit) {
       poll_counter_ = kPollLimit;
       if (poll < config_.maxpoll) {
@@ -230,7 +244,7 @@ void Exchange::adjust_poll(const filter::Estimate& released) {
       }
     }
   } else {
-    poll_counter_ -= 2 * poll;
+    poll_counter_ = std::max(poll_counter_ - 2 * step, -kPollLimit - 1);
     if (poll_counter_ < -kPollLimit) {
       poll_counter_ = -kPollLimit;
       if (poll > config_.minpoll) {

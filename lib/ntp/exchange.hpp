@@ -12,8 +12,9 @@
 //   kept locally. The daemon sends every request from a fresh ephemeral port (RFC 9109).
 // - Sanity tests in the order that keeps off-path packets from changing any state: zero
 //   transmit, duplicate, no request outstanding, bogus origin; only then KoD, unsynchronized,
-//   stratum, zero receive and root distance. A reply that passes the origin test ends the
-//   request (one reply per request).
+//   stratum, zero receive, precision, server interval (T3 − T2 within 0..4 s) and root distance.
+//   A reply that passes the origin test ends the request (one reply per request); one that also
+//   passes the header tests sets the reach bit even if a fitness test then drops it.
 // - The reach register shifts once per request, burst packets included (as chrony does), so
 //   iburst fills it to 377 in eight exchanges.
 // - Poll control: while unreachable the poll interval doubles up to maxpoll. While reachable it
@@ -52,6 +53,14 @@ inline constexpr int kBurstCount = 8;
 inline constexpr Duration kBurstSpacing = Duration::from_s(2);
 // Root distance above which a source is not fit to be used (the 16 s bound, = MAXDISP).
 inline constexpr Duration kMaxRootDistance = Duration::from_s(16);
+// The server's precision field, log2 s: anything outside is not a clock (2^-32 s is below the
+// format's resolution, 1 s is no clock at all) and would overflow the dispersion.
+inline constexpr int kMinPrecisionLog2 = -32;
+inline constexpr int kMaxPrecisionLog2 = 0;
+// T3 − T2 above this is not a server answering a request (chrony's MAX_SERVER_INTERVAL).
+inline constexpr Duration kMaxServerInterval = Duration::from_s(4);
+// Unanswered requests in a row after which interleaved mode starts over in basic mode.
+inline constexpr int kMaxInterleavedGap = 4;
 
 // How a local timestamp was taken, best last.
 enum class TimestampSource : uint8_t { user, kernel, bpf, hardware };
@@ -162,8 +171,8 @@ private:
   NtpTimestamp cookie_;             // the transmit timestamp we put on the wire
   NtpTimestamp xleave_cookie_;      // the receive field of an interleaved request, else zero
   LocalTimestamp t1_;               // when it really left
-  // The last exchange that passed every test, for interleaved mode: our T1 and T4 and the
-  // server's T2 as it was on the wire (the server finds its own records by that value).
+  // The last exchange whose reply passed the header tests, for interleaved mode: our T1 and T4
+  // and the server's T2 as it was on the wire (the server finds its own records by that value).
   struct Previous {
     LocalTimestamp t1;
     NtpTimestamp t2;
@@ -173,6 +182,7 @@ private:
   std::optional<Previous> previous_;
   NtpTimestamp last_transmit_; // the server transmit timestamp of the last accepted reply
   int poll_counter_ = 0;       // RFC 5905 discipline hysteresis counter
+  int unanswered_in_a_row_ = 0;
   std::optional<Duration> last_released_offset_;
 };
 

@@ -314,6 +314,13 @@ TEST(Config, BpfattachAndLogErrorsNameTheLine) {
   EXPECT_EQ(error_of("logdir tmp\n"), "t.conf:1: logdir 'tmp' is not an absolute path");
 }
 
+TEST(Config, SocketPathMustFitSockaddrUn) {
+  const std::string path = "/" + std::string(107, 'a');
+  EXPECT_EQ(error_of("bindcmdaddress " + path + "\n"),
+            "t.conf:1: bindcmdaddress: path is 108 bytes, a Unix socket path holds at most 107");
+  EXPECT_NO_THROW(parse_config("bindcmdaddress /" + std::string(106, 'a') + "\n", "t.conf"));
+}
+
 TEST(Config, ConfigErrorIsARuntimeError) {
   EXPECT_THROW(parse_config("nope\n", "t.conf"), std::runtime_error);
 }

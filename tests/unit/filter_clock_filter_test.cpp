@@ -91,6 +91,27 @@ TEST(ClockFilter, DummiesAgeOutSamplesAndRaiseDispersion) {
   EXPECT_TRUE(f.add(ms(5), ms(2), Duration{}, at(16 * 9)));
 }
 
+TEST(ClockFilter, ASecondMeasurementOfTheSameInstantReplacesTheStage) {
+  ClockFilter f;
+  ASSERT_TRUE(f.add(ms(3), ms(2), Duration{}, at(0)));
+  (void)f.add(ms(1), ms(2), Duration{}, at(16));
+  (void)f.add(ms(2), ms(1), Duration{}, at(16));  // interleaved re-measurement of exchange 2
+  EXPECT_EQ(f.valid_stages(), 2U);
+  EXPECT_EQ(f.stages()[0].offset, ms(2));
+  EXPECT_EQ(f.stages()[1].offset, ms(3));
+}
+
+TEST(ClockFilter, RegisterClockNeverRunsBackwards) {
+  ClockFilter f;
+  ASSERT_TRUE(f.add(ms(0), ms(1), Duration{}, at(0)));
+  f.add_dummy(at(100));
+  // An interleaved sample stamped before the dummy: no negative ageing, no double ageing later.
+  (void)f.add(ms(0), ms(1), Duration{}, at(90));
+  (void)f.add(ms(0), ms(1), Duration{}, at(200));
+  // The first stage aged 100 s up to the dummy, then 100 s more: 200 s at 15 ppm = 3 ms.
+  EXPECT_EQ(f.stages()[3].dispersion, ms(3));
+}
+
 TEST(ClockFilter, DispersionIsCappedAtMaxdisp) {
   ClockFilter f;
   ASSERT_TRUE(f.add(ms(0), ms(1), Duration::from_s(100), at(0)));

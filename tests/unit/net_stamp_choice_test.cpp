@@ -22,12 +22,19 @@ RxCandidates reply(int64_t user, int64_t kernel, int64_t bpf) {
   return c;
 }
 
+// What the engine does for an accepted reply: pick, then learn from it.
+LocalTimestamp accept(StampChooser& chooser, const RxCandidates& c) {
+  const LocalTimestamp picked = chooser.pick(c);
+  chooser.record(c);
+  return picked;
+}
+
 TEST(StampChooser, AutoSettlesOnTheEarliestPathByMedian) {
   StampChooser chooser(StampPolicy::auto_);
   // bpf is earlier than kernel on most replies (as with XDP native), once much later.
   for (std::size_t i = 0; i < StampChooser::kEvaluationReplies; ++i) {
     const int64_t bpf = i == 3 ? 50000 : 0;
-    (void)chooser.choose(reply(60000, 1500, bpf));
+    (void)accept(chooser, reply(60000, 1500, bpf));
     EXPECT_EQ(chooser.decided(), i + 1 == StampChooser::kEvaluationReplies);
   }
   EXPECT_EQ(chooser.current(), TimestampSource::bpf);
@@ -36,7 +43,7 @@ TEST(StampChooser, AutoSettlesOnTheEarliestPathByMedian) {
   EXPECT_NE(message->find("chose bpf"), std::string::npos) << *message;
   EXPECT_FALSE(chooser.take_message());
   // Once decided the choice holds even if a later reply would rank differently.
-  EXPECT_EQ(chooser.choose(reply(60000, 0, 900)).source, TimestampSource::bpf);
+  EXPECT_EQ(accept(chooser, reply(60000, 0, 900)).source, TimestampSource::bpf);
   const auto paths = chooser.lateness();
   ASSERT_EQ(paths.size(), 3U);
   EXPECT_EQ(paths[0].source, TimestampSource::bpf);
@@ -47,37 +54,45 @@ TEST(StampChooser, AutoSettlesOnTheEarliestPathByMedian) {
 TEST(StampChooser, AutoPicksKernelWhenBpfStampsLater) {
   StampChooser chooser(StampPolicy::auto_);
   for (std::size_t i = 0; i < StampChooser::kEvaluationReplies; ++i)
-    (void)chooser.choose(reply(60000, 0, 2000));
+    (void)accept(chooser, reply(60000, 0, 2000));
   EXPECT_EQ(chooser.current(), TimestampSource::kernel);
 }
 
 TEST(StampChooser, AutoIgnoresAPathThatIsUsuallyMissing) {
   StampChooser chooser(StampPolicy::auto_);
   for (std::size_t i = 0; i < StampChooser::kEvaluationReplies; ++i)
-    (void)chooser.choose(reply(60000, 100, i % 4 == 0 ? 0 : -1));
+    (void)accept(chooser, reply(60000, 100, i % 4 == 0 ? 0 : -1));
   EXPECT_EQ(chooser.current(), TimestampSource::kernel);
 }
 
 TEST(StampChooser, AutoWithOnlyUserSpace) {
   StampChooser chooser(StampPolicy::auto_);
-  EXPECT_EQ(chooser.choose(reply(10, -1, -1)).source, TimestampSource::user);
+  EXPECT_EQ(accept(chooser, reply(10, -1, -1)).source, TimestampSource::user);
 }
 
 TEST(StampChooser, FixedPolicyUsesItsPathAndFallsBackOnce) {
   StampChooser chooser(StampPolicy::bpf);
-  EXPECT_EQ(chooser.choose(reply(60000, 0, 2000)).source, TimestampSource::bpf);
+  EXPECT_EQ(accept(chooser, reply(60000, 0, 2000)).source, TimestampSource::bpf);
   EXPECT_FALSE(chooser.take_message());
-  EXPECT_EQ(chooser.choose(reply(60000, 0, -1)).source, TimestampSource::kernel);
+  EXPECT_EQ(accept(chooser, reply(60000, 0, -1)).source, TimestampSource::kernel);
   const auto message = chooser.take_message();
   ASSERT_TRUE(message);
   EXPECT_NE(message->find("no bpf receive stamp"), std::string::npos);
-  EXPECT_EQ(chooser.choose(reply(60000, -1, -1)).source, TimestampSource::user);
+  EXPECT_EQ(accept(chooser, reply(60000, -1, -1)).source, TimestampSource::user);
   EXPECT_FALSE(chooser.take_message());  // said once
+}
+
+TEST(StampChooser, PickAloneDoesNotLearn) {
+  StampChooser chooser(StampPolicy::auto_);
+  for (std::size_t i = 0; i < 2 * StampChooser::kEvaluationReplies; ++i)
+    (void)chooser.pick(reply(60000, 5000, 0));  // rejected replies: picked, never recorded
+  EXPECT_FALSE(chooser.decided());
+  EXPECT_TRUE(chooser.lateness().empty());
 }
 
 TEST(StampChooser, UserPolicyIgnoresKernelStamps) {
   StampChooser chooser(StampPolicy::user);
-  const LocalTimestamp chosen = chooser.choose(reply(60000, 0, 0));
+  const LocalTimestamp chosen = accept(chooser, reply(60000, 0, 0));
   EXPECT_EQ(chosen.source, TimestampSource::user);
   EXPECT_EQ(chosen.time, t0 + Duration::from_ns(60000));
 }

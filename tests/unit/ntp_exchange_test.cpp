@@ -189,6 +189,26 @@ TEST_P(ExchangeSanityTest, Rejected) {
   EXPECT_TRUE(all_of<SampleAccepted>(a).empty());
   EXPECT_NE(last_log(a).find(GetParam().expected), std::string::npos) << last_log(a);
   EXPECT_EQ(ex.status().samples, 0U);
+}
+
+TEST_F(ExchangeTest, FitnessRejectionStillCountsAsReachable) {
+  // RFC 5905 sets the reach bit once the header is valid; the distance test decides use only.
+  Exchange ex = make({"s", 4, 6, false});
+  const Packet req = poll(ex, t0);
+  Packet r = reply_to(req, t0 + ms(1), t0 + ms(1));
+  r.root_dispersion = NtpShort::from_duration(Duration::from_s(17));
+  (void)deliver(ex, r, t0 + ms(2));
+  EXPECT_EQ(ex.status().samples, 0U);
+  EXPECT_EQ(ex.status().reach, 1);
+  EXPECT_EQ(ex.status().state, SourceState::reachable);
+}
+
+TEST_F(ExchangeTest, HeaderRejectionLeavesReachAlone) {
+  Exchange ex = make({"s", 4, 6, false});
+  const Packet req = poll(ex, t0);
+  Packet r = reply_to(req, t0 + ms(1), t0 + ms(1));
+  r.leap = Leap::unsynchronized;
+  (void)deliver(ex, r, t0 + ms(2));
   EXPECT_EQ(ex.status().reach, 0);
 }
 
@@ -207,6 +227,18 @@ INSTANTIATE_TEST_SUITE_P(
         BadReply{"RootDelay",
                  [](Packet& p) { p.root_delay = NtpShort::from_duration(Duration::from_s(33)); },
                  "exceeds 16 s"},
+        BadReply{"PrecisionPositive", [](Packet& p) { p.precision = 40; }, "precision 40"},
+        BadReply{"PrecisionTooFine", [](Packet& p) { p.precision = -100; }, "precision -100"},
+        BadReply{"ServerIntervalOver4s",
+                 [](Packet& p) {
+                   p.transmit_time = NtpTimestamp::from_raw(p.receive_time.raw() + (5ULL << 32));
+                 },
+                 "server interval"},
+        BadReply{"TransmitBeforeReceive",
+                 [](Packet& p) {
+                   p.transmit_time = NtpTimestamp::from_raw(p.receive_time.raw() - (1ULL << 30));
+                 },
+                 "server interval"},
         BadReply{"UnknownKiss",
                  [](Packet& p) { p.stratum = 0; p.reference_id = kiss_code("ABCD"); },
                  "ABCD"}),
@@ -315,6 +347,34 @@ TEST_F(ExchangeTest, MissedPollsShiftDummiesIntoTheFilter) {
   (void)poll(ex, t0 + Duration::from_s(48));  // reach 1000b: last three bits clear -> dummy
   EXPECT_FALSE(ex.filter().stages()[0].valid);
   EXPECT_EQ(ex.filter().valid_stages(), 1U);
+}
+
+TEST_F(ExchangeTest, StablePollsClimbBelowSixteenSecondsToo) {
+  Exchange ex = make({"s", -2, 0, false});
+  UtcTime now = t0;
+  for (int i = 0; i < 200 && ex.status().poll_log2_s < 0; ++i) {
+    const Actions a = ex.on_timer({now, TimestampSource::user, -20});
+    const Packet req = *decode(only<SendRequest>(a).bytes);
+    (void)deliver(ex, reply_to(req, now + ms(2), now + ms(2)), now + ms(2) + Duration::from_us(i % 2));
+    now = now + only<SetTimer>(a).after;
+  }
+  EXPECT_EQ(ex.status().poll_log2_s, 0);
+}
+
+TEST_F(ExchangeTest, InterleavedStartsOverAfterFourSilentPolls) {
+  Exchange ex = make({"s", 4, 6, false, true});
+  (void)deliver(ex, reply_to(poll(ex, t0), t0 + ms(1), t0 + ms(1)), t0 + ms(2));
+  UtcTime now = t0;
+  Packet req;
+  for (int i = 1; i <= 5; ++i) {  // the first four go unanswered
+    now = now + Duration::from_s(16);
+    req = poll(ex, now);
+    if (i <= 4) {
+      EXPECT_FALSE(req.origin_time.is_zero()) << i;
+    }
+  }
+  EXPECT_TRUE(req.origin_time.is_zero());  // basic again
+  EXPECT_TRUE(req.receive_time.is_zero());
 }
 
 TEST_F(ExchangeTest, StablePollsClimbTowardMaxpoll) {
