@@ -90,7 +90,10 @@ ControlServer::ControlServer(asio::io_context& io, std::string path, Handler han
 
 ControlServer::~ControlServer() {
   boost::system::error_code ignored;
-  retry_.cancel();
+  try {
+    retry_.cancel();  // throws only if the reactor itself failed; the socket must go regardless
+  } catch (const boost::system::system_error&) {
+  }
   acceptor_.close(ignored);
   if (bound_) ::unlink(path_.c_str());
 }
