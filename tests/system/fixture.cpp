@@ -54,7 +54,7 @@ void SystemTest::SetUp() {
   }
   remove_stale_namespaces();
   dir_.emplace();
-  net_.emplace();
+  net_.emplace(net_options_);
 }
 
 void SystemTest::TearDown() {

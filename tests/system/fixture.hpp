@@ -31,6 +31,8 @@ protected:
   // On failure prints each daemon's state and every log in the temp dir: the best diagnosis.
   void TearDown() override;
 
+  // How SetUp makes net_: a derived fixture's constructor may change it (e.g. ipv6 = true).
+  NetnsOptions net_options_;
   // Declared in construction order; destroyed in reverse: daemons, then namespaces, then files.
   std::optional<TempDir> dir_;
   std::optional<NetnsPair> net_;

@@ -1,6 +1,8 @@
 // RAII test environment: temporary directories and network namespace pairs joined by veth.
 #include "tests/system/netns.hpp"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -52,6 +54,24 @@ void delete_namespace(const std::string& ns) noexcept {
   }
 }
 
+// `text` the way inet_ntop writes it (where the zeros are compressed depends on the value), so
+// that it compares equal to the address taid reports for a source.
+std::string canonical_ipv6(const std::string& text) {
+  in6_addr address{};
+  char out[INET6_ADDRSTRLEN] = {};
+  if (::inet_pton(AF_INET6, text.c_str(), &address) != 1 ||
+      ::inet_ntop(AF_INET6, &address, out, sizeof out) == nullptr) {
+    throw std::runtime_error("not an IPv6 address: " + text);
+  }
+  return out;
+}
+
+std::string hex(unsigned value) {
+  std::ostringstream out;
+  out << std::hex << value;
+  return out.str();
+}
+
 }  // namespace
 
 TempDir::TempDir() {
@@ -74,7 +94,7 @@ std::vector<std::string> NetnsPair::exec_in(const std::string& ns) {
   return {"ip", "netns", "exec", ns};
 }
 
-NetnsPair::NetnsPair() {
+NetnsPair::NetnsPair(const NetnsOptions& options) {
   static std::atomic<unsigned> counter{0};
   const unsigned n = counter++ % 1000;
   const auto pid = static_cast<unsigned>(::getpid());
@@ -93,6 +113,12 @@ NetnsPair::NetnsPair() {
   server_address_ = subnet + ".1";
   client_address_ = subnet + ".2";
   unused_address_ = subnet + ".5";
+  if (options.ipv6) {
+    // A ULA prefix (fd00::/8, never routed beyond a site); pid and counter as for IPv4.
+    const std::string prefix = "fd00:7a1d:" + hex(pid % 0x10000) + ":" + hex(n) + "::";
+    server_address6_ = canonical_ipv6(prefix + "1");
+    client_address6_ = canonical_ipv6(prefix + "2");
+  }
 
   try {
     ip({"netns", "add", server_ns_});
@@ -104,6 +130,13 @@ NetnsPair::NetnsPair() {
         "netns", client_ns_});
     ip({"-n", server_ns_, "addr", "add", server_address_ + "/29", "dev", server_if});
     ip({"-n", client_ns_, "addr", "add", client_address_ + "/29", "dev", client_if});
+    if (options.ipv6) {
+      // nodad: usable at once. Otherwise each address stays tentative while duplicate address
+      // detection runs (about a second after link up): chronyd could not bind it, nor taid
+      // send from it.
+      ip({"-n", server_ns_, "addr", "add", server_address6_ + "/64", "dev", server_if, "nodad"});
+      ip({"-n", client_ns_, "addr", "add", client_address6_ + "/64", "dev", client_if, "nodad"});
+    }
     for (const auto& [ns, dev] :
          {std::pair{server_ns_, server_if}, std::pair{client_ns_, client_if}}) {
       ip({"-n", ns, "link", "set", "lo", "up"});

@@ -21,6 +21,13 @@ private:
   std::filesystem::path path_;
 };
 
+enum class Family { ipv4, ipv6 };
+
+struct NetnsOptions {
+  // Also give the veth ends ULA addresses fd00:7a1d:P:N::1 (server) and ::2 (client) in a /64.
+  bool ipv6 = false;
+};
+
 // Two namespaces, "server" and "client", with one veth pair between them in 10.X.Y.0/29:
 // .1 is the server end, .2 the client end, and .5 belongs to no one (an unanswered peer).
 // A /29 rather than a /30 so that the unused address is a host address, not the broadcast.
@@ -28,7 +35,8 @@ private:
 // run that was killed can be recognised and cleaned up by the next one.
 class NetnsPair {
 public:
-  NetnsPair();  // throws std::runtime_error (after undoing what it did) if any step fails
+  // Throws std::runtime_error (after undoing what it did) if any step fails.
+  explicit NetnsPair(const NetnsOptions& options = {});
   NetnsPair(const NetnsPair&) = delete;
   NetnsPair& operator=(const NetnsPair&) = delete;
   ~NetnsPair();
@@ -38,6 +46,9 @@ public:
   const std::string& server_address() const { return server_address_; }
   const std::string& client_address() const { return client_address_; }
   const std::string& unused_address() const { return unused_address_; }
+  // The IPv6 ends, in the form taid prints them (inet_ntop); empty unless options.ipv6.
+  const std::string& server_address6() const { return server_address6_; }
+  const std::string& client_address6() const { return client_address6_; }
   // The veth end inside each namespace (where taid attaches its eBPF program: the client end).
   const std::string& server_interface() const { return server_if_; }
   const std::string& client_interface() const { return client_if_; }
@@ -52,6 +63,8 @@ private:
   std::string server_address_;
   std::string client_address_;
   std::string unused_address_;
+  std::string server_address6_;
+  std::string client_address6_;
   std::string server_if_;
   std::string client_if_;
   bool server_created_ = false;

@@ -44,14 +44,23 @@ std::optional<std::string> probe_environment() {
   return std::nullopt;
 }
 
-std::vector<std::string> chronyd_argv(const NetnsPair& net, const std::filesystem::path& dir) {
+const std::string& server_address(const NetnsPair& net, Family family) {
+  if (family == Family::ipv4) return net.server_address();
+  if (net.server_address6().empty()) {
+    throw std::invalid_argument("IPv6 chronyd on a NetnsPair made without NetnsOptions::ipv6");
+  }
+  return net.server_address6();
+}
+
+std::vector<std::string> chronyd_argv(const NetnsPair& net, const std::filesystem::path& dir,
+                                      Family family) {
   const auto conf = dir / "chronyd.conf";
   std::filesystem::create_directories(dir / "chronyd-log");
   // PEERS.md: a server with no upstream, no clock control, all state under dir.
   const std::vector<std::string> lines{
       "local stratum 10",
-      "allow 10.0.0.0/8",
-      "bindaddress " + net.server_address(),
+      family == Family::ipv4 ? "allow 10.0.0.0/8" : "allow fd00::/8",
+      "bindaddress " + server_address(net, family),
       "port 123",
       "driftfile " + (dir / "chronyd.drift").string(),
       "pidfile " + (dir / "chronyd.pid").string(),
@@ -112,10 +121,11 @@ bool wait_until(std::chrono::milliseconds timeout, std::chrono::milliseconds int
   }
 }
 
-ChronydServer::ChronydServer(const NetnsPair& net, const std::filesystem::path& dir)
-    : address_(net.server_address()),
+ChronydServer::ChronydServer(const NetnsPair& net, const std::filesystem::path& dir,
+                             Family family)
+    : address_(server_address(net, family)),
       socket_(dir / "chronyd.sock"),
-      process_(chronyd_argv(net, dir), dir / "chronyd.out") {
+      process_(chronyd_argv(net, dir, family), dir / "chronyd.out") {
   const bool answering = wait_until(10000ms, 100ms, [this] {
     if (process_.exited()) return true;
     return run({chronyc_binary().string(), "-h", socket_.string(), "tracking"}, 3000ms).ok();

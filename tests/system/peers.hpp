@@ -41,9 +41,12 @@ bool wait_until(std::chrono::milliseconds timeout, std::chrono::milliseconds int
 
 // chronyd 4.3 (unpacked by scripts/setup) serving NTP on the server end of `net`, with no clock
 // control (-x) and every file in `dir`. The constructor returns once chronyc gets an answer.
+// With Family::ipv6 it binds the server's IPv6 address (the pair needs NetnsOptions::ipv6) and
+// allows fd00::/8; address() is then that IPv6 address.
 class ChronydServer {
 public:
-  ChronydServer(const NetnsPair& net, const std::filesystem::path& dir);
+  ChronydServer(const NetnsPair& net, const std::filesystem::path& dir,
+                Family family = Family::ipv4);
   const std::string& address() const { return address_; }
   // Runs chronyc against the command socket; throws std::runtime_error on failure.
   std::string chronyc(const std::string& command) const;

@@ -1,6 +1,7 @@
 // System tests of taid's kernel-assisted timestamps against a real chronyd: eBPF RX stamps per
 // attach mode and their cleanup (after SIGTERM, and after SIGKILL + restart), the fall-back to
-// kernel stamps without BPF privileges, interleaved mode, and the measurements log.
+// kernel stamps without BPF privileges, interleaved mode, the measurements log, and eBPF stamps
+// over IPv6.
 //
 // Root only, same rule as system_chrony_test: skipped with the reason elsewhere, failed under
 // CI=true. chronyd serves in one namespace, taid measures it from another over veth; neither can
@@ -209,8 +210,8 @@ std::string server_line(const std::string& address, bool iburst, const std::stri
 struct AttachCase {
   std::string name;       // the test name's suffix
   std::string bpfattach;  // config value; "" = the default (auto)
-  // iburst spaces its 8 requests 2 s apart: the default case keeps the brief's exact line, the
-  // others poll every 250 ms from the start so the suite stays short.
+  // With iburst the burst's requests go out every min(2 s, poll) = 250 ms here; the default case
+  // keeps the exact line, the others poll every 250 ms from the start without it.
   bool iburst = false;
   std::vector<std::string> attach_names;  // what tracking may report as "attach"
 };
@@ -218,24 +219,28 @@ struct AttachCase {
 // ctest shows test names with the parameter printed: the case name, not its bytes.
 void PrintTo(const AttachCase& c, std::ostream* out) { *out << c.name; }
 
-class BpfAttachTest : public SystemTest, public ::testing::WithParamInterface<AttachCase> {};
+AttachCase auto_case() { return {"auto", "", true, {"tcx", "tc_clsact"}}; }
 
-TEST_P(BpfAttachTest, BpfStampsARealReply) {
-  const AttachCase& c = GetParam();
-  chronyd_.emplace(*net_, dir_->path());
-  const std::string address = chronyd_->address();
+std::vector<std::string> bpf_config(const std::string& address, const AttachCase& c) {
   std::vector<std::string> config{server_line(address, c.iburst), "timestamping bpf"};
   if (!c.bpfattach.empty()) config.push_back("bpfattach " + c.bpfattach);
-  taid_.emplace(net_->client_ns(), dir_->path(), config);
+  return config;
+}
 
+// The scenario once chronyd serves `address` and taid (bpf_config) polls it from the client
+// namespace: 8 samples stamped by eBPF, the program visible in the kernel while attached, a
+// reply's BPF stamp between the request's TX and the user-space receive, then SIGTERM leaves
+// nothing behind. `label` starts the line it prints.
+void expect_bpf_stamps(const NetnsPair& net, TaidDaemon& taid, const std::string& address,
+                       const AttachCase& c, const std::string& label) {
   json source;
-  ASSERT_TRUE(wait_for_samples(*taid_, address, 8, c.iburst ? 30000ms : 15000ms, source))
-      << "fewer than 8 samples; " << taid_->process().describe() << "; last source: "
-      << source.dump() << "; last error: " << taid_->last_error();
+  ASSERT_TRUE(wait_for_samples(taid, address, 8, c.iburst ? 30000ms : 15000ms, source))
+      << "fewer than 8 samples; " << taid.process().describe() << "; last source: "
+      << source.dump() << "; last error: " << taid.last_error();
   EXPECT_EQ(str_field(source, "timestamp_source"), "bpf") << source.dump();
 
-  const auto tracking = taid_->tracking();
-  ASSERT_TRUE(tracking) << taid_->last_error();
+  const auto tracking = taid.tracking();
+  ASSERT_TRUE(tracking) << taid.last_error();
   const json timestamping = tracking->value("timestamping", json::object());
   const json programs = timestamping.value("bpf_programs", json::array());
   ASSERT_FALSE(programs.empty()) << timestamping.dump();
@@ -243,7 +248,7 @@ TEST_P(BpfAttachTest, BpfStampsARealReply) {
   std::vector<std::uint32_t> map_ids;
   std::string attach;
   for (const auto& program : programs) {
-    EXPECT_EQ(str_field(program, "interface"), net_->client_interface()) << program.dump();
+    EXPECT_EQ(str_field(program, "interface"), net.client_interface()) << program.dump();
     attach = str_field(program, "attach");
     EXPECT_NE(std::find(c.attach_names.begin(), c.attach_names.end(), attach),
               c.attach_names.end())
@@ -251,28 +256,28 @@ TEST_P(BpfAttachTest, BpfStampsARealReply) {
     const auto id = static_cast<std::uint32_t>(int_field(program, "program_id").value_or(0));
     ASSERT_NE(id, 0u) << program.dump();
     program_ids.push_back(id);
-    for (const auto map : map_ids_of(net_->client_ns(), id)) map_ids.push_back(map);
+    for (const auto map : map_ids_of(net.client_ns(), id)) map_ids.push_back(map);
   }
   EXPECT_EQ(str_field(timestamping, "bpf_error"), "") << timestamping.dump();
 
   // While attached the kernel must show it, or the emptiness checks below would prove nothing.
   const std::string id_text = std::to_string(program_ids.front());
-  EXPECT_EQ(programs_of(net_->client_ns(), program_ids).size(), program_ids.size());
+  EXPECT_EQ(programs_of(net.client_ns(), program_ids).size(), program_ids.size());
   EXPECT_FALSE(map_ids.empty());
   if (attach == "tc_clsact") {
-    const std::string filters = tc_ingress_filters(*net_);
+    const std::string filters = tc_ingress_filters(net);
     EXPECT_TRUE(contains(filters, "taid_rx_tc") && contains(filters, "id " + id_text + " "))
         << filters;
   } else if (attach == "tcx") {
-    EXPECT_EQ(links_of(net_->client_ns(), program_ids).size(), 1u);
+    EXPECT_EQ(links_of(net.client_ns(), program_ids).size(), 1u);
   } else {
-    const std::string link = ip_link(*net_);
+    const std::string link = ip_link(net);
     EXPECT_TRUE(contains(link, "prog/xdp id " + id_text)) << link;
     EXPECT_EQ(contains(link, "xdpgeneric"), attach == "xdp_generic") << link;
   }
 
   // The reply's BPF stamp lies between our request's kernel TX stamp and the user-space receive.
-  const auto settled = settled_source(*taid_, address);
+  const auto settled = settled_source(taid, address);
   ASSERT_TRUE(settled) << "no settled view of the source";
   const json stamps = settled->value("last_stamps", json::object());
   const auto tx_kernel = int_field(stamps, "tx_kernel_unix_ns");
@@ -280,28 +285,37 @@ TEST_P(BpfAttachTest, BpfStampsARealReply) {
   const auto rx_user = int_field(stamps, "rx_user_unix_ns");
   const auto rx_kernel = int_field(stamps, "rx_kernel_unix_ns");
   ASSERT_TRUE(tx_kernel && rx_bpf && rx_user) << stamps.dump();
-  std::cout << "[" << attach << "] last_stamps: tx_kernel " << *tx_kernel << ", rx_bpf " << *rx_bpf
-            << " (tx_kernel + " << *rx_bpf - *tx_kernel << " ns), rx_kernel "
+  std::cout << "[" << label << attach << "] last_stamps: tx_kernel " << *tx_kernel << ", rx_bpf "
+            << *rx_bpf << " (tx_kernel + " << *rx_bpf - *tx_kernel << " ns), rx_kernel "
             << (rx_kernel ? std::to_string(*rx_kernel - *rx_bpf) + " ns after rx_bpf" : "-")
             << ", rx_user " << *rx_user - *rx_bpf << " ns after rx_bpf; offset_ns "
             << settled->value("offset_ns", 0) << ", delay_ns " << settled->value("delay_ns", 0)
             << ", samples " << settled->value("samples", 0) << "\n";
-  RecordProperty("request_to_bpf_stamp_ns", std::to_string(*rx_bpf - *tx_kernel));
-  RecordProperty("bpf_stamp_to_user_ns", std::to_string(*rx_user - *rx_bpf));
+  ::testing::Test::RecordProperty("request_to_bpf_stamp_ns", std::to_string(*rx_bpf - *tx_kernel));
+  ::testing::Test::RecordProperty("bpf_stamp_to_user_ns", std::to_string(*rx_user - *rx_bpf));
   EXPECT_LT(*tx_kernel, *rx_bpf) << stamps.dump();
   EXPECT_LE(*rx_bpf, *rx_user) << stamps.dump();
 
-  const int status = taid_->process().stop();
+  const int status = taid.process().stop();
   EXPECT_TRUE(exited_zero(status)) << "SIGTERM must end taid cleanly: "
-                                   << taid_->process().describe();
-  const auto left = leftovers_after_settling(*net_, program_ids, map_ids);
+                                   << taid.process().describe();
+  const auto left = leftovers_after_settling(net, program_ids, map_ids);
   EXPECT_TRUE(left.empty()) << "left behind after a clean exit:" << joined(left);
+}
+
+class BpfAttachTest : public SystemTest, public ::testing::WithParamInterface<AttachCase> {};
+
+TEST_P(BpfAttachTest, BpfStampsARealReply) {
+  const AttachCase& c = GetParam();
+  chronyd_.emplace(*net_, dir_->path());
+  const std::string address = chronyd_->address();
+  taid_.emplace(net_->client_ns(), dir_->path(), bpf_config(address, c));
+  expect_bpf_stamps(*net_, *taid_, address, c, "");
 }
 
 INSTANTIATE_TEST_SUITE_P(
     Attach, BpfAttachTest,
-    ::testing::Values(AttachCase{"auto", "", true, {"tcx", "tc_clsact"}},
-                      AttachCase{"tc", "tc", false, {"tc_clsact"}},
+    ::testing::Values(auto_case(), AttachCase{"tc", "tc", false, {"tc_clsact"}},
                       AttachCase{"tcx", "tcx", false, {"tcx"}},
                       AttachCase{"xdp_generic", "xdp-generic", false, {"xdp_generic"}}),
     [](const ::testing::TestParamInfo<AttachCase>& param) { return param.param.name; });
@@ -446,7 +460,7 @@ TEST_F(TimestampingTest, XleaveAgainstChronyd) {
                 std::vector<std::string>{server_line(address, true, " xleave"),
                                          "timestamping kernel"});
   json source;
-  // 8 burst requests 2 s apart, then 4 a second.
+  // 8 burst requests and then regular polls, all 250 ms apart (burst spacing is capped by the poll).
   ASSERT_TRUE(wait_for_samples(*taid_, address, 16, 40000ms, source))
       << taid_->process().describe() << "; last source: " << source.dump()
       << "; last error: " << taid_->last_error();
@@ -530,6 +544,25 @@ TEST_F(TimestampingTest, MeasurementsLog) {
             << " sample lines in taid's log; " << seen << " samples seen by taictl before exit\n";
   EXPECT_EQ(rows, logged);
   EXPECT_GE(rows, seen);
+}
+
+// ---- f. a: the same eBPF stamps over IPv6 ----
+
+// The veth ends also get ULA addresses (fd00:7a1d:P:N::1 and ::2), and chronyd is bound to the
+// server's: the scenario of a with an IPv6 socket, an IPv6 map key, and the IPv6 header parsed.
+class Ipv6TimestampingTest : public SystemTest {
+protected:
+  Ipv6TimestampingTest() { net_options_.ipv6 = true; }
+};
+
+TEST_F(Ipv6TimestampingTest, BpfStampsOverIPv6) {
+  chronyd_.emplace(*net_, dir_->path(), Family::ipv6);
+  const std::string address = chronyd_->address();
+  ASSERT_NE(address.find(':'), std::string::npos) << address;
+  // The literal goes on the server line bare, as chrony writes it: taid passes the name to
+  // getaddrinfo, which takes no [brackets].
+  taid_.emplace(net_->client_ns(), dir_->path(), bpf_config(address, auto_case()));
+  expect_bpf_stamps(*net_, *taid_, address, auto_case(), "IPv6 ");
 }
 
 }  // namespace
