@@ -78,10 +78,14 @@ int main(int argc, char** argv) {
   for (int i = 3; i + 1 < argc; i += 2) {
     const std::string opt = argv[i];
     const double v = std::atof(argv[i + 1]);
-    if (opt == "--delay-us") delay_us = v;
-    else if (opt == "--jitter-us") jitter_us = v;
-    else if (opt == "--loss") loss = v;
-    else if (opt == "--seconds") seconds = v;
+    if (opt == "--delay-us")
+      delay_us = v;
+    else if (opt == "--jitter-us")
+      jitter_us = v;
+    else if (opt == "--loss")
+      loss = v;
+    else if (opt == "--seconds")
+      seconds = v;
     else {
       std::fprintf(stderr, "l2_delay_bridge: unknown option %s\n", opt.c_str());
       return 2;
@@ -111,7 +115,8 @@ int main(int argc, char** argv) {
     int64_t wait_ns = held.empty() ? 100000000 : held.top().release_ns - monotonic_ns();
     wait_ns = std::max<int64_t>(0, std::min<int64_t>(wait_ns, end_ns - monotonic_ns()));
     pollfd pfds[2] = {{fds[0], POLLIN, 0}, {fds[1], POLLIN, 0}};
-    const timespec timeout{static_cast<time_t>(wait_ns / 1000000000), static_cast<long>(wait_ns % 1000000000)};
+    const timespec timeout{static_cast<time_t>(wait_ns / 1000000000),
+                           static_cast<long>(wait_ns % 1000000000)};
     if (ppoll(pfds, 2, &timeout, nullptr) < 0 && errno != EINTR) break;
     for (int side = 0; side < 2; ++side) {
       if (!(pfds[side].revents & POLLIN)) continue;
@@ -119,8 +124,8 @@ int main(int argc, char** argv) {
         unsigned char buf[65536];
         sockaddr_ll from{};
         socklen_t from_len = sizeof from;
-        const ssize_t n = recvfrom(fds[side], buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from),
-                                   &from_len);
+        const ssize_t n =
+            recvfrom(fds[side], buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &from_len);
         if (n < 0) break;
         if (from.sll_pkttype == PACKET_OUTGOING) continue;  // our own forwarded frame
         if (loss > 0 && unit(rng) < loss) {
@@ -134,7 +139,8 @@ int main(int argc, char** argv) {
     }
   }
   std::fprintf(stderr, "l2_delay_bridge: forwarded %llu, dropped %llu\n",
-               static_cast<unsigned long long>(forwarded), static_cast<unsigned long long>(dropped));
+               static_cast<unsigned long long>(forwarded),
+               static_cast<unsigned long long>(dropped));
   close(fds[0]);
   close(fds[1]);
   return 0;

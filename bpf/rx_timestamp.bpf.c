@@ -38,12 +38,12 @@ struct {
 #define TAID_IP_OFFSET 0x1fff
 
 /* After inlining, `xdp` is a constant, so each program only contains the helper it may call. */
-static __always_inline long load(void *ctx, int xdp, __u32 offset, void *to, __u32 len) {
-  if (xdp) return bpf_xdp_load_bytes((struct xdp_md *)ctx, offset, to, len);
+static __always_inline long load(void* ctx, int xdp, __u32 offset, void* to, __u32 len) {
+  if (xdp) return bpf_xdp_load_bytes((struct xdp_md*)ctx, offset, to, len);
   return bpf_skb_load_bytes(ctx, offset, to, len);
 }
 
-static __always_inline void record(void *ctx, int xdp, __u64 tai_ns, __u32 ifindex) {
+static __always_inline void record(void* ctx, int xdp, __u64 tai_ns, __u32 ifindex) {
   struct rx_ts_key key = {};
   struct ethhdr eth;
   struct udphdr udp;
@@ -76,8 +76,8 @@ static __always_inline void record(void *ctx, int xdp, __u64 tai_ns, __u32 ifind
   /* Requests come to ntp_port, replies come from it: both are worth a stamp. */
   if (key.remote_port != ntp_port && key.local_port != ntp_port) return;
   if (bpf_ntohs(udp.len) < sizeof(udp) + RX_TS_NTP_HEADER_LEN) return;
-  if (load(ctx, xdp, udp_offset + (__u32)sizeof(udp) + RX_TS_NTP_TRANSMIT_OFFSET,
-           &key.transmit_ts, sizeof(key.transmit_ts)))
+  if (load(ctx, xdp, udp_offset + (__u32)sizeof(udp) + RX_TS_NTP_TRANSMIT_OFFSET, &key.transmit_ts,
+           sizeof(key.transmit_ts)))
     return;
 
   struct rx_ts_value value = {.tai_ns = tai_ns, .ifindex = ifindex, .pad = 0};
@@ -89,7 +89,7 @@ static __always_inline void record(void *ctx, int xdp, __u64 tai_ns, __u32 ifind
  * TC_ACT_OK, does not end the filter chain, so filters or tcx programs after ours still run.
  */
 SEC("tc")
-int taid_rx_tc(struct __sk_buff *skb) {
+int taid_rx_tc(struct __sk_buff* skb) {
   /* First, so that the parsing below is not part of the stamp. */
   const __u64 tai_ns = bpf_ktime_get_tai_ns();
   record(skb, 0, tai_ns, skb->ifindex);
@@ -98,7 +98,7 @@ int taid_rx_tc(struct __sk_buff *skb) {
 
 /* XDP: earlier than tc (before the skb exists); shares the map. Never drops. */
 SEC("xdp")
-int taid_rx_xdp(struct xdp_md *ctx) {
+int taid_rx_xdp(struct xdp_md* ctx) {
   const __u64 tai_ns = bpf_ktime_get_tai_ns();
   record(ctx, 1, tai_ns, ctx->ingress_ifindex);
   return XDP_PASS;

@@ -17,18 +17,18 @@
 
 /* Which packet a stamp belongs to: who sent it, to which of our ports, carrying which T3. */
 struct rx_ts_key {
-  __u8 addr[16];      /* remote (source) address; IPv4 as v4-mapped ::ffff:a.b.c.d */
-  __u16 remote_port;  /* source UDP port, host byte order */
-  __u16 local_port;   /* destination UDP port, host byte order */
-  __u32 pad;          /* zero */
-  __u64 transmit_ts;  /* NTP transmit timestamp, the 8 wire bytes as they are (big-endian) */
+  __u8 addr[16];     /* remote (source) address; IPv4 as v4-mapped ::ffff:a.b.c.d */
+  __u16 remote_port; /* source UDP port, host byte order */
+  __u16 local_port;  /* destination UDP port, host byte order */
+  __u32 pad;         /* zero */
+  __u64 transmit_ts; /* NTP transmit timestamp, the 8 wire bytes as they are (big-endian) */
 };
 
 /* When the packet reached the program, and on which interface. */
 struct rx_ts_value {
-  __u64 tai_ns;   /* CLOCK_TAI nanoseconds (bpf_ktime_get_tai_ns) */
-  __u32 ifindex;  /* interface the packet arrived on */
-  __u32 pad;      /* zero */
+  __u64 tai_ns;  /* CLOCK_TAI nanoseconds (bpf_ktime_get_tai_ns) */
+  __u32 ifindex; /* interface the packet arrived on */
+  __u32 pad;     /* zero */
 };
 
 #ifdef __cplusplus

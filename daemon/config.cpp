@@ -77,8 +77,8 @@ struct FlagOption {
   bool SourceDirective::*field;
 };
 
-constexpr std::array<FlagOption, 2> kFlagOptions{{{"iburst", &SourceDirective::iburst},
-                                                  {"xleave", &SourceDirective::xleave}}};
+constexpr std::array<FlagOption, 2> kFlagOptions{
+    {{"iburst", &SourceDirective::iburst}, {"xleave", &SourceDirective::xleave}}};
 
 const IntOption* find_int_option(std::string_view name) {
   for (const auto& o : kIntOptions) {
@@ -160,8 +160,8 @@ void parse_source(ParseState& st, const Line& line, bool pool) {
     const bool min_given = was_given("minpoll");
     const bool max_given = was_given("maxpoll");
     if (min_given && max_given) {
-      st.fail(line, strcat("minpoll ", source.minpoll, " is greater than maxpoll ",
-                           source.maxpoll));
+      st.fail(line,
+              strcat("minpoll ", source.minpoll, " is greater than maxpoll ", source.maxpoll));
     }
     // Only one was written: the other's default gives way to it (see config.hpp).
     if (min_given) {
@@ -257,8 +257,8 @@ const Choice<Value>& parse_word(const ParseState& st, const Line& line, std::str
   for (const auto& c : table) {
     if (iequals(c.name, word)) return c;
   }
-  st.fail(line, strcat(directive, ": unknown value '", word, "' (one of ", allowed_words(table),
-                       ")"));
+  st.fail(line,
+          strcat(directive, ": unknown value '", word, "' (one of ", allowed_words(table), ")"));
 }
 
 template <typename Value, std::size_t N>
@@ -314,14 +314,15 @@ void parse_hwtimestamp(ParseState& st, const Line& line) {
   }
   const std::string_view name = line.words[1];
   if (name != "*" && !valid_interface_name(name)) {
-    st.fail(line, strcat("hwtimestamp: '", name, "' is not an interface name (1 to 15 "
-                                                 "characters, no '/', ':' or '*')"));
+    st.fail(line, strcat("hwtimestamp: '", name,
+                         "' is not an interface name (1 to 15 "
+                         "characters, no '/', ':' or '*')"));
   }
   // Interface names are case-sensitive in Linux, so "eth0" and "ETH0" are different ones.
   for (const auto& [seen, at] : st.interfaces) {
     if (seen == name) {
-      st.fail(line, strcat("hwtimestamp: duplicate interface '", name, "' (first at ",
-                           st.where(at), ")"));
+      st.fail(line, strcat("hwtimestamp: duplicate interface '", name, "' (first at ", st.where(at),
+                           ")"));
     }
   }
   st.interfaces.emplace_back(std::string(name), line.number);
@@ -331,8 +332,9 @@ void parse_hwtimestamp(ParseState& st, const Line& line) {
 // Checks that need the whole file, reported at the line that asked for the impossible.
 void check_whole_config(const ParseState& st) {
   if (st.config.log_measurements && st.config.logdir.empty()) {
-    throw ConfigError(strcat(st.where(st.first_log_line), ": log: needs a logdir line naming "
-                                                          "the directory"));
+    throw ConfigError(strcat(st.where(st.first_log_line),
+                             ": log: needs a logdir line naming "
+                             "the directory"));
   }
   if (st.config.timestamping != TimestampingMode::hardware ||
       !st.config.hwtimestamp_interfaces.empty()) {
@@ -340,8 +342,9 @@ void check_whole_config(const ParseState& st) {
   }
   for (const auto& [seen, at] : st.seen) {
     if (seen == "timestamping") {
-      throw ConfigError(strcat(st.where(at), ": timestamping hardware needs an hwtimestamp "
-                                             "line naming the interface (or '*')"));
+      throw ConfigError(strcat(st.where(at),
+                               ": timestamping hardware needs an hwtimestamp "
+                               "line naming the interface (or '*')"));
     }
   }
 }
@@ -364,9 +367,7 @@ constexpr std::array<Directive, 9> kDirectives{{
     {"log", parse_log},
 }};
 
-bool is_blank(char c) {
-  return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
-}
+bool is_blank(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f'; }
 
 std::vector<std::string_view> split_words(std::string_view text) {
   std::vector<std::string_view> words;

@@ -51,8 +51,8 @@ enum class BpfAttach { auto_, tc, tcx, xdp_generic, xdp_native };
 std::string_view to_string(BpfAttach attach);
 
 // Defaults of the server/pool options: one place, used by the struct and the option table.
-inline constexpr int kDefaultMinpoll = 6;      // log2 s
-inline constexpr int kDefaultMaxpoll = 10;     // log2 s
+inline constexpr int kDefaultMinpoll = 6;   // log2 s
+inline constexpr int kDefaultMaxpoll = 10;  // log2 s
 inline constexpr int kDefaultPort = 123;
 inline constexpr int kDefaultMaxSources = 4;
 
@@ -61,12 +61,12 @@ struct SourceDirective {
   std::string name;  // host name or address as written
   bool pool = false;
   bool iburst = false;
-  bool xleave = false;  // interleaved mode (RFC 9769), chrony's option name
+  bool xleave = false;            // interleaved mode (RFC 9769), chrony's option name
   int minpoll = kDefaultMinpoll;  // log2 seconds
   int maxpoll = kDefaultMaxpoll;  // log2 seconds
   uint16_t port = kDefaultPort;
   int max_sources = kDefaultMaxSources;  // pool only: how many of its addresses to use
-  std::string origin;  // "file:line", for messages about this source
+  std::string origin;                    // "file:line", for messages about this source
 };
 
 struct Config {
@@ -77,13 +77,13 @@ struct Config {
   // hwtimestamp interfaces in file order, each once; "*" means every interface.
   std::vector<std::string> hwtimestamp_interfaces;
   BpfAttach bpf_attach = BpfAttach::auto_;
-  std::string logdir;            // empty: no log files
-  bool log_measurements = false; // `log measurements`: one CSV line per sample in logdir
+  std::string logdir;             // empty: no log files
+  bool log_measurements = false;  // `log measurements`: one CSV line per sample in logdir
 };
 
 // A fatal configuration error; what() reads "file:line: message".
 class ConfigError : public std::runtime_error {
-public:
+ public:
   using runtime_error::runtime_error;
 };
 

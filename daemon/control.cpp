@@ -23,11 +23,14 @@ constexpr std::size_t kMaxRequest = 1024;
 
 // One client connection, kept alive by its own handlers.
 class Session : public std::enable_shared_from_this<Session> {
-public:
+ public:
   Session(stream::socket socket, const ControlServer::Handler& handler,
           std::shared_ptr<int> live_sessions)
-      : socket_(std::move(socket)), deadline_(socket_.get_executor()), handler_(handler),
-        buffer_(kMaxRequest), live_sessions_(std::move(live_sessions)) {
+      : socket_(std::move(socket)),
+        deadline_(socket_.get_executor()),
+        handler_(handler),
+        buffer_(kMaxRequest),
+        live_sessions_(std::move(live_sessions)) {
     ++*live_sessions_;
   }
   ~Session() { --*live_sessions_; }
@@ -43,7 +46,7 @@ public:
                                                        std::size_t n) { self->on_read(ec, n); });
   }
 
-private:
+ private:
   void on_read(const boost::system::error_code& ec, std::size_t n) {
     answered_ = true;
     deadline_.cancel();
@@ -55,7 +58,8 @@ private:
     } else if (ec && ec != asio::error::eof) {
       return;  // the client went away
     } else {
-      std::string line(asio::buffers_begin(buffer_.data()), asio::buffers_begin(buffer_.data()) + n);
+      std::string line(asio::buffers_begin(buffer_.data()),
+                       asio::buffers_begin(buffer_.data()) + n);
       while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
       try {
         answer = handler_(line);

@@ -22,7 +22,7 @@
 namespace taid::daemon {
 
 class ControlServer {
-public:
+ public:
   using Handler = std::function<nlohmann::json(std::string_view request)>;
 
   ControlServer(boost::asio::io_context& io, std::string path, Handler handler);
@@ -31,7 +31,7 @@ public:
   // Binds (replacing a stale socket file, refusing one a live daemon answers on) and listens.
   Result<void> start();
 
-private:
+ private:
   void accept();
 
   boost::asio::io_context& io_;

@@ -32,7 +32,8 @@ struct Engine::Source {
   static uint64_t random_u64() {
     uint64_t value = 0;
     // getrandom() on 8 bytes never returns short once the pool is initialised.
-    while (getrandom(&value, sizeof value, 0) != static_cast<ssize_t>(sizeof value)) {}
+    while (getrandom(&value, sizeof value, 0) != static_cast<ssize_t>(sizeof value)) {
+    }
     return value;
   }
 
@@ -42,9 +43,9 @@ struct Engine::Source {
   ntp::Exchange exchange;
   asio::steady_timer timer;
   std::unique_ptr<net::UdpRequest> request;
-  std::optional<filter::Estimate> estimate;  // last released by the filter
-  int ifindex = 0;                           // where its replies arrive
-  std::optional<net::RxCandidates> last_rx;  // every stamp the last reply had
+  std::optional<filter::Estimate> estimate;    // last released by the filter
+  int ifindex = 0;                             // where its replies arrive
+  std::optional<net::RxCandidates> last_rx;    // every stamp the last reply had
   std::optional<ntp::LocalTimestamp> last_tx;  // the last request's kernel TX stamp
 };
 
@@ -62,11 +63,16 @@ namespace {
 
 net::StampPolicy stamp_policy(TimestampingMode mode) {
   switch (mode) {
-    case TimestampingMode::auto_: return net::StampPolicy::auto_;
-    case TimestampingMode::hardware: return net::StampPolicy::hardware;
-    case TimestampingMode::bpf: return net::StampPolicy::bpf;
-    case TimestampingMode::kernel: return net::StampPolicy::kernel;
-    case TimestampingMode::user: return net::StampPolicy::user;
+    case TimestampingMode::auto_:
+      return net::StampPolicy::auto_;
+    case TimestampingMode::hardware:
+      return net::StampPolicy::hardware;
+    case TimestampingMode::bpf:
+      return net::StampPolicy::bpf;
+    case TimestampingMode::kernel:
+      return net::StampPolicy::kernel;
+    case TimestampingMode::user:
+      return net::StampPolicy::user;
   }
   return net::StampPolicy::auto_;
 }
@@ -111,7 +117,9 @@ std::string interface_name(int ifindex) {
 }  // namespace
 
 Engine::Engine(asio::io_context& io, Config config, clock::ClockDriver& driver)
-    : io_(io), config_(std::move(config)), driver_(driver),
+    : io_(io),
+      config_(std::move(config)),
+      driver_(driver),
       chooser_(stamp_policy(config_.timestamping)) {
   precision_.kernel_log2 = net::measure_clock_precision_log2();
   precision_.user_log2 = std::max(net::kUserStampPrecisionLog2, precision_.kernel_log2);
@@ -128,7 +136,8 @@ void Engine::start() {
   if (config_.log_measurements) {
     const std::string path = config_.logdir + "/measurements.log";
     measurements_.open(path, std::ios::app);
-    if (!measurements_) log_error(strcat(path, ": cannot open for writing: ", std::strerror(errno)));
+    if (!measurements_)
+      log_error(strcat(path, ": cannot open for writing: ", std::strerror(errno)));
     else
       measurements_ << "# time_utc,source,offset_ns,delay_ns,dispersion_ns,rx_source,tx_source,"
                        "interleaved,stratum,filter_offset_ns\n"
@@ -197,11 +206,21 @@ void Engine::attach_bpf(int ifindex, uint16_t port) {
   if (ifindex == 0 || bpf_.count(where) != 0 || bpf_failed_.count(where) != 0) return;
   std::vector<bpf::AttachMode> tries;
   switch (config_.bpf_attach) {
-    case BpfAttach::auto_: tries = {bpf::AttachMode::tcx, bpf::AttachMode::tc_clsact}; break;
-    case BpfAttach::tc: tries = {bpf::AttachMode::tc_clsact}; break;
-    case BpfAttach::tcx: tries = {bpf::AttachMode::tcx}; break;
-    case BpfAttach::xdp_generic: tries = {bpf::AttachMode::xdp_generic}; break;
-    case BpfAttach::xdp_native: tries = {bpf::AttachMode::xdp_native}; break;
+    case BpfAttach::auto_:
+      tries = {bpf::AttachMode::tcx, bpf::AttachMode::tc_clsact};
+      break;
+    case BpfAttach::tc:
+      tries = {bpf::AttachMode::tc_clsact};
+      break;
+    case BpfAttach::tcx:
+      tries = {bpf::AttachMode::tcx};
+      break;
+    case BpfAttach::xdp_generic:
+      tries = {bpf::AttachMode::xdp_generic};
+      break;
+    case BpfAttach::xdp_native:
+      tries = {bpf::AttachMode::xdp_native};
+      break;
   }
   std::string errors;
   for (bpf::AttachMode attach : tries) {
@@ -372,11 +391,11 @@ void Engine::carry_out(Source& source, const ntp::Actions& actions) {
       const ntp::Sample& s = accepted->sample;
       if (accepted->released) source.estimate = accepted->released;
       write_measurement(source, s, accepted->released);
-      std::string line = strcat("sample ", source.name, ": offset ", s.offset.to_string(),
-                                " delay ", s.delay.to_string(), " disp ",
-                                s.dispersion.to_string(), " rx=", ntp::to_string(s.rx_source),
-                                " tx=", ntp::to_string(s.tx_source),
-                                s.interleaved ? " interleaved" : "", " stratum ", int{s.stratum});
+      std::string line =
+          strcat("sample ", source.name, ": offset ", s.offset.to_string(), " delay ",
+                 s.delay.to_string(), " disp ", s.dispersion.to_string(),
+                 " rx=", ntp::to_string(s.rx_source), " tx=", ntp::to_string(s.tx_source),
+                 s.interleaved ? " interleaved" : "", " stratum ", int{s.stratum});
       if (accepted->released)
         line += strcat(" | filter offset ", accepted->released->offset.to_string(), " delay ",
                        accepted->released->delay.to_string(), " jitter ",
@@ -396,10 +415,14 @@ namespace {
 
 const char* leap_name(ntp::Leap leap) {
   switch (leap) {
-    case ntp::Leap::none: return "none";
-    case ntp::Leap::add_second: return "insert";
-    case ntp::Leap::delete_second: return "delete";
-    case ntp::Leap::unsynchronized: return "unsynchronized";
+    case ntp::Leap::none:
+      return "none";
+    case ntp::Leap::add_second:
+      return "insert";
+    case ntp::Leap::delete_second:
+      return "delete";
+    case ntp::Leap::unsynchronized:
+      return "unsynchronized";
   }
   return "?";
 }
@@ -480,7 +503,8 @@ const Engine::Source* Engine::system_peer() const {
     if (st.state != ntp::SourceState::reachable || !source->estimate || !st.last_sample) continue;
     const Duration distance = (st.last_sample->root_delay + source->estimate->delay) / 2 +
                               st.last_sample->root_dispersion +
-                              source->exchange.filter().dispersion_at(now) + source->estimate->jitter;
+                              source->exchange.filter().dispersion_at(now) +
+                              source->estimate->jitter;
     if (!best || distance < best_distance) {
       best = source.get();
       best_distance = distance;
@@ -502,14 +526,14 @@ json Engine::tracking_json() const {
                         {"port", where.second},
                         {"attach", bpf::to_string(program.mode())},
                         {"program_id", program.program_id()}});
-  j["timestamping"] = {{"mode", to_string(config_.timestamping)},
-                       {"rx_path", ntp::to_string(chooser_.current())},
-                       {"decided", chooser_.decided() ||
-                                       config_.timestamping != TimestampingMode::auto_},
-                       {"measured_paths", std::move(paths)},
-                       {"bpf_programs", std::move(attached)},
-                       {"bpf_error", bpf_error_},
-                       {"hardware", hardware_notes_}};
+  j["timestamping"] = {
+      {"mode", to_string(config_.timestamping)},
+      {"rx_path", ntp::to_string(chooser_.current())},
+      {"decided", chooser_.decided() || config_.timestamping != TimestampingMode::auto_},
+      {"measured_paths", std::move(paths)},
+      {"bpf_programs", std::move(attached)},
+      {"bpf_error", bpf_error_},
+      {"hardware", hardware_notes_}};
   if (drift_file_ppm_) j["drift_file_freq_ppm"] = *drift_file_ppm_;
   const Source* peer = system_peer();
   if (!peer) {

@@ -32,7 +32,7 @@
 namespace taid::daemon {
 
 class Engine {
-public:
+ public:
   Engine(boost::asio::io_context& io, Config config, clock::ClockDriver& driver);
   ~Engine();
 
@@ -48,7 +48,7 @@ public:
   nlohmann::json filter_json(std::string_view name) const;
   nlohmann::json kernel_json() const;
 
-private:
+ private:
   struct Source;
   struct Pending;  // a server/pool line waiting for its name to resolve
 

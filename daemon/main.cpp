@@ -65,10 +65,9 @@ int main(int argc, char** argv) {
     boost::asio::io_context io;
     clock::NullClockDriver driver;
     daemon::Engine engine(io, config, driver);
-    daemon::ControlServer control(io, config.bindcmdaddress,
-                                  [&engine](std::string_view request) {
-                                    return engine.query(request);
-                                  });
+    daemon::ControlServer control(io, config.bindcmdaddress, [&engine](std::string_view request) {
+      return engine.query(request);
+    });
     if (auto started = control.start(); !started) {
       log_error(strcat("control socket: ", started.error().message()));
       return 1;

@@ -44,8 +44,7 @@ taid::Result<std::string> ask(const std::string& path, const std::string& reques
   const timeval timeout{5, 0};
   setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
   const std::string line = request + "\n";
-  if (::send(fd.get(), line.data(), line.size(), MSG_NOSIGNAL) !=
-      static_cast<ssize_t>(line.size()))
+  if (::send(fd.get(), line.data(), line.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(line.size()))
     return taid::Error::from_errno("write to " + path);
   std::string answer;
   char buf[4096];
@@ -80,9 +79,12 @@ std::string age_text(const json& j, const char* key) {
   if (!j.contains(key) || !j[key].is_number()) return "-";
   const double s = j[key].get<double>();
   char buf[32];
-  if (s < 120) std::snprintf(buf, sizeof buf, "%.0fs", s);
-  else if (s < 7200) std::snprintf(buf, sizeof buf, "%.0fm", s / 60);
-  else std::snprintf(buf, sizeof buf, "%.0fh", s / 3600);
+  if (s < 120)
+    std::snprintf(buf, sizeof buf, "%.0fs", s);
+  else if (s < 7200)
+    std::snprintf(buf, sizeof buf, "%.0fm", s / 60);
+  else
+    std::snprintf(buf, sizeof buf, "%.0fh", s / 3600);
   return buf;
 }
 
@@ -91,7 +93,8 @@ void print_sources(const json& j) {
               "Reach", "Samples", "LastRx", "Last offset +/- error", "Stamp");
   std::printf("%s\n", std::string(104, '=').c_str());
   for (const json& s : j.at("sources")) {
-    const std::string offset = ns_text(s, "last_offset_ns") + " +/- " + magnitude_text(s, "last_error_ns");
+    const std::string offset =
+        ns_text(s, "last_offset_ns") + " +/- " + magnitude_text(s, "last_error_ns");
     std::printf("%c %-24s %-11s %3s %4d %5s %7llu %6s  %-26s %s\n",
                 s.value("selected", false) ? '*' : ' ', str(s, "name").c_str(),
                 str(s, "state").c_str(), str(s, "stratum").c_str(), s.value("poll_log2_s", 0),
@@ -136,10 +139,11 @@ void print_tracking(const json& j) {
                   magnitude_text(p, "median_lateness_ns");
     if (!lateness.empty()) row("  median lateness", lateness);
     for (const json& p : t.value("bpf_programs", json::array()))
-      row("  eBPF program", str(p, "attach") + " on " + str(p, "interface") + " (id " +
-                               str(p, "program_id") + ")");
+      row("  eBPF program",
+          str(p, "attach") + " on " + str(p, "interface") + " (id " + str(p, "program_id") + ")");
     if (!str(t, "bpf_error", "").empty()) row("  eBPF", "unavailable: " + str(t, "bpf_error"));
-    for (const json& h : t.value("hardware", json::array())) row("  hardware", h.get<std::string>());
+    for (const json& h : t.value("hardware", json::array()))
+      row("  hardware", h.get<std::string>());
   }
 }
 
@@ -162,7 +166,8 @@ void print_filter(const json& j) {
 
 void print_kernel(const json& j) {
   std::string flags;
-  for (const json& f : j.at("status_flags")) flags += (flags.empty() ? "" : " ") + f.get<std::string>();
+  for (const json& f : j.at("status_flags"))
+    flags += (flags.empty() ? "" : " ") + f.get<std::string>();
   const auto row = [](const char* label, const std::string& value) {
     std::printf("%-16s: %s\n", label, value.c_str());
   };
@@ -194,13 +199,18 @@ int main(int argc, char** argv) {
   std::vector<std::string> words;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
-    if (arg == "--json") as_json = true;
-    else if (arg == "-s" && i + 1 < argc) socket_path = argv[++i];
-    else if (arg == "-h" || arg == "--help") { std::fputs(kUsage, stdout); return 0; }
-    else if (!arg.empty() && arg[0] == '-') {
+    if (arg == "--json")
+      as_json = true;
+    else if (arg == "-s" && i + 1 < argc)
+      socket_path = argv[++i];
+    else if (arg == "-h" || arg == "--help") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    } else if (!arg.empty() && arg[0] == '-') {
       std::fprintf(stderr, "taictl: unknown option '%s'\n%s", arg.c_str(), kUsage);
       return 2;
-    } else words.push_back(arg);
+    } else
+      words.push_back(arg);
   }
   const bool known = !words.empty() &&
                      ((words[0] == "filter" && words.size() == 2) ||
@@ -233,10 +243,14 @@ int main(int argc, char** argv) {
     return 0;
   }
   try {
-    if (words[0] == "sources") print_sources(j);
-    else if (words[0] == "tracking") print_tracking(j);
-    else if (words[0] == "filter") print_filter(j);
-    else print_kernel(j);
+    if (words[0] == "sources")
+      print_sources(j);
+    else if (words[0] == "tracking")
+      print_tracking(j);
+    else if (words[0] == "filter")
+      print_filter(j);
+    else
+      print_kernel(j);
   } catch (const json::exception& e) {
     std::fprintf(stderr, "taictl: unexpected answer (%s)\n", e.what());
     return 1;

@@ -189,24 +189,26 @@ Result<int> count_tc_filters(int ifindex, uint32_t parent) {
 
 // Identity of a network namespace, to tell whether the thread is still where attach() ran.
 bool same_namespace(int ns_a, int ns_b) {
-  struct stat a{};
-  struct stat b{};
+  struct stat a {};
+  struct stat b {};
   return fstat(ns_a, &a) == 0 && fstat(ns_b, &b) == 0 && a.st_dev == b.st_dev &&
          a.st_ino == b.st_ino;
 }
 
-Fd open_current_netns() {
-  return Fd(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
-}
+Fd open_current_netns() { return Fd(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)); }
 
 }  // namespace
 
 std::string_view to_string(AttachMode mode) {
   switch (mode) {
-    case AttachMode::tc_clsact: return "tc_clsact";
-    case AttachMode::tcx: return "tcx";
-    case AttachMode::xdp_generic: return "xdp_generic";
-    case AttachMode::xdp_native: return "xdp_native";
+    case AttachMode::tc_clsact:
+      return "tc_clsact";
+    case AttachMode::tcx:
+      return "tcx";
+    case AttachMode::xdp_generic:
+      return "xdp_generic";
+    case AttachMode::xdp_native:
+      return "xdp_native";
   }
   return "unknown";
 }
@@ -230,8 +232,7 @@ std::optional<std::array<uint8_t, 16>> to_key_address(const sockaddr_storage& ad
 
 namespace {
 
-std::optional<rx_ts_key> key_without_transmit(const sockaddr_storage& remote,
-                                              uint16_t local_port) {
+std::optional<rx_ts_key> key_without_transmit(const sockaddr_storage& remote, uint16_t local_port) {
   const auto address = to_key_address(remote);
   if (!address) return std::nullopt;
   rx_ts_key key{};
@@ -301,8 +302,8 @@ void RxTimestamper::State::delete_clsact_if_empty() noexcept {
   for (const uint32_t hook : {TC_H_MIN_INGRESS, TC_H_MIN_EGRESS}) {
     const auto count = count_tc_filters(ifindex, TC_H_MAKE(TC_H_CLSACT, hook));
     if (!count) {
-      log_warning(strcat("clsact qdisc", where(ifindex), " left in place: ",
-                         count.error().message()));
+      log_warning(
+          strcat("clsact qdisc", where(ifindex), " left in place: ", count.error().message()));
       return;
     }
     remaining += *count;
@@ -318,8 +319,8 @@ void RxTimestamper::State::delete_clsact_if_empty() noexcept {
   hook.attach_point = static_cast<bpf_tc_attach_point>(BPF_TC_INGRESS | BPF_TC_EGRESS);
   const int err = bpf_tc_hook_destroy(&hook);
   if (err != 0 && err != -ENOENT && err != -ENODEV) {
-    log_warning(strcat("deleting the clsact qdisc", where(ifindex), ": ",
-                       std::strerror(errno_of(err))));
+    log_warning(
+        strcat("deleting the clsact qdisc", where(ifindex), ": ", std::strerror(errno_of(err))));
   }
 }
 
@@ -337,10 +338,10 @@ Result<void> RxTimestamper::State::attach_tc() {
   if (bpf_tc_query(&hook, &existing) == 0) {
     const std::string name = program_name(existing.prog_id);
     if (name != kTcProgramName) {
-      return Error{EBUSY, strcat("tc filter handle ", hex(kTcHandle), " priority ",
-                                 hex(kTcPriority), where(ifindex),
-                                 " belongs to another program (id ", existing.prog_id, ", \"",
-                                 name, "\")")};
+      return Error{EBUSY,
+                   strcat("tc filter handle ", hex(kTcHandle), " priority ", hex(kTcPriority),
+                          where(ifindex), " belongs to another program (id ", existing.prog_id,
+                          ", \"", name, "\")")};
     }
     log_info(strcat("replacing a leftover taid tc filter (program id ", existing.prog_id, ")",
                     where(ifindex)));
@@ -354,8 +355,8 @@ Result<void> RxTimestamper::State::attach_tc() {
   opts.flags = BPF_TC_F_REPLACE;
   const int attached = bpf_tc_attach(&hook, &opts);
   if (attached != 0) {
-    return error_of(errno_of(attached), "attaching the eBPF RX timestamp program to tc ingress" +
-                                            where(ifindex));
+    return error_of(errno_of(attached),
+                    "attaching the eBPF RX timestamp program to tc ingress" + where(ifindex));
   }
   tc_attached = true;
   return {};
@@ -394,8 +395,8 @@ Result<void> RxTimestamper::State::attach_xdp() {
     if (!old_program) {
       return error_of(errno, strcat("opening the leftover XDP program id ", existing_id));
     }
-    log_info(strcat("replacing a leftover taid XDP program (id ", existing_id, ")",
-                    where(ifindex)));
+    log_info(
+        strcat("replacing a leftover taid XDP program (id ", existing_id, ")", where(ifindex)));
     // Replace exactly that program: fails instead of clobbering one attached meanwhile.
     opts.old_prog_fd = old_program.get();
     flags |= XDP_FLAGS_REPLACE;
@@ -500,10 +501,13 @@ Result<RxTimestamper> RxTimestamper::attach(int ifindex, AttachMode mode, uint16
 
   Result<void> attached = [&]() -> Result<void> {
     switch (mode) {
-      case AttachMode::tc_clsact: return state->attach_tc();
-      case AttachMode::tcx: return state->attach_tcx();
+      case AttachMode::tc_clsact:
+        return state->attach_tc();
+      case AttachMode::tcx:
+        return state->attach_tcx();
       case AttachMode::xdp_generic:
-      case AttachMode::xdp_native: return state->attach_xdp();
+      case AttachMode::xdp_native:
+        return state->attach_xdp();
     }
     return Error{EINVAL, "RX timestamper: unknown attach mode"};
   }();

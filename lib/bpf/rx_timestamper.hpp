@@ -79,7 +79,7 @@ std::optional<rx_ts_key> make_key(const sockaddr_storage& remote, uint16_t local
                                   std::span<const uint8_t> ntp_packet);
 
 class RxTimestamper {
-public:
+ public:
   // Attaches to the interface `ifindex` of the calling thread's network namespace. Stamps UDP
   // packets whose source or destination port is `ntp_port`. Errors carry errno: EPERM without
   // CAP_BPF/CAP_NET_ADMIN, EBUSY if someone else's program holds our place, ENODEV, ...
@@ -102,7 +102,7 @@ public:
   uint32_t map_id() const;
   uint32_t link_id() const;  // tcx only; 0 otherwise
 
-private:
+ private:
   struct State;
   explicit RxTimestamper(std::unique_ptr<State> state);
   std::unique_ptr<State> state_;  // null only when moved from

@@ -33,11 +33,11 @@ struct KernelTimeState {
   double tolerance_ppb = 0;  // maximum frequency error
   int32_t tai_offset_s = 0;  // TAI - UTC, seconds
   int64_t tick_us = 0;
-  UtcTime time;              // the kernel's time at the read
+  UtcTime time;  // the kernel's time at the read
 
-  bool synchronized() const;                       // STA_UNSYNC clear and not TIME_ERROR
+  bool synchronized() const;                           // STA_UNSYNC clear and not TIME_ERROR
   std::vector<std::string> status_flag_names() const;  // "PLL", "UNSYNC", "NANO", ...
-  std::string clock_state_name() const;             // "TIME_OK", "TIME_ERROR", ...
+  std::string clock_state_name() const;                // "TIME_OK", "TIME_ERROR", ...
 };
 
 // What the daemon tells the kernel about how good the clock is (maxerror/esterror, UNSYNC).
@@ -48,7 +48,7 @@ struct SyncStatus {
 };
 
 class ClockDriver {
-public:
+ public:
   virtual ~ClockDriver() = default;
   virtual std::string_view name() const = 0;
   virtual UtcTime now() = 0;

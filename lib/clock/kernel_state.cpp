@@ -53,13 +53,20 @@ std::vector<std::string> KernelTimeState::status_flag_names() const {
 
 std::string KernelTimeState::clock_state_name() const {
   switch (clock_state) {
-    case TIME_OK: return "TIME_OK";
-    case TIME_INS: return "TIME_INS";
-    case TIME_DEL: return "TIME_DEL";
-    case TIME_OOP: return "TIME_OOP";
-    case TIME_WAIT: return "TIME_WAIT";
-    case TIME_ERROR: return "TIME_ERROR";
-    default: return "unknown(" + std::to_string(clock_state) + ")";
+    case TIME_OK:
+      return "TIME_OK";
+    case TIME_INS:
+      return "TIME_INS";
+    case TIME_DEL:
+      return "TIME_DEL";
+    case TIME_OOP:
+      return "TIME_OOP";
+    case TIME_WAIT:
+      return "TIME_WAIT";
+    case TIME_ERROR:
+      return "TIME_ERROR";
+    default:
+      return "unknown(" + std::to_string(clock_state) + ")";
   }
 }
 

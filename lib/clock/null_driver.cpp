@@ -10,9 +10,12 @@ namespace {
 
 const char* leap_name(LeapState leap) {
   switch (leap) {
-    case LeapState::none: return "none";
-    case LeapState::insert: return "insert";
-    case LeapState::delete_: return "delete";
+    case LeapState::none:
+      return "none";
+    case LeapState::insert:
+      return "insert";
+    case LeapState::delete_:
+      return "delete";
   }
   return "?";
 }

@@ -15,7 +15,7 @@
 namespace taid::clock {
 
 class NullClockDriver final : public ClockDriver {
-public:
+ public:
   std::string_view name() const override { return "null"; }
   UtcTime now() override;
   Result<double> frequency_ppb() override;
@@ -29,7 +29,7 @@ public:
   // Writes that were asked for and not carried out, since construction.
   uint64_t suppressed_writes() const { return suppressed_writes_.load(std::memory_order_relaxed); }
 
-private:
+ private:
   void suppress(std::string_view what);
 
   // Atomic because the control socket may read the count while the engine writes.

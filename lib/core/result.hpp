@@ -27,9 +27,9 @@ struct Error {
 
 template <typename T>
 class [[nodiscard]] Result {
-public:
-  Result(T value) : v_(std::move(value)) {}          // NOLINT: implicit on purpose
-  Result(Error error) : v_(std::move(error)) {}      // NOLINT
+ public:
+  Result(T value) : v_(std::move(value)) {}      // NOLINT: implicit on purpose
+  Result(Error error) : v_(std::move(error)) {}  // NOLINT
   bool ok() const { return v_.index() == 0; }
   explicit operator bool() const { return ok(); }
   T& value() & { return std::get<0>(v_); }
@@ -41,20 +41,20 @@ public:
   const T& operator*() const& { return value(); }
   const Error& error() const { return std::get<1>(v_); }
 
-private:
+ private:
   std::variant<T, Error> v_;
 };
 
 template <>
 class [[nodiscard]] Result<void> {
-public:
+ public:
   Result() = default;
   Result(Error error) : error_(std::move(error)), ok_(false) {}  // NOLINT
   bool ok() const { return ok_; }
   explicit operator bool() const { return ok_; }
   const Error& error() const { return error_; }
 
-private:
+ private:
   Error error_;
   bool ok_ = true;
 };

@@ -41,10 +41,14 @@ std::string Duration::to_string() const {
   char buf[48];
   const double a = std::fabs(seconds());
   const char* sign = ns_ < 0 ? "-" : "+";
-  if (a >= 1.0) std::snprintf(buf, sizeof buf, "%s%.6fs", sign, a);
-  else if (a >= 1e-3) std::snprintf(buf, sizeof buf, "%s%.3fms", sign, a * 1e3);
-  else if (a >= 1e-6) std::snprintf(buf, sizeof buf, "%s%.3fus", sign, a * 1e6);
-  else std::snprintf(buf, sizeof buf, "%s%lldns", sign, static_cast<long long>(ns_ < 0 ? -ns_ : ns_));
+  if (a >= 1.0)
+    std::snprintf(buf, sizeof buf, "%s%.6fs", sign, a);
+  else if (a >= 1e-3)
+    std::snprintf(buf, sizeof buf, "%s%.3fms", sign, a * 1e3);
+  else if (a >= 1e-6)
+    std::snprintf(buf, sizeof buf, "%s%.3fus", sign, a * 1e6);
+  else
+    std::snprintf(buf, sizeof buf, "%s%lldns", sign, static_cast<long long>(ns_ < 0 ? -ns_ : ns_));
   return buf;
 }
 
@@ -71,7 +75,8 @@ NtpDate ntp_date_from_utc(UtcTime t) {
   const int64_t ntp_s = unix_s + kNtpUnixEpochDelta;  // seconds since 1900 (may be negative)
   NtpDate d;
   d.era = static_cast<int32_t>(floor_div(ntp_s, static_cast<int64_t>(kEraSeconds)));
-  d.seconds = static_cast<uint32_t>(ntp_s - static_cast<int64_t>(d.era) * static_cast<int64_t>(kEraSeconds));
+  d.seconds = static_cast<uint32_t>(ntp_s - static_cast<int64_t>(d.era) *
+                                                static_cast<int64_t>(kEraSeconds));
   d.fraction = ns_to_fraction(ns);
   return d;
 }
@@ -108,7 +113,8 @@ NtpShort NtpShort::from_duration(Duration d) {
 }
 
 Duration NtpShort::to_duration() const {
-  return Duration::from_ns(static_cast<int64_t>((static_cast<uint64_t>(raw_) * kNsPerS + (1U << 15)) >> 16));
+  return Duration::from_ns(
+      static_cast<int64_t>((static_cast<uint64_t>(raw_) * kNsPerS + (1U << 15)) >> 16));
 }
 
 UtcTime realtime_now() {

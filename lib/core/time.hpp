@@ -16,7 +16,7 @@ namespace taid {
 
 // Signed span of time in nanoseconds. Positive means "later".
 class Duration {
-public:
+ public:
   constexpr Duration() = default;
   static constexpr Duration from_ns(int64_t ns) { return Duration(ns); }
   static constexpr Duration from_us(int64_t us) { return Duration(us * 1000); }
@@ -33,8 +33,14 @@ public:
   constexpr Duration operator-() const { return Duration(-ns_); }
   constexpr Duration operator+(Duration o) const { return Duration(ns_ + o.ns_); }
   constexpr Duration operator-(Duration o) const { return Duration(ns_ - o.ns_); }
-  constexpr Duration& operator+=(Duration o) { ns_ += o.ns_; return *this; }
-  constexpr Duration& operator-=(Duration o) { ns_ -= o.ns_; return *this; }
+  constexpr Duration& operator+=(Duration o) {
+    ns_ += o.ns_;
+    return *this;
+  }
+  constexpr Duration& operator-=(Duration o) {
+    ns_ -= o.ns_;
+    return *this;
+  }
   constexpr Duration operator*(int64_t k) const { return Duration(ns_ * k); }
   // Integer division rounding toward zero (so (a+b)/2 of the offset formula is exact to 1 ns).
   constexpr Duration operator/(int64_t k) const { return Duration(ns_ / k); }
@@ -44,14 +50,14 @@ public:
   // "+1.234567ms" style, for logs and tables.
   std::string to_string() const;
 
-private:
+ private:
   constexpr explicit Duration(int64_t ns) : ns_(ns) {}
   int64_t ns_ = 0;
 };
 
 // An instant on the UTC scale: nanoseconds since the Unix epoch as CLOCK_REALTIME counts them.
 class UtcTime {
-public:
+ public:
   constexpr UtcTime() = default;
   static constexpr UtcTime from_unix_ns(int64_t ns) { return UtcTime(ns); }
   static constexpr UtcTime from_timespec(const timespec& ts) {
@@ -68,7 +74,7 @@ public:
   // ISO 8601 with nanoseconds, "2026-11-21T23:47:15.123456789Z".
   std::string to_string() const;
 
-private:
+ private:
   constexpr explicit UtcTime(int64_t ns) : ns_(ns) {}
   int64_t ns_ = 0;
 };
@@ -76,7 +82,7 @@ private:
 // An instant on the TAI scale: nanoseconds since 1970-01-01 00:00:00 TAI as CLOCK_TAI counts
 // them. TAI = UTC + offset, offset being the kernel's TAI offset (37 s since 2017).
 class TaiTime {
-public:
+ public:
   constexpr TaiTime() = default;
   static constexpr TaiTime from_tai_ns(int64_t ns) { return TaiTime(ns); }
   constexpr int64_t tai_ns() const { return ns_; }
@@ -89,7 +95,7 @@ public:
   constexpr Duration operator-(TaiTime o) const { return Duration::from_ns(ns_ - o.ns_); }
   constexpr auto operator<=>(const TaiTime&) const = default;
 
-private:
+ private:
   constexpr explicit TaiTime(int64_t ns) : ns_(ns) {}
   int64_t ns_ = 0;
 };
@@ -107,7 +113,7 @@ struct NtpDate {
 
 // The 64-bit on-wire timestamp: seconds (high 32 bits) and fraction (low 32), era not carried.
 class NtpTimestamp {
-public:
+ public:
   constexpr NtpTimestamp() = default;
   static constexpr NtpTimestamp from_raw(uint64_t raw) { return NtpTimestamp(raw); }
   static constexpr NtpTimestamp from_parts(uint32_t s, uint32_t f) {
@@ -131,7 +137,7 @@ public:
 
   constexpr bool operator==(const NtpTimestamp&) const = default;
 
-private:
+ private:
   constexpr explicit NtpTimestamp(uint64_t raw) : raw_(raw) {}
   uint64_t raw_ = 0;
 };
@@ -141,7 +147,7 @@ UtcTime utc_from_ntp_date(NtpDate d);
 
 // NTP short format (16.16 unsigned seconds), used for root delay and root dispersion.
 class NtpShort {
-public:
+ public:
   constexpr NtpShort() = default;
   static constexpr NtpShort from_raw(uint32_t raw) { return NtpShort(raw); }
   // Saturates at 0 and at 65535.99998 s.
@@ -150,7 +156,7 @@ public:
   Duration to_duration() const;
   constexpr bool operator==(const NtpShort&) const = default;
 
-private:
+ private:
   constexpr explicit NtpShort(uint32_t raw) : raw_(raw) {}
   uint32_t raw_ = 0;
 };

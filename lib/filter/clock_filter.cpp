@@ -78,7 +78,8 @@ std::optional<Estimate> ClockFilter::evaluate() {
   // Use a sample only once and never one older than the last used.
   if (last_released_time_ && best.time <= *last_released_time_) return std::nullopt;
   last_released_time_ = best.time;
-  estimate_ = Estimate{best.offset, best.delay, peer_dispersion_, jitter_, best.time, *last_update_};
+  estimate_ =
+      Estimate{best.offset, best.delay, peer_dispersion_, jitter_, best.time, *last_update_};
   return estimate_;
 }
 

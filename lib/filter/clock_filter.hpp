@@ -26,11 +26,11 @@ inline constexpr double kPhi = 15e-6;
 Duration dispersion_growth(Duration age);
 
 struct Stage {
-  Duration offset;                      // positive: the local clock is behind the source
-  Duration delay;                       // round-trip delay
-  Duration dispersion = kMaxDispersion; // grows with age; MAXDISP marks an empty/dummy stage
-  UtcTime time;                         // local time the sample was taken (T4)
-  bool valid = false;                   // false for empty and dummy stages
+  Duration offset;                       // positive: the local clock is behind the source
+  Duration delay;                        // round-trip delay
+  Duration dispersion = kMaxDispersion;  // grows with age; MAXDISP marks an empty/dummy stage
+  UtcTime time;                          // local time the sample was taken (T4)
+  bool valid = false;                    // false for empty and dummy stages
 };
 
 // What the filter releases: the best stage plus the register-wide dispersion and jitter.
@@ -44,7 +44,7 @@ struct Estimate {
 };
 
 class ClockFilter {
-public:
+ public:
   static constexpr std::size_t kStages = 8;
 
   // Shifts in a measured sample taken at local time `time`. Returns the new estimate when the
@@ -66,7 +66,7 @@ public:
 
   void reset() { *this = ClockFilter{}; }
 
-private:
+ private:
   void shift_in(const Stage& stage);
   std::optional<Estimate> evaluate();
 

@@ -107,8 +107,8 @@ Result<HwTimestampingConfig> choose_hw_config(const HwTimestampingInfo& info) {
         missing += name;
       }
     }
-    return Error::plain(strcat(iface, ": incomplete hardware timestamping (ethtool lacks ",
-                               missing, ")"));
+    return Error::plain(
+        strcat(iface, ": incomplete hardware timestamping (ethtool lacks ", missing, ")"));
   }
   if (!(info.tx_types & bit(HWTSTAMP_TX_ON))) {
     return Error::plain(strcat(iface, ": no hardware transmit stamps (ethtool lacks TX mode on)"));
@@ -120,8 +120,9 @@ Result<HwTimestampingConfig> choose_hw_config(const HwTimestampingInfo& info) {
     config.rx_filter = HWTSTAMP_FILTER_ALL;
   } else {
     // PTP-only filters (most older NICs) never stamp an NTP packet.
-    return Error::plain(strcat(iface, ": no hardware receive filter for NTP (ethtool lacks "
-                                      "filters all and ntp-all)"));
+    return Error::plain(strcat(iface,
+                               ": no hardware receive filter for NTP (ethtool lacks "
+                               "filters all and ntp-all)"));
   }
   return config;
 }

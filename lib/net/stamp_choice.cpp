@@ -23,11 +23,15 @@ int64_t median(std::vector<int64_t> values) {
 
 TimestampSource wanted(StampPolicy policy) {
   switch (policy) {
-    case StampPolicy::hardware: return TimestampSource::hardware;
-    case StampPolicy::bpf: return TimestampSource::bpf;
-    case StampPolicy::kernel: return TimestampSource::kernel;
+    case StampPolicy::hardware:
+      return TimestampSource::hardware;
+    case StampPolicy::bpf:
+      return TimestampSource::bpf;
+    case StampPolicy::kernel:
+      return TimestampSource::kernel;
     case StampPolicy::user:
-    case StampPolicy::auto_: break;
+    case StampPolicy::auto_:
+      break;
   }
   return TimestampSource::user;
 }

@@ -42,7 +42,7 @@ struct PathLateness {
 };
 
 class StampChooser {
-public:
+ public:
   static constexpr std::size_t kEvaluationReplies = 16;
 
   explicit StampChooser(StampPolicy policy) : policy_(policy) {}
@@ -61,7 +61,7 @@ public:
   // A line worth logging that the last choose() produced (a decision or a fallback), once.
   std::optional<std::string> take_message();
 
-private:
+ private:
   ntp::TimestampSource leader() const;
 
   StampPolicy policy_;

@@ -150,8 +150,8 @@ ControlData parse_control_data(const msghdr& message) {
         // ts[0] software, ts[1] unused (legacy hardware-transformed), ts[2] raw hardware.
         if (!is_zero(stamps.ts[0])) out.software = UtcTime::from_timespec(stamps.ts[0]);
         if (!is_zero(stamps.ts[2])) {
-          out.hardware_raw_ns = static_cast<int64_t>(stamps.ts[2].tv_sec) * 1000000000 +
-                                stamps.ts[2].tv_nsec;
+          out.hardware_raw_ns =
+              static_cast<int64_t>(stamps.ts[2].tv_sec) * 1000000000 + stamps.ts[2].tv_nsec;
         }
       }
     } else if (is_extended_error(header.cmsg_level, header.cmsg_type)) {

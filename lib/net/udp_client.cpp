@@ -128,8 +128,8 @@ UdpRequest::Round UdpRequest::read_error_queue() {
     }
     // Only the SND stamp of the datagram sent last counts: an older one (a resent request on
     // the same socket) would put T1 before the request the reply answers.
-    if (stamp->kind != SCM_TSTAMP_SND || !stamp->software || sent_ == 0 ||
-        stamp->id != sent_ - 1 || tx_stamp_delivered_) {
+    if (stamp->kind != SCM_TSTAMP_SND || !stamp->software || sent_ == 0 || stamp->id != sent_ - 1 ||
+        tx_stamp_delivered_) {
       continue;
     }
     tx_stamp_delivered_ = true;
@@ -167,7 +167,8 @@ UdpRequest::Round UdpRequest::read_replies() {
     }
     RxStamps rx{{user_time, ntp::TimestampSource::user, precision_.user_log2}, std::nullopt};
     if (auto kernel = parse_control_data(message).software)
-      rx.kernel = ntp::LocalTimestamp{*kernel, ntp::TimestampSource::kernel, precision_.kernel_log2};
+      rx.kernel =
+          ntp::LocalTimestamp{*kernel, ntp::TimestampSource::kernel, precision_.kernel_log2};
     if (message.msg_flags & MSG_TRUNC) continue;  // larger than any NTP packet we accept
     on_reply_(std::span<const uint8_t>(data.data(), static_cast<std::size_t>(n)), rx);
     if (!*alive) return Round::gone;  // the callback may have replaced this request

@@ -30,7 +30,7 @@ struct RxStamps {
 };
 
 class UdpRequest {
-public:
+ public:
   // Called for every datagram that arrives on the request's socket, with its stamps.
   using OnReply = std::function<void(std::span<const uint8_t>, const RxStamps&)>;
   // Called at most once per send() with the kernel's software TX stamp of that datagram (source
@@ -58,7 +58,7 @@ public:
   bool kernel_tx_stamps() const { return kernel_tx_stamps_; }
   ~UdpRequest();
 
-private:
+ private:
   UdpRequest(boost::asio::io_context& io, RxPrecision precision, OnReply on_reply,
              OnTransmitStamp on_transmit);
   // How a bounded read round ended. `gone`: a callback destroyed this object, so the caller
@@ -75,7 +75,7 @@ private:
   OnTransmitStamp on_transmit_;
   bool kernel_stamps_ = false;
   bool kernel_tx_stamps_ = false;
-  uint32_t sent_ = 0;                 // datagrams sent; the last one has OPT_ID sent_ - 1
+  uint32_t sent_ = 0;                // datagrams sent; the last one has OPT_ID sent_ - 1
   bool tx_stamp_delivered_ = false;  // for the last datagram sent
   bool waiting_ = false;             // an async_wait is pending; a second send() adds none
   // Tells a pending completion handler, or a read loop after a callback, that this object is gone.

@@ -9,7 +9,7 @@
 namespace taid::ntp {
 namespace {
 
-constexpr int kPollLimit = 30;  // RFC 5905 LIMIT: hysteresis of the poll counter
+constexpr int kPollLimit = 30;   // RFC 5905 LIMIT: hysteresis of the poll counter
 constexpr double kPollGate = 4;  // RFC 5905 PGATE
 
 Duration from_log2(int8_t log2) { return Duration::from_log2_s(log2); }
@@ -18,20 +18,28 @@ Duration from_log2(int8_t log2) { return Duration::from_log2_s(log2); }
 
 std::string_view to_string(TimestampSource source) {
   switch (source) {
-    case TimestampSource::user: return "user";
-    case TimestampSource::kernel: return "kernel";
-    case TimestampSource::bpf: return "bpf";
-    case TimestampSource::hardware: return "hardware";
+    case TimestampSource::user:
+      return "user";
+    case TimestampSource::kernel:
+      return "kernel";
+    case TimestampSource::bpf:
+      return "bpf";
+    case TimestampSource::hardware:
+      return "hardware";
   }
   return "?";
 }
 
 std::string_view to_string(SourceState state) {
   switch (state) {
-    case SourceState::init: return "init";
-    case SourceState::reachable: return "reachable";
-    case SourceState::unreachable: return "unreachable";
-    case SourceState::demobilized: return "demobilized";
+    case SourceState::init:
+      return "init";
+    case SourceState::reachable:
+      return "reachable";
+    case SourceState::unreachable:
+      return "unreachable";
+    case SourceState::demobilized:
+      return "demobilized";
   }
   return "?";
 }
@@ -64,15 +72,15 @@ Actions Exchange::on_timer(LocalTimestamp now) {
     // Nothing heard in the last eight requests (or ever): unreachable.
     if (status_.state != SourceState::unreachable) {
       status_.state = SourceState::unreachable;
-      actions.push_back(LogLine{true, strcat(config_.name, ": unreachable, no reply to ",
-                                             std::min<uint64_t>(status_.requests_sent, 8),
-                                             " request(s)")});
+      actions.push_back(
+          LogLine{true, strcat(config_.name, ": unreachable, no reply to ",
+                               std::min<uint64_t>(status_.requests_sent, 8), " request(s)")});
     }
     if (!in_burst && status_.poll_log2_s < config_.maxpoll) {
       ++status_.poll_log2_s;
-      actions.push_back(LogLine{true, strcat(config_.name, ": unreachable, poll backs off to ",
-                                             Duration::from_log2_s(status_.poll_log2_s).seconds(),
-                                             " s")});
+      actions.push_back(
+          LogLine{true, strcat(config_.name, ": unreachable, poll backs off to ",
+                               Duration::from_log2_s(status_.poll_log2_s).seconds(), " s")});
     }
   } else if (status_.reach != 0 && (status_.reach & 0x07) == 0) {
     // The last two polls went unanswered: age the filter with a dummy stage.
@@ -196,7 +204,8 @@ Actions Exchange::on_packet(std::span<const uint8_t> bytes, LocalTimestamp rx) {
   // fitness tests: the server keeps its record of this exchange whether or not we use it).
   previous_ = Previous{t1_, reply.receive_time, rx, status_.requests_sent};
   if (t3 - t2 > kMaxServerInterval || t3 < t2)
-    return reject(strcat("server interval T3 - T2 = ", (t3 - t2).to_string(), " is outside 0..4 s"));
+    return reject(
+        strcat("server interval T3 - T2 = ", (t3 - t2).to_string(), " is outside 0..4 s"));
   const Duration offset = ((t2 - t1) + (t3 - t4)) / 2;
   const Duration precision = from_log2(stamp4.precision_log2);
   const Duration delay = std::max((t4 - t1) - (t3 - t2), precision);
@@ -210,9 +219,9 @@ Actions Exchange::on_packet(std::span<const uint8_t> bytes, LocalTimestamp rx) {
   if (root_distance > kMaxRootDistance)
     return reject(strcat("root distance ", root_distance.to_string(), " exceeds 16 s"));
 
-  Sample sample{t4,          offset,        delay,      dispersion,      stamp4.source,
-                stamp1.source, interleaved, reply.stratum, reply.leap, root_delay,
-                root_dispersion, reply.reference_id};
+  Sample sample{
+      t4,          offset,        delay,      dispersion, stamp4.source,   stamp1.source,
+      interleaved, reply.stratum, reply.leap, root_delay, root_dispersion, reply.reference_id};
   if (interleaved) ++status_.interleaved_samples;
   ++status_.samples;
   status_.last_sample = sample;

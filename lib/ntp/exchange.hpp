@@ -82,10 +82,10 @@ struct SourceConfig {
 
 // One accepted measurement, before the clock filter.
 struct Sample {
-  UtcTime time;           // T4, local receive time
-  Duration offset;        // θ: positive means the local clock is behind the server
-  Duration delay;         // δ, never below the precision of the stamps
-  Duration dispersion;    // ε of this sample
+  UtcTime time;         // T4, local receive time
+  Duration offset;      // θ: positive means the local clock is behind the server
+  Duration delay;       // δ, never below the precision of the stamps
+  Duration dispersion;  // ε of this sample
   TimestampSource rx_source = TimestampSource::user;
   TimestampSource tx_source = TimestampSource::user;
   bool interleaved = false;  // measured with the server's post-send transmit stamp
@@ -127,16 +127,16 @@ struct SourceStatus {
   uint8_t reach = 0;
   int burst_remaining = 0;
   uint64_t requests_sent = 0;
-  uint64_t samples = 0;       // replies accepted
+  uint64_t samples = 0;  // replies accepted
   uint64_t interleaved_samples = 0;
-  uint64_t rejected = 0;      // replies dropped by a sanity test
-  std::string last_rejection; // why the most recent one was dropped
+  uint64_t rejected = 0;       // replies dropped by a sanity test
+  std::string last_rejection;  // why the most recent one was dropped
   std::optional<Sample> last_sample;
   std::optional<UtcTime> last_request;
 };
 
 class Exchange {
-public:
+ public:
   // `random_u64` supplies request cookies; give it a CSPRNG in the daemon.
   Exchange(SourceConfig config, std::function<uint64_t()> random_u64);
 
@@ -155,7 +155,7 @@ public:
   const SourceStatus& status() const { return status_; }
   const filter::ClockFilter& filter() const { return filter_; }
 
-private:
+ private:
   Actions reject(std::string why);
   Actions on_kiss(const Packet& reply);
   void adjust_poll(const filter::Estimate& released);
@@ -168,9 +168,9 @@ private:
 
   // The request in flight.
   bool awaiting_reply_ = false;
-  NtpTimestamp cookie_;             // the transmit timestamp we put on the wire
-  NtpTimestamp xleave_cookie_;      // the receive field of an interleaved request, else zero
-  LocalTimestamp t1_;               // when it really left
+  NtpTimestamp cookie_;         // the transmit timestamp we put on the wire
+  NtpTimestamp xleave_cookie_;  // the receive field of an interleaved request, else zero
+  LocalTimestamp t1_;           // when it really left
   // The last exchange whose reply passed the header tests, for interleaved mode: our T1 and T4
   // and the server's T2 as it was on the wire (the server finds its own records by that value).
   struct Previous {
@@ -180,8 +180,8 @@ private:
     uint64_t request = 0;  // requests_sent when it was made, to attach a late TX stamp
   };
   std::optional<Previous> previous_;
-  NtpTimestamp last_transmit_; // the server transmit timestamp of the last accepted reply
-  int poll_counter_ = 0;       // RFC 5905 discipline hysteresis counter
+  NtpTimestamp last_transmit_;  // the server transmit timestamp of the last accepted reply
+  int poll_counter_ = 0;        // RFC 5905 discipline hysteresis counter
   int unanswered_in_a_row_ = 0;
   std::optional<Duration> last_released_offset_;
 };

@@ -19,9 +19,7 @@ constexpr std::size_t kCryptoNakSize = 4;
 constexpr std::size_t kMd5MacSize = 4 + 16;
 constexpr std::size_t kSha1MacSize = 4 + 20;
 
-uint16_t load_u16(const uint8_t* p) {
-  return static_cast<uint16_t>((p[0] << 8) | p[1]);
-}
+uint16_t load_u16(const uint8_t* p) { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
 
 uint32_t load_u32(const uint8_t* p) {
   return (static_cast<uint32_t>(p[0]) << 24) | (static_cast<uint32_t>(p[1]) << 16) |
@@ -56,8 +54,8 @@ Error field_error(const std::string& field, const std::string& message) {
 
 Result<Packet> decode(std::span<const uint8_t> bytes) {
   if (bytes.size() < kHeaderSize) {
-    return field_error("header", std::to_string(bytes.size()) + " bytes, need " +
-                                     std::to_string(kHeaderSize));
+    return field_error(
+        "header", std::to_string(bytes.size()) + " bytes, need " + std::to_string(kHeaderSize));
   }
   const uint8_t* h = bytes.data();
   Packet p;

@@ -36,7 +36,7 @@ namespace taid::timescale {
 
 // Where the TAI − UTC offset comes from: the kernel in the daemon, a fake in tests.
 class TaiOffsetSource {
-public:
+ public:
   virtual ~TaiOffsetSource() = default;
   // TAI − UTC in whole seconds, as in force at the moment of the call.
   virtual Result<int32_t> tai_offset_s() = 0;
@@ -44,7 +44,7 @@ public:
 
 // The kernel's offset, read with adjtimex(modes = 0): a read, never a change of the clock.
 class KernelTaiOffset final : public TaiOffsetSource {
-public:
+ public:
   Result<int32_t> tai_offset_s() override;
 };
 

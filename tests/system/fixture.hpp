@@ -26,7 +26,7 @@ bool killed_by(int wait_status, int signal);
 // Root only: skips with the reason elsewhere, fails under CI=true. Each test gets a temp dir and
 // a fresh namespace pair; the daemons it starts are stopped before those are removed.
 class SystemTest : public ::testing::Test {
-protected:
+ protected:
   void SetUp() override;
   // On failure prints each daemon's state and every log in the temp dir: the best diagnosis.
   void TearDown() override;

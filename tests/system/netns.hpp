@@ -9,7 +9,7 @@ namespace taid::system_test {
 
 // mkdtemp under /tmp (short: unix socket paths are limited to 108 bytes), removed on destruction.
 class TempDir {
-public:
+ public:
   TempDir();
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;
@@ -17,7 +17,7 @@ public:
   const std::filesystem::path& path() const { return path_; }
   std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
 
-private:
+ private:
   std::filesystem::path path_;
 };
 
@@ -34,7 +34,7 @@ struct NetnsOptions {
 // Names carry our pid and a counter, so parallel runs and parallel tests never collide, and a
 // run that was killed can be recognised and cleaned up by the next one.
 class NetnsPair {
-public:
+ public:
   // Throws std::runtime_error (after undoing what it did) if any step fails.
   explicit NetnsPair(const NetnsOptions& options = {});
   NetnsPair(const NetnsPair&) = delete;
@@ -55,7 +55,7 @@ public:
   // argv prefix that runs a command inside a namespace.
   static std::vector<std::string> exec_in(const std::string& ns);
 
-private:
+ private:
   void remove() noexcept;
 
   std::string server_ns_;

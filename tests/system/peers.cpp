@@ -121,8 +121,7 @@ bool wait_until(std::chrono::milliseconds timeout, std::chrono::milliseconds int
   }
 }
 
-ChronydServer::ChronydServer(const NetnsPair& net, const std::filesystem::path& dir,
-                             Family family)
+ChronydServer::ChronydServer(const NetnsPair& net, const std::filesystem::path& dir, Family family)
     : address_(server_address(net, family)),
       socket_(dir / "chronyd.sock"),
       process_(chronyd_argv(net, dir, family), dir / "chronyd.out") {
@@ -172,9 +171,9 @@ std::filesystem::path TaidDaemon::write_config(const std::filesystem::path& dir,
 TaidDaemon::TaidDaemon(const std::string& ns, const std::filesystem::path& dir,
                        const std::vector<std::string>& config_lines, const TaidOptions& options)
     : socket_(dir / "taid.sock"),
-      process_(in_ns_without_capabilities(ns, options.dropped_capabilities,
-                                          {taid_binary().string(), "-x", "-f",
-                                           write_config(dir, config_lines).string()}),
+      process_(in_ns_without_capabilities(
+                   ns, options.dropped_capabilities,
+                   {taid_binary().string(), "-x", "-f", write_config(dir, config_lines).string()}),
                dir / options.log_name) {}
 
 RunResult TaidDaemon::taictl(const std::vector<std::string>& args) const {

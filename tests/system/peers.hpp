@@ -44,7 +44,7 @@ bool wait_until(std::chrono::milliseconds timeout, std::chrono::milliseconds int
 // With Family::ipv6 it binds the server's IPv6 address (the pair needs NetnsOptions::ipv6) and
 // allows fd00::/8; address() is then that IPv6 address.
 class ChronydServer {
-public:
+ public:
   ChronydServer(const NetnsPair& net, const std::filesystem::path& dir,
                 Family family = Family::ipv4);
   const std::string& address() const { return address_; }
@@ -52,7 +52,7 @@ public:
   std::string chronyc(const std::string& command) const;
   Process& process() { return process_; }
 
-private:
+ private:
   std::string address_;
   std::filesystem::path socket_;
   Process process_;
@@ -77,7 +77,7 @@ struct TaidOptions {
 // taid -x -f CONF in the foreground inside `ns`; its stderr (one line per sample) goes to
 // dir/taid.log. `config_lines` are written as they are, followed by bindcmdaddress.
 class TaidDaemon {
-public:
+ public:
   TaidDaemon(const std::string& ns, const std::filesystem::path& dir,
              const std::vector<std::string>& config_lines, const TaidOptions& options = {});
   const std::filesystem::path& socket_path() const { return socket_; }
@@ -91,7 +91,7 @@ public:
   const std::string& last_error() const { return last_error_; }
   Process& process() { return process_; }
 
-private:
+ private:
   static std::filesystem::path write_config(const std::filesystem::path& dir,
                                             const std::vector<std::string>& lines);
   std::optional<nlohmann::json> query(const std::string& command) const;

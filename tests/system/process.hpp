@@ -22,7 +22,7 @@ bool program_exists(const std::string& name);
 // failing test never leaves a chronyd or taid behind. The child also gets SIGKILL should this
 // process die first (PR_SET_PDEATHSIG), for the case where the test runner kills us.
 class Process {
-public:
+ public:
   // Starts argv[0] (searched in PATH). Throws std::runtime_error if it cannot be started.
   Process(std::vector<std::string> argv, std::filesystem::path log_path);
   Process(const Process&) = delete;
@@ -46,7 +46,7 @@ public:
   std::string log() const;
   std::string describe() const;
 
-private:
+ private:
   std::vector<std::string> argv_;
   std::filesystem::path log_path_;
   pid_t pid_ = -1;

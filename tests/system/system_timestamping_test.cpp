@@ -235,8 +235,8 @@ void expect_bpf_stamps(const NetnsPair& net, TaidDaemon& taid, const std::string
                        const AttachCase& c, const std::string& label) {
   json source;
   ASSERT_TRUE(wait_for_samples(taid, address, 8, c.iburst ? 30000ms : 15000ms, source))
-      << "fewer than 8 samples; " << taid.process().describe() << "; last source: "
-      << source.dump() << "; last error: " << taid.last_error();
+      << "fewer than 8 samples; " << taid.process().describe() << "; last source: " << source.dump()
+      << "; last error: " << taid.last_error();
   EXPECT_EQ(str_field(source, "timestamp_source"), "bpf") << source.dump();
 
   const auto tracking = taid.tracking();
@@ -250,8 +250,7 @@ void expect_bpf_stamps(const NetnsPair& net, TaidDaemon& taid, const std::string
   for (const auto& program : programs) {
     EXPECT_EQ(str_field(program, "interface"), net.client_interface()) << program.dump();
     attach = str_field(program, "attach");
-    EXPECT_NE(std::find(c.attach_names.begin(), c.attach_names.end(), attach),
-              c.attach_names.end())
+    EXPECT_NE(std::find(c.attach_names.begin(), c.attach_names.end(), attach), c.attach_names.end())
         << program.dump();
     const auto id = static_cast<std::uint32_t>(int_field(program, "program_id").value_or(0));
     ASSERT_NE(id, 0u) << program.dump();
@@ -297,8 +296,8 @@ void expect_bpf_stamps(const NetnsPair& net, TaidDaemon& taid, const std::string
   EXPECT_LE(*rx_bpf, *rx_user) << stamps.dump();
 
   const int status = taid.process().stop();
-  EXPECT_TRUE(exited_zero(status)) << "SIGTERM must end taid cleanly: "
-                                   << taid.process().describe();
+  EXPECT_TRUE(exited_zero(status))
+      << "SIGTERM must end taid cleanly: " << taid.process().describe();
   const auto left = leftovers_after_settling(net, program_ids, map_ids);
   EXPECT_TRUE(left.empty()) << "left behind after a clean exit:" << joined(left);
 }
@@ -363,8 +362,8 @@ TEST_P(CrashRestartTest, CrashRestartLeavesNothing) {
   taid_.reset();
   taid_.emplace(ns, dir_->path(), config, restarted);
   const json second = wait_for_bpf_programs(*taid_, 10000ms);
-  ASSERT_EQ(second.size(), 1u) << "the restart must attach: " << taid_->process().describe()
-                               << " " << taid_->last_error();
+  ASSERT_EQ(second.size(), 1u) << "the restart must attach: " << taid_->process().describe() << " "
+                               << taid_->last_error();
   const auto restart_id = static_cast<std::uint32_t>(second[0].value("program_id", 0));
   ASSERT_NE(restart_id, 0u);
   EXPECT_NE(restart_id, killed_id);
@@ -414,8 +413,7 @@ TEST_F(TimestampingTest, WithoutBpfPrivilegeFallsBackToKernel) {
   chronyd_.emplace(*net_, dir_->path());
   const std::string address = chronyd_->address();
   TaidOptions unprivileged;
-  unprivileged.dropped_capabilities = {"cap_bpf", "cap_sys_admin", "cap_net_admin",
-                                       "cap_sys_time"};
+  unprivileged.dropped_capabilities = {"cap_bpf", "cap_sys_admin", "cap_net_admin", "cap_sys_time"};
   taid_.emplace(net_->client_ns(), dir_->path(),
                 std::vector<std::string>{server_line(address, false), "timestamping auto"},
                 unprivileged);
@@ -437,10 +435,10 @@ TEST_F(TimestampingTest, WithoutBpfPrivilegeFallsBackToKernel) {
   EXPECT_TRUE(timestamping.value("bpf_programs", json::array()).empty()) << timestamping.dump();
   EXPECT_NE(str_field(timestamping, "bpf_error"), "") << timestamping.dump();
   std::cout << "without CAP_BPF/CAP_NET_ADMIN/CAP_SYS_ADMIN (CapEff " << std::hex << caps
-            << std::dec << "): " << source.value("samples", 0)
-            << " samples, timestamp_source " << str_field(source, "timestamp_source")
-            << ", offset_ns " << source.value("offset_ns", 0) << "; bpf_error: "
-            << str_field(timestamping, "bpf_error") << "\n";
+            << std::dec << "): " << source.value("samples", 0) << " samples, timestamp_source "
+            << str_field(source, "timestamp_source") << ", offset_ns "
+            << source.value("offset_ns", 0)
+            << "; bpf_error: " << str_field(timestamping, "bpf_error") << "\n";
 
   EXPECT_EQ(count_lines_containing(taid_->process().log(), "eBPF RX timestamps unavailable"), 1)
       << taid_->process().log();
@@ -456,16 +454,17 @@ TEST_F(TimestampingTest, WithoutBpfPrivilegeFallsBackToKernel) {
 TEST_F(TimestampingTest, XleaveAgainstChronyd) {
   chronyd_.emplace(*net_, dir_->path());
   const std::string address = chronyd_->address();
-  taid_.emplace(net_->client_ns(), dir_->path(),
-                std::vector<std::string>{server_line(address, true, " xleave"),
-                                         "timestamping kernel"});
+  taid_.emplace(
+      net_->client_ns(), dir_->path(),
+      std::vector<std::string>{server_line(address, true, " xleave"), "timestamping kernel"});
   json source;
-  // 8 burst requests and then regular polls, all 250 ms apart (burst spacing is capped by the poll).
+  // 8 burst requests and then regular polls, all 250 ms apart (burst spacing is capped by the
+  // poll).
   ASSERT_TRUE(wait_for_samples(*taid_, address, 16, 40000ms, source))
       << taid_->process().describe() << "; last source: " << source.dump()
       << "; last error: " << taid_->last_error();
-  std::cout << "xleave after " << source.value("samples", 0) << " samples: "
-            << source.value("interleaved_samples", 0) << " interleaved, offset_ns "
+  std::cout << "xleave after " << source.value("samples", 0)
+            << " samples: " << source.value("interleaved_samples", 0) << " interleaved, offset_ns "
             << source.value("offset_ns", 0) << ", last_offset_ns "
             << source.value("last_offset_ns", 0) << ", delay_ns " << source.value("delay_ns", 0)
             << ", jitter_ns " << source.value("jitter_ns", 0) << ", rx "
@@ -551,7 +550,7 @@ TEST_F(TimestampingTest, MeasurementsLog) {
 // The veth ends also get ULA addresses (fd00:7a1d:P:N::1 and ::2), and chronyd is bound to the
 // server's: the scenario of a with an IPv6 socket, an IPv6 map key, and the IPv6 header parsed.
 class Ipv6TimestampingTest : public SystemTest {
-protected:
+ protected:
   Ipv6TimestampingTest() { net_options_.ipv6 = true; }
 };
 

@@ -57,7 +57,7 @@ const std::array<uint8_t, 16> kSrc6{0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
 
 Bytes build(const Frame& f) {
   Bytes b(14, 0);
-  for (int i = 0; i < 6; ++i) b[static_cast<size_t>(i)] = 0x02;  // dst MAC
+  for (int i = 0; i < 6; ++i) b[static_cast<size_t>(i)] = 0x02;   // dst MAC
   for (int i = 6; i < 12; ++i) b[static_cast<size_t>(i)] = 0x04;  // src MAC
   put16(b, 12, f.ethertype != 0 ? f.ethertype : (f.ip_version == 4 ? 0x0800 : 0x86dd));
   const size_t udp_total = 8 + f.payload;
@@ -119,7 +119,7 @@ struct Loaded {
 };
 
 class RxProgram : public ::testing::TestWithParam<bool /* xdp */> {
-protected:
+ protected:
   void SetUp() override {
     if (geteuid() != 0) {
       // Skipping is for developers' machines; under CI a skipped root test hides a regression.

@@ -140,7 +140,7 @@ void remove_stale_namespaces() {
 // Sender and receiver namespaces joined by a veth pair: 10.77.0.1/fd00:77::1 (sender) and
 // 10.77.0.2/fd00:77::2 (receiver). Names carry pid and a counter: unique per run and per test.
 class VethPair {
-public:
+ public:
   VethPair() {
     static int counter = 0;
     const std::string id = std::to_string(getpid()) + "-" + std::to_string(counter++);
@@ -190,7 +190,7 @@ public:
     return run(argv);
   }
 
-private:
+ private:
   void remove() noexcept {
     // Deleting a namespace deletes the veth end in it, and with it the pair.
     run({"ip", "netns", "del", sender_ns_});
@@ -205,7 +205,7 @@ private:
 
 // Moves the calling thread into a named namespace for the guard's lifetime.
 class InNamespace {
-public:
+ public:
   explicit InNamespace(const std::string& name)
       : back_(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)) {
     const Fd target(::open(("/run/netns/" + name).c_str(), O_RDONLY | O_CLOEXEC));
@@ -218,7 +218,7 @@ public:
   }
   bool entered() const { return entered_; }
 
-private:
+ private:
   Fd back_;
   bool entered_ = false;
 };
@@ -290,8 +290,8 @@ Exchange send_and_receive(int sender, const sockaddr_storage& to, int receiver,
   std::thread rx([&] {
     uint8_t buffer[512];
     socklen_t len = sizeof ex.from;
-    const ssize_t n = recvfrom(receiver, buffer, sizeof buffer, 0,
-                               reinterpret_cast<sockaddr*>(&ex.from), &len);
+    const ssize_t n =
+        recvfrom(receiver, buffer, sizeof buffer, 0, reinterpret_cast<sockaddr*>(&ex.from), &len);
     ex.after_receive = tai_now();
     if (n >= 0) {
       ex.received = true;
@@ -352,7 +352,7 @@ void expect_nothing_left(const VethPair& net, uint32_t program_id, uint32_t map_
 // ---- the fixture ----
 
 class RxTimestamperTest : public ::testing::Test {
-protected:
+ protected:
   void SetUp() override {
     if (geteuid() != 0) {
       // Skipping is for developers' machines; under CI a skipped root test hides a regression.
@@ -397,8 +397,8 @@ protected:
   }
 
   // One packet across, its stamp taken and checked; returns stamp → recvfrom() return.
-  std::optional<Duration> exchange_and_take(RxTimestamper& ts, int tx, const char* to_ip,
-                                            int rx, uint64_t transmit) {
+  std::optional<Duration> exchange_and_take(RxTimestamper& ts, int tx, const char* to_ip, int rx,
+                                            uint64_t transmit) {
     const uint16_t rx_port = local_port_of(rx);
     const auto packet = ntp_packet(transmit);
     const Exchange ex = send_and_receive(tx, address(to_ip, rx_port), rx, packet);
@@ -433,10 +433,9 @@ protected:
     ASSERT_EQ(mode == AttachMode::tcx, link_id != 0);
 
     // What we expect to see while attached (so the emptiness checks below mean something).
-    const std::string program = run({"bpftool", "prog", "show", "id", std::to_string(program_id)})
-                                    .output;
-    EXPECT_TRUE(contains(program, mode == AttachMode::xdp_generic ||
-                                          mode == AttachMode::xdp_native
+    const std::string program =
+        run({"bpftool", "prog", "show", "id", std::to_string(program_id)}).output;
+    EXPECT_TRUE(contains(program, mode == AttachMode::xdp_generic || mode == AttachMode::xdp_native
                                       ? "taid_rx_xdp"
                                       : "taid_rx_tc"))
         << program;
@@ -549,8 +548,8 @@ uint32_t leave_a_leftover(const std::string& ns, int ifindex, AttachMode mode) {
 }
 
 TEST_F(RxTimestamperTest, RestartReplacesALeftoverTcFilter) {
-  const uint32_t leftover = leave_a_leftover(net_->receiver_ns(), receiver_ifindex(),
-                                             AttachMode::tc_clsact);
+  const uint32_t leftover =
+      leave_a_leftover(net_->receiver_ns(), receiver_ifindex(), AttachMode::tc_clsact);
   ASSERT_NE(leftover, 0u);
   EXPECT_TRUE(contains(tc_filters(*net_), "id " + std::to_string(leftover) + " "));
 
@@ -625,8 +624,8 @@ TEST_F(RxTimestamperTest, LeavesSomeoneElsesEmptyClsactQdisc) {
 }
 
 TEST_F(RxTimestamperTest, RestartReplacesALeftoverXdpProgram) {
-  const uint32_t leftover = leave_a_leftover(net_->receiver_ns(), receiver_ifindex(),
-                                             AttachMode::xdp_generic);
+  const uint32_t leftover =
+      leave_a_leftover(net_->receiver_ns(), receiver_ifindex(), AttachMode::xdp_generic);
   ASSERT_NE(leftover, 0u);
   EXPECT_TRUE(contains(link_line(*net_), "prog/xdp id " + std::to_string(leftover)));
 

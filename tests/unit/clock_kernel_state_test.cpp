@@ -75,10 +75,10 @@ TEST(KernelTimeState, StatusFlagNames) {
   s.status = STA_PLL | STA_UNSYNC | STA_NANO;
   EXPECT_EQ(s.status_flag_names(), (Names{"PLL", "UNSYNC", "NANO"}));
   s.status = 0xffff;
-  EXPECT_EQ(s.status_flag_names(),
-            (Names{"PLL", "PPSFREQ", "PPSTIME", "FLL", "INS", "DEL", "UNSYNC", "FREQHOLD",
-                   "PPSSIGNAL", "PPSJITTER", "PPSWANDER", "PPSERROR", "CLOCKERR", "NANO", "MODE",
-                   "CLK"}));
+  EXPECT_EQ(
+      s.status_flag_names(),
+      (Names{"PLL", "PPSFREQ", "PPSTIME", "FLL", "INS", "DEL", "UNSYNC", "FREQHOLD", "PPSSIGNAL",
+             "PPSJITTER", "PPSWANDER", "PPSERROR", "CLOCKERR", "NANO", "MODE", "CLK"}));
   s.status = STA_INS | STA_CLK;
   EXPECT_EQ(s.status_flag_names(), (Names{"INS", "CLK"}));
 }
@@ -86,9 +86,9 @@ TEST(KernelTimeState, StatusFlagNames) {
 TEST(KernelTimeState, ClockStateNames) {
   KernelTimeState s;
   const std::vector<std::pair<int, std::string>> cases{
-      {TIME_OK, "TIME_OK"},     {TIME_INS, "TIME_INS"},     {TIME_DEL, "TIME_DEL"},
-      {TIME_OOP, "TIME_OOP"},   {TIME_WAIT, "TIME_WAIT"},   {TIME_ERROR, "TIME_ERROR"},
-      {42, "unknown(42)"},      {-1, "unknown(-1)"}};
+      {TIME_OK, "TIME_OK"},   {TIME_INS, "TIME_INS"},   {TIME_DEL, "TIME_DEL"},
+      {TIME_OOP, "TIME_OOP"}, {TIME_WAIT, "TIME_WAIT"}, {TIME_ERROR, "TIME_ERROR"},
+      {42, "unknown(42)"},    {-1, "unknown(-1)"}};
   for (const auto& [state, name] : cases) {
     s.clock_state = state;
     EXPECT_EQ(s.clock_state_name(), name) << state;

@@ -91,9 +91,9 @@ TEST(Config, EmptyConfigIsValid) {
 
 TEST(Config, TimestampingTakesEachModeCaseInsensitively) {
   const std::vector<std::pair<const char*, TimestampingMode>> cases{
-      {"auto", TimestampingMode::auto_},   {"hardware", TimestampingMode::hardware},
-      {"bpf", TimestampingMode::bpf},      {"kernel", TimestampingMode::kernel},
-      {"user", TimestampingMode::user},    {"KERNEL", TimestampingMode::kernel},
+      {"auto", TimestampingMode::auto_}, {"hardware", TimestampingMode::hardware},
+      {"bpf", TimestampingMode::bpf},    {"kernel", TimestampingMode::kernel},
+      {"user", TimestampingMode::user},  {"KERNEL", TimestampingMode::kernel},
       {"Bpf", TimestampingMode::bpf},
   };
   for (const auto& [word, mode] : cases) {
@@ -108,9 +108,9 @@ TEST(Config, TimestampingTakesEachModeCaseInsensitively) {
 }
 
 TEST(Config, TimestampingModeNamesRoundTrip) {
-  for (const auto mode : {TimestampingMode::auto_, TimestampingMode::hardware,
-                          TimestampingMode::bpf, TimestampingMode::kernel,
-                          TimestampingMode::user}) {
+  for (const auto mode :
+       {TimestampingMode::auto_, TimestampingMode::hardware, TimestampingMode::bpf,
+        TimestampingMode::kernel, TimestampingMode::user}) {
     const std::string text = strcat_line("timestamping", to_string(mode)) + "hwtimestamp *\n";
     EXPECT_EQ(parse_config(text, "t.conf").timestamping, mode) << text;
   }
@@ -326,7 +326,7 @@ TEST(Config, ConfigErrorIsARuntimeError) {
 }
 
 class TempDir {
-public:
+ public:
   TempDir() {
     std::string tmpl = ::testing::TempDir() + "taid_config_XXXXXX";
     path_ = ::mkdtemp(tmpl.data()) != nullptr ? tmpl : "";
@@ -336,7 +336,7 @@ public:
   }
   const std::string& path() const { return path_; }
 
-private:
+ private:
   std::string path_;
 };
 

@@ -19,7 +19,7 @@ namespace {
 namespace fs = std::filesystem;
 
 class ControlTest : public ::testing::Test {
-protected:
+ protected:
   void SetUp() override {
     char tmpl[] = "/tmp/taid-control-XXXXXX";
     ASSERT_NE(mkdtemp(tmpl), nullptr);
@@ -41,7 +41,8 @@ protected:
     (void)!::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
     std::string answer;
     char buf[4096];
-    for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) answer.append(buf, static_cast<size_t>(n));
+    for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;)
+      answer.append(buf, static_cast<size_t>(n));
     ::close(fd);
     return answer;
   }

@@ -14,11 +14,14 @@ const UtcTime t0 = UtcTime::from_unix_ns(1700000000LL * 1000000000);
 // A reply whose paths stamped `late_ns` after t0 each (negative: absent).
 RxCandidates reply(int64_t user, int64_t kernel, int64_t bpf) {
   RxCandidates c;
-  c[TimestampSource::user] = LocalTimestamp{t0 + Duration::from_ns(user), TimestampSource::user, -14};
+  c[TimestampSource::user] =
+      LocalTimestamp{t0 + Duration::from_ns(user), TimestampSource::user, -14};
   if (kernel >= 0)
-    c[TimestampSource::kernel] = LocalTimestamp{t0 + Duration::from_ns(kernel), TimestampSource::kernel, -25};
+    c[TimestampSource::kernel] =
+        LocalTimestamp{t0 + Duration::from_ns(kernel), TimestampSource::kernel, -25};
   if (bpf >= 0)
-    c[TimestampSource::bpf] = LocalTimestamp{t0 + Duration::from_ns(bpf), TimestampSource::bpf, -25};
+    c[TimestampSource::bpf] =
+        LocalTimestamp{t0 + Duration::from_ns(bpf), TimestampSource::bpf, -25};
   return c;
 }
 

@@ -36,7 +36,7 @@ namespace asio = boost::asio;
 // Control buffers laid out as the kernel's put_cmsg() does, built with the CMSG_* macros.
 
 class ControlBuilder {
-public:
+ public:
   ControlBuilder() {
     message_.msg_control = buffer_.data();
     message_.msg_controllen = buffer_.size();  // CMSG_NXTHDR checks against it while building
@@ -70,7 +70,7 @@ public:
     return m;
   }
 
-private:
+ private:
   alignas(cmsghdr) std::array<unsigned char, 512> buffer_{};
   msghdr message_{};
   cmsghdr* last_ = nullptr;
@@ -285,8 +285,8 @@ TEST(ParseControlData, NoControlData) {
 
 TEST(TimestampingFlags, EachRequestAsksForWhatItNeeds) {
   constexpr uint32_t rx = SOF_TIMESTAMPING_RX_SOFTWARE | SOF_TIMESTAMPING_SOFTWARE;
-  constexpr uint32_t tx = SOF_TIMESTAMPING_TX_SOFTWARE | SOF_TIMESTAMPING_OPT_ID |
-                          SOF_TIMESTAMPING_OPT_TSONLY;
+  constexpr uint32_t tx =
+      SOF_TIMESTAMPING_TX_SOFTWARE | SOF_TIMESTAMPING_OPT_ID | SOF_TIMESTAMPING_OPT_TSONLY;
   constexpr uint32_t hw_rx = SOF_TIMESTAMPING_RX_HARDWARE | SOF_TIMESTAMPING_RAW_HARDWARE;
   EXPECT_EQ(timestamping_flags({}), rx);
   EXPECT_EQ(timestamping_flags({.tx_software = true}), rx | tx);
@@ -302,7 +302,7 @@ TEST(TimestampingFlags, EachRequestAsksForWhatItNeeds) {
 
 // A UDP "server" on a loopback address that answers each datagram with its own bytes.
 class EchoSocket {
-public:
+ public:
   explicit EchoSocket(const asio::ip::udp::endpoint& bind_to)
       : fd_(::socket(bind_to.protocol().family(), SOCK_DGRAM | SOCK_CLOEXEC, 0)) {
     if (!fd_) return;
@@ -329,7 +329,7 @@ public:
     return ::sendto(fd_.get(), data.data(), static_cast<size_t>(n), 0, peer.data(), length) == n;
   }
 
-private:
+ private:
   Fd fd_;
   asio::ip::udp::endpoint endpoint_;
 };
@@ -343,7 +343,9 @@ struct Observed {
 };
 
 // The kernel stamp when the socket layer had one, else the user-space one.
-ntp::LocalTimestamp best(const RxStamps& stamps) { return stamps.kernel ? *stamps.kernel : stamps.user; }
+ntp::LocalTimestamp best(const RxStamps& stamps) {
+  return stamps.kernel ? *stamps.kernel : stamps.user;
+}
 
 // Runs `io` until `done` or about two seconds have passed.
 template <typename Done>
@@ -435,8 +437,9 @@ TEST(UdpRequestLoopback, NoTxCallbackMeansNoTxStamping) {
   EchoSocket server({asio::ip::make_address("127.0.0.1"), 0});
   ASSERT_TRUE(server.ok());
   std::optional<ntp::LocalTimestamp> rx;
-  auto opened = UdpRequest::open(io, server.endpoint(), RxPrecision{},
-                                 [&](std::span<const uint8_t>, const RxStamps& t) { rx = best(t); });
+  auto opened =
+      UdpRequest::open(io, server.endpoint(), RxPrecision{},
+                       [&](std::span<const uint8_t>, const RxStamps& t) { rx = best(t); });
   ASSERT_TRUE(opened) << opened.error().message();
   EXPECT_TRUE((*opened)->kernel_stamps());
   EXPECT_FALSE((*opened)->kernel_tx_stamps());
@@ -487,17 +490,15 @@ HwTimestampingInfo software_only(const std::string& iface) {
 // What an i210-class NIC reports: full hardware stamping, a PHC, TX on, filter all.
 HwTimestampingInfo full_hardware(const std::string& iface) {
   HwTimestampingInfo info = software_only(iface);
-  info.so_timestamping |= SOF_TIMESTAMPING_TX_HARDWARE | SOF_TIMESTAMPING_RX_HARDWARE |
-                          SOF_TIMESTAMPING_RAW_HARDWARE;
+  info.so_timestamping |=
+      SOF_TIMESTAMPING_TX_HARDWARE | SOF_TIMESTAMPING_RX_HARDWARE | SOF_TIMESTAMPING_RAW_HARDWARE;
   info.phc_index = 0;
   info.tx_types = (1U << HWTSTAMP_TX_OFF) | (1U << HWTSTAMP_TX_ON);
   info.rx_filters = (1U << HWTSTAMP_FILTER_NONE) | (1U << HWTSTAMP_FILTER_ALL);
   return info;
 }
 
-std::string error_of(const Result<HwTimestampingConfig>& r) {
-  return r ? "" : r.error().message();
-}
+std::string error_of(const Result<HwTimestampingConfig>& r) { return r ? "" : r.error().message(); }
 
 TEST(ChooseHwConfig, RefusesWithAMessageNamingInterfaceAndLack) {
   EXPECT_EQ(error_of(choose_hw_config(software_only("eth0"))),
@@ -542,9 +543,9 @@ void expect_software_only_interface(const std::string& iface) {
   EXPECT_EQ(info->phc_index, -1) << iface;
   EXPECT_EQ(info->tx_types, 0U) << iface;
   EXPECT_EQ(info->rx_filters, 0U) << iface;
-  EXPECT_EQ(info->capability_names(),
-            (std::vector<std::string>{"software-transmit", "software-receive",
-                                      "software-system-clock"}));
+  EXPECT_EQ(
+      info->capability_names(),
+      (std::vector<std::string>{"software-transmit", "software-receive", "software-system-clock"}));
   const auto enabled = enable_hw_timestamping(iface);
   ASSERT_FALSE(enabled);
   EXPECT_EQ(enabled.error().message(),
@@ -584,7 +585,7 @@ TEST(HwTimestamping, SocketAcceptsRawHardwareFlags) {
 
 // A network namespace with a veth pair inside, removed again whatever happens.
 class VethNamespace {
-public:
+ public:
   VethNamespace() : name_("taid-ts-" + std::to_string(::getpid())) {
     ok_ = run("ip netns add " + name_) &&
           run("ip -n " + name_ + " link add tsa0 type veth peer name tsb0") &&
@@ -598,7 +599,7 @@ public:
   bool ok() const { return ok_; }
   std::string path() const { return "/run/netns/" + name_; }
 
-private:
+ private:
   static bool run(const std::string& command) {
     return std::system((command + " >/dev/null 2>&1").c_str()) == 0;
   }

@@ -25,7 +25,7 @@ T only(const Actions& actions) {
 }
 
 class ExchangeTest : public ::testing::Test {
-protected:
+ protected:
   Exchange make(SourceConfig config) {
     return Exchange(std::move(config), [this] { return next_cookie_++; });
   }
@@ -119,7 +119,8 @@ TEST_F(ExchangeTest, TransmitTimestampReplacesT1) {
   Exchange ex = make({"s", 4, 6, false});
   const Packet req = poll(ex, t0);
   ex.on_transmit_timestamp({t0 + ms(1), TimestampSource::kernel, -24});
-  const auto s = only<SampleAccepted>(deliver(ex, reply_to(req, t0 + ms(2), t0 + ms(2)), t0 + ms(3)));
+  const auto s =
+      only<SampleAccepted>(deliver(ex, reply_to(req, t0 + ms(2), t0 + ms(2)), t0 + ms(3)));
   EXPECT_EQ(s.sample.offset, Duration{});
   EXPECT_EQ(s.sample.delay, ms(2));
   EXPECT_EQ(s.sample.tx_source, TimestampSource::kernel);
@@ -127,7 +128,8 @@ TEST_F(ExchangeTest, TransmitTimestampReplacesT1) {
 
 TEST_F(ExchangeTest, EraBoundaryBetweenT1AndServerStamps) {
   // T1 one second before era 1 starts, server stamps just after it.
-  const UtcTime era1 = UtcTime::from_unix_ns(((int64_t{1} << 32) - kNtpUnixEpochDelta) * 1000000000);
+  const UtcTime era1 =
+      UtcTime::from_unix_ns(((int64_t{1} << 32) - kNtpUnixEpochDelta) * 1000000000);
   Exchange ex = make({"s", 4, 6, false});
   const Packet req = poll(ex, era1 - Duration::from_s(1));
   const Packet r = reply_to(req, era1 + ms(500), era1 + ms(501));
@@ -164,8 +166,9 @@ TEST_F(ExchangeTest, BogusOriginRejectedAndChangesNothing) {
 TEST_F(ExchangeTest, OnlyOneReplyPerRequest) {
   Exchange ex = make({"s", 4, 6, false});
   const Packet req = poll(ex, t0);
-  ASSERT_EQ(all_of<SampleAccepted>(deliver(ex, reply_to(req, t0 + ms(1), t0 + ms(1)), t0 + ms(2)))
-                .size(), 1U);
+  ASSERT_EQ(
+      all_of<SampleAccepted>(deliver(ex, reply_to(req, t0 + ms(1), t0 + ms(1)), t0 + ms(2))).size(),
+      1U);
   // A second, different reply echoing the same origin.
   const Actions a = deliver(ex, reply_to(req, t0 + ms(1), t0 + ms(3)), t0 + ms(4));
   EXPECT_TRUE(all_of<SampleAccepted>(a).empty());
@@ -221,9 +224,10 @@ INSTANTIATE_TEST_SUITE_P(
         BadReply{"Leap3", [](Packet& p) { p.leap = Leap::unsynchronized; }, "unsynchronized"},
         BadReply{"Stratum16", [](Packet& p) { p.stratum = 16; }, "stratum 16"},
         BadReply{"ClientMode", [](Packet& p) { p.mode = Mode::client; }, "not server"},
-        BadReply{"RootDistance",
-                 [](Packet& p) { p.root_dispersion = NtpShort::from_duration(Duration::from_s(17)); },
-                 "root distance"},
+        BadReply{
+            "RootDistance",
+            [](Packet& p) { p.root_dispersion = NtpShort::from_duration(Duration::from_s(17)); },
+            "root distance"},
         BadReply{"RootDelay",
                  [](Packet& p) { p.root_delay = NtpShort::from_duration(Duration::from_s(33)); },
                  "exceeds 16 s"},
@@ -240,7 +244,10 @@ INSTANTIATE_TEST_SUITE_P(
                  },
                  "server interval"},
         BadReply{"UnknownKiss",
-                 [](Packet& p) { p.stratum = 0; p.reference_id = kiss_code("ABCD"); },
+                 [](Packet& p) {
+                   p.stratum = 0;
+                   p.reference_id = kiss_code("ABCD");
+                 },
                  "ABCD"}),
     [](const auto& param_info) { return std::string(param_info.param.name); });
 
@@ -328,8 +335,8 @@ TEST_F(ExchangeTest, UnreachableDoublesPollUpToMaxpoll) {
     intervals.push_back(only<SetTimer>(a).after);
     now = now + intervals.back();
   }
-  const std::vector<Duration> expected{Duration::from_s(16), Duration::from_s(32),
-                                       Duration::from_s(64), Duration::from_s(128),
+  const std::vector<Duration> expected{Duration::from_s(16),  Duration::from_s(32),
+                                       Duration::from_s(64),  Duration::from_s(128),
                                        Duration::from_s(128), Duration::from_s(128)};
   EXPECT_EQ(intervals, expected);
   EXPECT_TRUE(logged_unreachable);
@@ -355,7 +362,8 @@ TEST_F(ExchangeTest, StablePollsClimbBelowSixteenSecondsToo) {
   for (int i = 0; i < 200 && ex.status().poll_log2_s < 0; ++i) {
     const Actions a = ex.on_timer({now, TimestampSource::user, -20});
     const Packet req = *decode(only<SendRequest>(a).bytes);
-    (void)deliver(ex, reply_to(req, now + ms(2), now + ms(2)), now + ms(2) + Duration::from_us(i % 2));
+    (void)deliver(ex, reply_to(req, now + ms(2), now + ms(2)),
+                  now + ms(2) + Duration::from_us(i % 2));
     now = now + only<SetTimer>(a).after;
   }
   EXPECT_EQ(ex.status().poll_log2_s, 0);
@@ -384,7 +392,8 @@ TEST_F(ExchangeTest, StablePollsClimbTowardMaxpoll) {
     const Actions a = ex.on_timer({now, TimestampSource::user, -20});
     const Packet req = *decode(only<SendRequest>(a).bytes);
     // Constant 1 ms offset, alternating delay so the filter keeps releasing new samples.
-    (void)deliver(ex, reply_to(req, now + ms(2), now + ms(2)), now + ms(2) + Duration::from_us(i % 2));
+    (void)deliver(ex, reply_to(req, now + ms(2), now + ms(2)),
+                  now + ms(2) + Duration::from_us(i % 2));
     now = now + only<SetTimer>(a).after;
   }
   EXPECT_EQ(ex.status().poll_log2_s, 6);
@@ -431,7 +440,8 @@ TEST_F(ExchangeTest, ServerThatDoesNotInterleaveIsUsedInBasicMode) {
   (void)deliver(ex, reply_to(poll(ex, t0), t0 + ms(1), t0 + ms(1)), t0 + ms(2));
   const UtcTime t = t0 + Duration::from_s(16);
   const Packet second = poll(ex, t);
-  const auto s = only<SampleAccepted>(deliver(ex, reply_to(second, t + ms(1), t + ms(1)), t + ms(2)));
+  const auto s =
+      only<SampleAccepted>(deliver(ex, reply_to(second, t + ms(1), t + ms(1)), t + ms(2)));
   EXPECT_FALSE(s.sample.interleaved);
   EXPECT_EQ(s.sample.offset, Duration{});
 }

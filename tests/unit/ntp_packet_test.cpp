@@ -97,9 +97,7 @@ TEST(NtpPacketDecode, HandBuiltServerPacketFieldByField) {
   EXPECT_EQ(p, server_packet());
 }
 
-TEST(NtpPacketEncode, WritesHandBuiltBytes) {
-  EXPECT_EQ(encode(server_packet()), kServerPacket);
-}
+TEST(NtpPacketEncode, WritesHandBuiltBytes) { EXPECT_EQ(encode(server_packet()), kServerPacket); }
 
 TEST(NtpPacketEncode, NegativePollAndPrecisionAreTwosComplement) {
   Packet p = server_packet();
@@ -217,7 +215,7 @@ TEST(NtpPacketDecode, AcceptedMacSizes) {
 TEST(NtpPacketDecode, TwoExtensionFieldsAndSha1Mac) {
   const Bytes ef1 = ef_bytes(0x0104, 36, filled(32, 0x10));  // NTS unique identifier, 32 bytes
   const Bytes ef2 = ef_bytes(0x0204, 16, {0xAA, 0xBB, 0xCC, 0xDD, 0xEE, 0, 0, 0, 0, 0, 0, 0});
-  const Bytes mac = {0x00, 0x00, 0x00, 0x2A, 1, 2,  3,  4,  5,  6,  7,  8,
+  const Bytes mac = {0x00, 0x00, 0x00, 0x2A, 1,  2,  3,  4,  5,  6,  7,  8,
                      9,    10,   11,   12,   13, 14, 15, 16, 17, 18, 19, 20};
   auto r = decode(concat(concat(concat(kServerPacket, ef1), ef2), mac));
   ASSERT_TRUE(r.ok()) << r.error().message();

@@ -23,7 +23,7 @@ constexpr int64_t kMidnight2017 = 1483228800;
 
 // Answers with scripted offsets (or errors), one per read, and counts the reads.
 class FakeOffsetSource final : public TaiOffsetSource {
-public:
+ public:
   explicit FakeOffsetSource(std::deque<Result<int32_t>> answers) : answers_(std::move(answers)) {}
   Result<int32_t> tai_offset_s() override {
     ++reads_;
@@ -34,7 +34,7 @@ public:
   }
   int reads() const { return reads_; }
 
-private:
+ private:
   std::deque<Result<int32_t>> answers_;
   int reads_ = 0;
 };
@@ -59,8 +59,7 @@ TEST(UtcFromTai, ZeroOffsetIsIdentity) {
 
 TEST(LeapChangeInstant, InsertionAndDeletionFollowTheKernel) {
   // Insertion 36 → 37 at 2017-01-01: realtime steps back from M to M − 1 at TAI M + 36.
-  EXPECT_EQ(leap_change_instant(tai_s(kMidnight2017 + 36 - 5), 36, 37),
-            tai_s(kMidnight2017 + 36));
+  EXPECT_EQ(leap_change_instant(tai_s(kMidnight2017 + 36 - 5), 36, 37), tai_s(kMidnight2017 + 36));
   // Found from a stamp on either side of the midnight, up to half a day away.
   EXPECT_EQ(leap_change_instant(tai_s(kMidnight2017 - 43000), 36, 37), tai_s(kMidnight2017 + 36));
   EXPECT_EQ(leap_change_instant(tai_s(kMidnight2017 + 43000), 36, 37), tai_s(kMidnight2017 + 36));
