@@ -1,4 +1,7 @@
 // taid: the daemon's entry point — options, config, clock driver, engine, control socket, signals.
+#include <sched.h>
+#include <sys/mman.h>
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 
@@ -16,10 +19,14 @@
 namespace {
 
 constexpr const char* kUsage =
-    "usage: taid -x [-f FILE] [-d]\n"
+    "usage: taid -x [-f FILE] [-d] [-P PRIORITY] [-m]\n"
     "  -x       observe only: measure and serve, never write the clock (chronyd -x)\n"
     "  -f FILE  configuration in chrony.conf syntax (default /etc/taid/taid.conf)\n"
     "  -d       debug logging\n"
+    "  -P N     run with SCHED_FIFO priority N (1..99), as chronyd -P: user-space stamps and\n"
+    "           timers then wait less behind other work\n"
+    "  -m       lock the daemon's memory (mlockall), as chronyd -m: no page faults on the\n"
+    "           timestamp path\n"
     "taid runs in the foreground and logs to stderr.\n";
 
 }  // namespace
@@ -28,6 +35,8 @@ int main(int argc, char** argv) {
   using namespace taid;
   std::string config_path = "/etc/taid/taid.conf";
   bool observe_only = false;
+  int fifo_priority = 0;
+  bool lock_memory = false;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "-x") {
@@ -40,6 +49,17 @@ int main(int argc, char** argv) {
         return 2;
       }
       config_path = argv[++i];
+    } else if (arg == "-P") {
+      char* end = nullptr;
+      const long value = i + 1 < argc ? std::strtol(argv[i + 1], &end, 10) : 0;
+      if (i + 1 == argc || *end != '\0' || value < 1 || value > 99) {
+        std::fprintf(stderr, "taid: -P needs a priority 1..99\n%s", kUsage);
+        return 2;
+      }
+      fifo_priority = static_cast<int>(value);
+      ++i;
+    } else if (arg == "-m") {
+      lock_memory = true;
     } else if (arg == "-h" || arg == "--help") {
       std::fputs(kUsage, stdout);
       return 0;
@@ -52,6 +72,18 @@ int main(int argc, char** argv) {
     std::fputs("taid: this version only observes the clock; run it with -x\n", stderr);
     return 2;
   }
+
+  // Like chronyd, a scheduling or locking failure is reported and the daemon goes on.
+  if (fifo_priority > 0) {
+    sched_param param{};
+    param.sched_priority = fifo_priority;
+    if (sched_setscheduler(0, SCHED_FIFO, &param) != 0)
+      log_warning(strcat("-P ", fifo_priority, ": sched_setscheduler: ", std::strerror(errno)));
+    else
+      log_info(strcat("running with SCHED_FIFO priority ", fifo_priority));
+  }
+  if (lock_memory && mlockall(MCL_CURRENT | MCL_FUTURE) != 0)
+    log_warning(strcat("-m: mlockall: ", std::strerror(errno)));
 
   daemon::Config config;
   try {
