@@ -31,6 +31,8 @@
 #include <string_view>
 #include <vector>
 
+#include "net/stamp_choice.hpp"
+
 namespace taid::daemon {
 
 // Where packet timestamps come from, best first (each stamp still says its own source).
@@ -40,7 +42,8 @@ namespace taid::daemon {
 //   bpf       eBPF RX stamps at tc ingress, kernel software TX stamps
 //   kernel    SO_TIMESTAMPING software RX and TX stamps
 //   user      clock reads around send() and after recvmsg() only
-enum class TimestampingMode { auto_, hardware, bpf, kernel, user };
+// The stamp chooser's policy itself: the directive names it, lib/net carries it out.
+using TimestampingMode = net::StampPolicy;
 
 // The directive's word for `mode` ("auto", "hardware", ...).
 std::string_view to_string(TimestampingMode mode);

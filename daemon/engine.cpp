@@ -1,8 +1,6 @@
 // Engine: sources, timers, fresh-port requests, samples, and the JSON views of their state.
 #include "daemon/engine.hpp"
 
-#include <ifaddrs.h>
-#include <net/if.h>
 #include <sys/random.h>
 
 #include <algorithm>
@@ -13,6 +11,7 @@
 
 #include "core/log.hpp"
 #include "net/hw_timestamping.hpp"
+#include "net/interfaces.hpp"
 #include "net/timestamping.hpp"
 
 namespace taid::daemon {
@@ -43,7 +42,6 @@ struct Engine::Source {
   ntp::Exchange exchange;
   asio::steady_timer timer;
   std::unique_ptr<net::UdpRequest> request;
-  std::optional<filter::Estimate> estimate;    // last released by the filter
   int ifindex = 0;                             // where its replies arrive
   std::optional<net::RxCandidates> last_rx;    // every stamp the last reply had
   std::optional<ntp::LocalTimestamp> last_tx;  // the last request's kernel TX stamp
@@ -59,68 +57,8 @@ struct Engine::Pending {
   int retry_log2_s = 4;  // 16 s, doubling up to the directive's maxpoll
 };
 
-namespace {
-
-net::StampPolicy stamp_policy(TimestampingMode mode) {
-  switch (mode) {
-    case TimestampingMode::auto_:
-      return net::StampPolicy::auto_;
-    case TimestampingMode::hardware:
-      return net::StampPolicy::hardware;
-    case TimestampingMode::bpf:
-      return net::StampPolicy::bpf;
-    case TimestampingMode::kernel:
-      return net::StampPolicy::kernel;
-    case TimestampingMode::user:
-      return net::StampPolicy::user;
-  }
-  return net::StampPolicy::auto_;
-}
-
-// The interface a connected UDP socket to `server` would use: routing picks the local address,
-// the interface that holds it is where replies come in. 0 when it cannot be told.
-int outgoing_ifindex(const boost::asio::ip::udp::endpoint& server) {
-  boost::asio::io_context io;
-  boost::asio::ip::udp::socket probe(io);
-  boost::system::error_code ec;
-  probe.open(server.protocol(), ec);
-  if (!ec) probe.connect(server, ec);  // no packet is sent: UDP connect only routes
-  if (ec) return 0;
-  const auto local = probe.local_endpoint(ec).address();
-  if (ec) return 0;
-  ifaddrs* list = nullptr;
-  if (getifaddrs(&list) != 0) return 0;
-  int index = 0;
-  for (ifaddrs* a = list; a != nullptr && index == 0; a = a->ifa_next) {
-    if (a->ifa_addr == nullptr) continue;
-    if (a->ifa_addr->sa_family == AF_INET && local.is_v4()) {
-      const auto* in = reinterpret_cast<const sockaddr_in*>(a->ifa_addr);
-      if (boost::asio::ip::address_v4(ntohl(in->sin_addr.s_addr)) == local.to_v4())
-        index = static_cast<int>(if_nametoindex(a->ifa_name));
-    } else if (a->ifa_addr->sa_family == AF_INET6 && local.is_v6()) {
-      const auto* in6 = reinterpret_cast<const sockaddr_in6*>(a->ifa_addr);
-      boost::asio::ip::address_v6::bytes_type bytes;
-      std::memcpy(bytes.data(), in6->sin6_addr.s6_addr, bytes.size());
-      if (boost::asio::ip::address_v6(bytes) == local.to_v6())
-        index = static_cast<int>(if_nametoindex(a->ifa_name));
-    }
-  }
-  freeifaddrs(list);
-  return index;
-}
-
-std::string interface_name(int ifindex) {
-  char name[IF_NAMESIZE] = {};
-  return if_indextoname(static_cast<unsigned>(ifindex), name) ? name : strcat("if", ifindex);
-}
-
-}  // namespace
-
 Engine::Engine(asio::io_context& io, Config config, clock::ClockDriver& driver)
-    : io_(io),
-      config_(std::move(config)),
-      driver_(driver),
-      chooser_(stamp_policy(config_.timestamping)) {
+    : io_(io), config_(std::move(config)), driver_(driver), chooser_(config_.timestamping) {
   precision_.kernel_log2 = net::measure_clock_precision_log2();
   precision_.user_log2 = std::max(net::kUserStampPrecisionLog2, precision_.kernel_log2);
 }
@@ -227,7 +165,7 @@ void Engine::attach_bpf(int ifindex, uint16_t port) {
     auto attached = bpf::RxTimestamper::attach(ifindex, attach, port);
     if (attached) {
       log_info(strcat("eBPF RX timestamps: ", bpf::to_string(attach), " on ",
-                      interface_name(ifindex), " (program id ", attached->program_id(),
+                      net::interface_name(ifindex), " (program id ", attached->program_id(),
                       ", UDP port ", port, ")"));
       bpf_.emplace(where, std::move(attached.value()));
       return;
@@ -236,7 +174,7 @@ void Engine::attach_bpf(int ifindex, uint16_t port) {
                      attached.error().message());
   }
   bpf_failed_.insert(where);
-  bpf_error_ = strcat(interface_name(ifindex), ": ", errors);
+  bpf_error_ = strcat(net::interface_name(ifindex), ": ", errors);
   log_warning(strcat("eBPF RX timestamps unavailable on ", bpf_error_,
                      " — continuing with SO_TIMESTAMPING kernel stamps"));
 }
@@ -285,7 +223,7 @@ void Engine::add_source(std::string name, const asio::ip::udp::endpoint& endpoin
   ntp::SourceConfig config{name, d.minpoll, d.maxpoll, d.iburst, d.xleave};
   sources_.push_back(std::make_unique<Source>(io_, std::move(name), endpoint, config, d.origin));
   Source& source = *sources_.back();
-  source.ifindex = outgoing_ifindex(endpoint);
+  source.ifindex = net::interface_towards(endpoint);
   attach_bpf(source.ifindex, endpoint.port());
   log_info(strcat(source.name, ": polling ", endpoint.address().to_string(), " port ",
                   endpoint.port(), ", minpoll ", d.minpoll, " maxpoll ", d.maxpoll,
@@ -389,7 +327,6 @@ void Engine::carry_out(Source& source, const ntp::Actions& actions) {
       });
     } else if (const auto* accepted = std::get_if<ntp::SampleAccepted>(&action)) {
       const ntp::Sample& s = accepted->sample;
-      if (accepted->released) source.estimate = accepted->released;
       write_measurement(source, s, accepted->released);
       std::string line =
           strcat("sample ", source.name, ": offset ", s.offset.to_string(), " delay ",
@@ -472,11 +409,11 @@ json Engine::sources_json() const {
       j["root_delay_ns"] = s.root_delay.ns();
       j["root_dispersion_ns"] = s.root_dispersion.ns();
     }
-    if (source->estimate) {
-      j["offset_ns"] = source->estimate->offset.ns();
-      j["delay_ns"] = source->estimate->delay.ns();
+    if (const auto& estimate = source->exchange.filter().estimate()) {
+      j["offset_ns"] = estimate->offset.ns();
+      j["delay_ns"] = estimate->delay.ns();
       j["dispersion_ns"] = source->exchange.filter().dispersion_at(now).ns();
-      j["jitter_ns"] = source->estimate->jitter.ns();
+      j["jitter_ns"] = estimate->jitter.ns();
     }
     // Every stamp the last reply had and the last request's kernel TX stamp, as UTC ns since
     // the Unix epoch, so a reader can see how far apart the paths are.
@@ -500,11 +437,11 @@ const Engine::Source* Engine::system_peer() const {
   const UtcTime now = driver_.now();
   for (const auto& source : sources_) {
     const auto& st = source->exchange.status();
-    if (st.state != ntp::SourceState::reachable || !source->estimate || !st.last_sample) continue;
-    const Duration distance = (st.last_sample->root_delay + source->estimate->delay) / 2 +
+    const auto& estimate = source->exchange.filter().estimate();
+    if (st.state != ntp::SourceState::reachable || !estimate || !st.last_sample) continue;
+    const Duration distance = (st.last_sample->root_delay + estimate->delay) / 2 +
                               st.last_sample->root_dispersion +
-                              source->exchange.filter().dispersion_at(now) +
-                              source->estimate->jitter;
+                              source->exchange.filter().dispersion_at(now) + estimate->jitter;
     if (!best || distance < best_distance) {
       best = source.get();
       best_distance = distance;
@@ -522,7 +459,7 @@ json Engine::tracking_json() const {
                      {"median_lateness_ns", p.median_lateness.ns()}});
   json attached = json::array();
   for (const auto& [where, program] : bpf_)
-    attached.push_back({{"interface", interface_name(where.first)},
+    attached.push_back({{"interface", net::interface_name(where.first)},
                         {"port", where.second},
                         {"attach", bpf::to_string(program.mode())},
                         {"program_id", program.program_id()}});
@@ -544,7 +481,7 @@ json Engine::tracking_json() const {
   }
   const UtcTime now = driver_.now();
   const ntp::Sample& s = *peer->exchange.status().last_sample;
-  const filter::Estimate& e = *peer->estimate;
+  const filter::Estimate& e = *peer->exchange.filter().estimate();
   const Duration root_delay = s.root_delay + e.delay;
   const Duration root_dispersion =
       s.root_dispersion + peer->exchange.filter().dispersion_at(now) + e.jitter;
@@ -585,11 +522,11 @@ json Engine::filter_json(std::string_view name) const {
     stages.push_back(std::move(s));
   }
   json j{{"name", source.name}, {"stages", std::move(stages)}};
-  if (source.estimate) {
-    j["offset_ns"] = source.estimate->offset.ns();
-    j["delay_ns"] = source.estimate->delay.ns();
+  if (const auto& estimate = source.exchange.filter().estimate()) {
+    j["offset_ns"] = estimate->offset.ns();
+    j["delay_ns"] = estimate->delay.ns();
     j["dispersion_ns"] = source.exchange.filter().dispersion_at(now).ns();
-    j["jitter_ns"] = source.estimate->jitter.ns();
+    j["jitter_ns"] = estimate->jitter.ns();
   }
   return j;
 }

@@ -4,9 +4,10 @@
 // changing. Use log_info("...") with a ready string; format with taid::strcat or snprintf.
 #pragma once
 
-#include <sstream>
 #include <string>
 #include <string_view>
+
+#include "core/strcat.hpp"  // callers format messages with it
 
 namespace taid {
 
@@ -18,13 +19,5 @@ inline void log_debug(std::string_view m) { log(LogLevel::debug, m); }
 inline void log_info(std::string_view m) { log(LogLevel::info, m); }
 inline void log_warning(std::string_view m) { log(LogLevel::warning, m); }
 inline void log_error(std::string_view m) { log(LogLevel::error, m); }
-
-// Concatenates anything that streams: strcat("poll ", 4, " s").
-template <typename... Args>
-std::string strcat(const Args&... args) {
-  std::ostringstream out;
-  (out << ... << args);
-  return out.str();
-}
 
 }  // namespace taid

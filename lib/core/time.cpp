@@ -15,7 +15,6 @@ constexpr int64_t kNsPerS = 1000000000;
 constexpr i128 kEraSeconds = static_cast<i128>(1) << 32;
 
 // floor(a / b) for b > 0.
-constexpr int64_t floor_div(int64_t a, int64_t b) { return a / b - ((a % b != 0) && (a < 0)); }
 
 // Nanoseconds [0, 1e9) to a 32-bit fraction, nearest; 999999999.9 ns cannot round up to 2^32
 // because 2^32 > 1e9 makes each nanosecond more than four fraction steps wide.

@@ -100,6 +100,9 @@ class TaiTime {
   int64_t ns_ = 0;
 };
 
+// floor(a / b) for b > 0: instants before an epoch land in the right second, day or era.
+constexpr int64_t floor_div(int64_t a, int64_t b) { return a / b - ((a % b != 0) && (a < 0)); }
+
 // Seconds from 1900-01-01 (NTP prime epoch, era 0) to 1970-01-01 (Unix epoch).
 inline constexpr int64_t kNtpUnixEpochDelta = 2208988800;
 

@@ -12,7 +12,8 @@ Duration dispersion_growth(Duration age) {
 }
 
 std::optional<Estimate> ClockFilter::add(Duration offset, Duration delay, Duration dispersion,
-                                         UtcTime time) {
+                                         UtcTime time, Duration precision) {
+  precision_ = precision;
   shift_in(Stage{offset, delay, std::min(dispersion, kMaxDispersion), time, true});
   return evaluate();
 }
@@ -68,6 +69,7 @@ std::optional<Estimate> ClockFilter::evaluate() {
   }
   jitter_ = valid > 1 ? Duration::from_seconds(std::sqrt(sum_sq / static_cast<double>(valid - 1)))
                       : Duration{};
+  jitter_ = std::max(jitter_, precision_);
 
   if (estimate_) {
     estimate_->dispersion = peer_dispersion_;

@@ -49,8 +49,10 @@ class ClockFilter {
 
   // Shifts in a measured sample taken at local time `time`. Returns the new estimate when the
   // minimum-delay stage is newer than the last one released; std::nullopt otherwise (the
-  // register, dispersion and jitter still update).
-  std::optional<Estimate> add(Duration offset, Duration delay, Duration dispersion, UtcTime time);
+  // register, dispersion and jitter still update). Jitter is never reported below
+  // `precision`, the resolution of the stamps that measured the sample (RFC 5905 clock_filter).
+  std::optional<Estimate> add(Duration offset, Duration delay, Duration dispersion, UtcTime time,
+                              Duration precision = {});
 
   // Shifts in a dummy stage (offset 0, dispersion MAXDISP) after polls went unanswered, so old
   // samples age out and the peer dispersion rises (RFC 5905 §13, poll process).
@@ -76,6 +78,7 @@ class ClockFilter {
   std::optional<Estimate> estimate_;
   Duration peer_dispersion_ = kMaxDispersion;
   Duration jitter_;
+  Duration precision_;  // of the newest sample: the floor of jitter
 };
 
 }  // namespace taid::filter

@@ -151,15 +151,4 @@ Result<void> enable_socket_hw_timestamping(int fd, bool tx) {
   return enable_timestamping(fd, {.tx_software = tx, .hardware = true});
 }
 
-Result<std::vector<std::string>> interface_names() {
-  struct if_nameindex* list = ::if_nameindex();
-  if (list == nullptr) return Error::from_errno("if_nameindex()");
-  std::vector<std::string> names;
-  for (const struct if_nameindex* i = list; i->if_index != 0 && i->if_name != nullptr; ++i) {
-    names.emplace_back(i->if_name);
-  }
-  ::if_freenameindex(list);
-  return names;
-}
-
 }  // namespace taid::net

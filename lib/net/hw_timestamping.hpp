@@ -57,7 +57,4 @@ Result<HwTimestampingConfig> enable_hw_timestamping(const std::string& iface);
 // software stamps (see net/timestamping.hpp). Use after enable_hw_timestamping() succeeded.
 Result<void> enable_socket_hw_timestamping(int fd, bool tx);
 
-// The names of all interfaces in the calling thread's network namespace, for "hwtimestamp *".
-Result<std::vector<std::string>> interface_names();
-
 }  // namespace taid::net

@@ -3,7 +3,7 @@
 
 #include <algorithm>
 
-#include "core/log.hpp"
+#include "core/strcat.hpp"
 
 namespace taid::net {
 namespace {

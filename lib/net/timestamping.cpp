@@ -182,10 +182,6 @@ std::optional<TxStamp> tx_timestamp(const ControlData& control) {
                  control.error->data};
 }
 
-std::optional<UtcTime> software_rx_timestamp(const msghdr& message) {
-  return parse_control_data(message).software;
-}
-
 int8_t measure_clock_precision_log2() {
   int64_t smallest = 1000000000;
   timespec previous{};

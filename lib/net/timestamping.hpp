@@ -97,9 +97,6 @@ struct TxStamp {
 // completion, an extended error without its SCM_TIMESTAMPING) gives nullopt.
 std::optional<TxStamp> tx_timestamp(const ControlData& control);
 
-// The software timestamp in a received message's control data, if the kernel attached one.
-std::optional<UtcTime> software_rx_timestamp(const msghdr& message);
-
 // log2 of the system clock's read precision in seconds, measured like ntpd/chrony: the smallest
 // step between successive clock_gettime(CLOCK_REALTIME) readings.
 int8_t measure_clock_precision_log2();

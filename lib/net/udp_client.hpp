@@ -41,7 +41,7 @@ class UdpRequest {
   using OnTransmitStamp = std::function<void(ntp::LocalTimestamp)>;
 
   // Opens a new socket (a new ephemeral port), connects it to `server` and enables kernel RX
-  // stamps (falling back to user-space stamps, logged once by the caller via kernel_stamps()).
+  // stamps; every reply also carries a user-space stamp (RxStamps), the caller picks.
   // With an `on_transmit` callback, kernel TX stamps are enabled as well (see kernel_tx_stamps()).
   static Result<std::unique_ptr<UdpRequest>> open(boost::asio::io_context& io,
                                                   const boost::asio::ip::udp::endpoint& server,

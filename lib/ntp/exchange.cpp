@@ -2,9 +2,8 @@
 #include "ntp/exchange.hpp"
 
 #include <algorithm>
-#include <cmath>
 
-#include "core/log.hpp"
+#include "core/strcat.hpp"
 
 namespace taid::ntp {
 namespace {
@@ -226,12 +225,9 @@ Actions Exchange::on_packet(std::span<const uint8_t> bytes, LocalTimestamp rx) {
   ++status_.samples;
   status_.last_sample = sample;
 
-  std::optional<filter::Estimate> released = filter_.add(offset, delay, dispersion, t4);
-  if (released) {
-    // Jitter cannot be finer than the stamps that measure it.
-    if (released->jitter < precision) released->jitter = precision;
-    adjust_poll(*released);
-  }
+  // Jitter cannot be finer than the stamps that measure it.
+  std::optional<filter::Estimate> released = filter_.add(offset, delay, dispersion, t4, precision);
+  if (released) adjust_poll(*released);
   return {SampleAccepted{sample, released}};
 }
 

@@ -1,9 +1,7 @@
 // TAI → UTC with the kernel's TAI offset; the leap-second rules are documented in tai.hpp.
 #include "timescale/tai.hpp"
 
-#include <sys/timex.h>
-
-#include <cstdlib>
+#include "clock/clock_driver.hpp"
 
 namespace taid::timescale {
 namespace {
@@ -11,21 +9,14 @@ namespace {
 constexpr int64_t kNsPerS = 1000000000;
 constexpr int64_t kSecondsPerDay = 86400;
 
-// Floor division, so instants before 1970 land on the right day too.
-int64_t floor_div(int64_t a, int64_t b) {
-  const int64_t q = a / b;
-  return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
-}
-
-Duration offset_duration(int32_t offset_s) { return Duration::from_s(offset_s); }
-
 }  // namespace
 
 Result<int32_t> KernelTaiOffset::tai_offset_s() {
-  ::timex tx{};
-  tx.modes = 0;  // read only: any mode bit would change the clock
-  if (::adjtimex(&tx) == -1) return Error::from_errno("reading the TAI offset (adjtimex)");
-  return static_cast<int32_t>(tx.tai);
+  // The clock library's read-only adjtimex read-out is the one place that asks the kernel.
+  auto state = clock::read_kernel_time_state();
+  if (!state)
+    return Error{state.error().errno_value, "reading the TAI offset: " + state.error().context};
+  return state->tai_offset_s;
 }
 
 TaiTime leap_change_instant(TaiTime near, int32_t from_s, int32_t to_s) {
@@ -51,7 +42,7 @@ Result<UtcTime> utc_from_tai(TaiTime stamp, TaiOffsetSource& source) {
     applied = stamp < leap_change_instant(stamp, o1, o2) ? o1 : o2;
   }
   // Not a leap (o1 == o2, or a step set at an unknown instant after the stamp): o1.
-  return stamp.to_utc(offset_duration(applied));
+  return stamp.to_utc(Duration::from_s(applied));
 }
 
 }  // namespace taid::timescale

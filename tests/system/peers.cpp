@@ -81,11 +81,6 @@ std::filesystem::path taid_binary() { return TAID_BIN; }
 std::filesystem::path taictl_binary() { return TAICTL_BIN; }
 std::filesystem::path peers_root() { return TAID_PEERS_ROOT; }
 
-bool in_ci() {
-  const char* ci = std::getenv("CI");
-  return ci != nullptr && std::string(ci) == "true";
-}
-
 std::optional<std::string> unavailable_reason() {
   static const std::optional<std::string> reason = probe_environment();
   return reason;

@@ -19,8 +19,6 @@ std::filesystem::path taid_binary();
 std::filesystem::path taictl_binary();
 std::filesystem::path peers_root();
 
-// CI sets CI=true: there a missing prerequisite is a failure, not a skip.
-bool in_ci();
 // Why the system tests cannot run on this machine (not root, no netns, peers not unpacked), or
 // nullopt if they can. Probed once per process.
 std::optional<std::string> unavailable_reason();

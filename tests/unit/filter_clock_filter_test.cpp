@@ -112,6 +112,15 @@ TEST(ClockFilter, RegisterClockNeverRunsBackwards) {
   EXPECT_EQ(f.stages()[3].dispersion, ms(3));
 }
 
+TEST(ClockFilter, JitterNeverBelowThePrecisionOfTheStamps) {
+  ClockFilter f;
+  const auto e = f.add(ms(1), ms(1), Duration{}, at(0), Duration::from_us(2));
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->jitter, Duration::from_us(2));  // one sample: computed jitter is 0
+  f.add_dummy(at(16));
+  EXPECT_EQ(f.estimate()->jitter, Duration::from_us(2));  // and it stays floored on updates
+}
+
 TEST(ClockFilter, DispersionIsCappedAtMaxdisp) {
   ClockFilter f;
   ASSERT_TRUE(f.add(ms(0), ms(1), Duration::from_s(100), at(0)));

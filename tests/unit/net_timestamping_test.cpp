@@ -24,8 +24,10 @@
 
 #include "core/fd.hpp"
 #include "net/hw_timestamping.hpp"
+#include "net/interfaces.hpp"
 #include "net/timestamping.hpp"
 #include "net/udp_client.hpp"
+#include "tests/support/skip.hpp"
 
 namespace taid::net {
 namespace {
@@ -117,7 +119,6 @@ TEST(ParseControlData, SoftwareRxStamp) {
   EXPECT_FALSE(c.hardware_raw_ns);
   EXPECT_FALSE(c.error);
   EXPECT_FALSE(c.truncated);
-  EXPECT_EQ(software_rx_timestamp(m), kSoftwareUtc);
   EXPECT_FALSE(tx_timestamp(c));  // an RX stamp is no TX stamp
 }
 
@@ -136,7 +137,6 @@ TEST(ParseControlData, HardwareOnlyStamp) {
   const ControlData c = parse_control_data(m);
   EXPECT_FALSE(c.software);
   EXPECT_EQ(c.hardware_raw_ns, kHardwareNs);
-  EXPECT_FALSE(software_rx_timestamp(m));
 }
 
 TEST(ParseControlData, Ipv4ErrorQueueTxStamp) {
@@ -280,7 +280,6 @@ TEST(ParseControlData, NoControlData) {
   EXPECT_FALSE(c.software);
   EXPECT_FALSE(c.error);
   EXPECT_FALSE(c.truncated);
-  EXPECT_FALSE(software_rx_timestamp(m));
 }
 
 TEST(TimestampingFlags, EachRequestAsksForWhatItNeeds) {
@@ -356,7 +355,7 @@ void run_until(asio::io_context& io, Done done) {
 void expect_kernel_stamps(const char* address) {
   asio::io_context io;
   EchoSocket server({asio::ip::make_address(address), 0});
-  if (!server.ok()) GTEST_SKIP() << "cannot bind a UDP socket on " << address;
+  if (!server.ok()) TAID_SKIP_OR_FAIL("cannot bind a UDP socket on " << address);
   Observed seen;
   auto opened = UdpRequest::open(
       io, server.endpoint(), RxPrecision{-23, -14},
@@ -607,21 +606,13 @@ class VethNamespace {
   bool ok_ = false;
 };
 
-// Root-only tests skip elsewhere, except in CI, where a skip would hide a missing capability.
-bool in_ci() {
-  const char* ci = std::getenv("CI");
-  return ci != nullptr && std::string(ci) == "true";
-}
-
 TEST(HwTimestamping, VethInANamespaceReportsSoftwareOnly) {
   if (::geteuid() != 0) {
-    if (in_ci()) FAIL() << "CI=true but not root: cannot create a network namespace";
-    GTEST_SKIP() << "needs root to create a network namespace and a veth pair";
+    TAID_SKIP_OR_FAIL("needs root to create a network namespace and a veth pair");
   }
   VethNamespace ns;
   if (!ns.ok()) {
-    if (in_ci()) FAIL() << "CI=true but 'ip netns add' / veth creation failed";
-    GTEST_SKIP() << "cannot create a network namespace with a veth pair here";
+    TAID_SKIP_OR_FAIL("cannot create a network namespace with a veth pair here");
   }
   // setns() moves only the calling thread, so the checks run in a thread of their own; every
   // socket it opens (the ioctl sockets included) then belongs to the namespace.
