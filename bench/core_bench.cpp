@@ -1,4 +1,5 @@
-// Per-packet cost of the sans-IO core: codec, one full client exchange, the clock filter.
+// Per-packet cost of the sans-IO core: codec, one full client exchange, the clock filter, the
+// delay envelope.
 #include <benchmark/benchmark.h>
 
 #include "ntp/exchange.hpp"
@@ -61,5 +62,28 @@ void BM_ClockFilterAdd(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_ClockFilterAdd);
+
+// One sample into a full window (Arg samples, the largest at the fastest polls): the fit runs
+// over the hulls' corners only, so its cost grows with the window's copy, not the search.
+void BM_DelayEnvelopeAdd(benchmark::State& state) {
+  filter::DelayEnvelope e;
+  UtcTime now = t0;
+  const Duration step = filter::DelayEnvelope::kMaxSpan / (state.range(0) + 1);
+  uint64_t x = 88172645463325252ULL;  // xorshift: queueing-like scatter without <random>
+  const auto next_us = [&x] {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return static_cast<int64_t>(x % 400);
+  };
+  for (int64_t i = 0; i < state.range(0); ++i, now = now + step)
+    e.add(Duration::from_us(next_us() - 200), Duration::from_us(2000 + next_us()), now);
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(
+        e.add(Duration::from_us(next_us() - 200), Duration::from_us(2000 + next_us()), now));
+    now = now + step;
+  }
+}
+BENCHMARK(BM_DelayEnvelopeAdd)->Arg(16)->Arg(64)->Arg(1024);
 
 }  // namespace

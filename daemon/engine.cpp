@@ -4,6 +4,7 @@
 #include <sys/random.h>
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <sstream>
 
@@ -78,7 +79,8 @@ void Engine::start() {
       log_error(strcat(path, ": cannot open for writing: ", std::strerror(errno)));
     else
       measurements_ << "# time_utc,source,offset_ns,delay_ns,dispersion_ns,rx_source,tx_source,"
-                       "interleaved,stratum,filter_offset_ns\n"
+                       "interleaved,stratum,filter_offset_ns,envelope_offset_ns,envelope_freq_ppb,"
+                       "envelope_half_min_delay_ns\n"
                     << std::flush;
   }
   for (const SourceDirective& d : config_.sources) {
@@ -276,14 +278,20 @@ void Engine::on_reply(Source& source, std::span<const uint8_t> bytes, const net:
   carry_out(source, actions);
 }
 
-void Engine::write_measurement(const Source& source, const ntp::Sample& s,
-                               const std::optional<filter::Estimate>& released) {
+void Engine::write_measurement(const Source& source, const ntp::SampleAccepted& accepted) {
+  const ntp::Sample& s = accepted.sample;
   if (!measurements_.is_open()) return;
   measurements_ << s.time.to_string() << ',' << source.name << ',' << s.offset.ns() << ','
                 << s.delay.ns() << ',' << s.dispersion.ns() << ',' << ntp::to_string(s.rx_source)
                 << ',' << ntp::to_string(s.tx_source) << ',' << (s.interleaved ? 1 : 0) << ','
                 << int{s.stratum} << ',';
-  if (released) measurements_ << released->offset.ns();
+  if (accepted.released) measurements_ << accepted.released->offset.ns();
+  measurements_ << ',';
+  if (const auto& e = accepted.envelope)
+    measurements_ << e->offset.ns() << ',' << std::llround(e->frequency * 1e9) << ','
+                  << e->half_min_delay.ns();
+  else
+    measurements_ << ",,";
   measurements_ << '\n' << std::flush;
 }
 
@@ -327,7 +335,7 @@ void Engine::carry_out(Source& source, const ntp::Actions& actions) {
       });
     } else if (const auto* accepted = std::get_if<ntp::SampleAccepted>(&action)) {
       const ntp::Sample& s = accepted->sample;
-      write_measurement(source, s, accepted->released);
+      write_measurement(source, *accepted);
       std::string line =
           strcat("sample ", source.name, ": offset ", s.offset.to_string(), " delay ",
                  s.delay.to_string(), " disp ", s.dispersion.to_string(),
@@ -337,6 +345,9 @@ void Engine::carry_out(Source& source, const ntp::Actions& actions) {
         line += strcat(" | filter offset ", accepted->released->offset.to_string(), " delay ",
                        accepted->released->delay.to_string(), " jitter ",
                        accepted->released->jitter.to_string());
+      if (const auto& e = accepted->envelope)
+        line += strcat(" | envelope offset ", e->offset.to_string(), " freq ",
+                       std::llround(e->frequency * 1e9), " ppb over ", e->samples, " samples");
       log_info(line);
     } else if (const auto* demobilize = std::get_if<ntp::Demobilize>(&action)) {
       source.timer.cancel();
@@ -362,6 +373,15 @@ const char* leap_name(ntp::Leap leap) {
       return "unsynchronized";
   }
   return "?";
+}
+
+json envelope_json(const filter::EnvelopeEstimate& e, UtcTime now) {
+  return json{{"offset_ns", e.offset.ns()},
+              {"frequency_ppb", std::llround(e.frequency * 1e9)},
+              {"half_min_delay_ns", e.half_min_delay.ns()},
+              {"samples", e.samples},
+              {"span_s", e.span.seconds()},
+              {"age_s", (now - e.time).seconds()}};
 }
 
 // Estimated error of one measurement: half the round trip plus its dispersion.
@@ -415,6 +435,7 @@ json Engine::sources_json() const {
       j["dispersion_ns"] = source->exchange.filter().dispersion_at(now).ns();
       j["jitter_ns"] = estimate->jitter.ns();
     }
+    if (const auto& e = source->exchange.envelope().estimate()) j["envelope"] = envelope_json(*e, now);
     // Every stamp the last reply had and the last request's kernel TX stamp, as UTC ns since
     // the Unix epoch, so a reader can see how far apart the paths are.
     json stamps = json::object();
@@ -491,15 +512,25 @@ json Engine::tracking_json() const {
   j["stratum"] = s.stratum + 1;
   j["leap"] = leap_name(s.leap);
   // Observe only: the offset is measured, never corrected. Positive: the local clock is behind.
-  j["offset_ns"] = e.offset.ns();
+  // The source's estimate is its delay envelope once that holds enough samples to fit a
+  // frequency, the clock filter's pick until then.
+  const auto& envelope = peer->exchange.envelope().estimate();
+  j["estimator"] = envelope ? "delay_envelope" : "clock_filter";
+  j["offset_ns"] = envelope ? envelope->offset.ns() : e.offset.ns();
+  if (envelope) {
+    j["frequency_ppb"] = std::llround(envelope->frequency * 1e9);
+    j["envelope"] = envelope_json(*envelope, now);
+  }
+  j["filter_offset_ns"] = e.offset.ns();
   j["last_offset_ns"] = s.offset.ns();
   j["jitter_ns"] = e.jitter.ns();
   j["root_delay_ns"] = root_delay.ns();
   j["root_dispersion_ns"] = root_dispersion.ns();
   j["root_distance_ns"] = (root_delay / 2 + root_dispersion).ns();
   j["poll_log2_s"] = peer->exchange.status().poll_log2_s;
-  j["last_update"] = e.time.to_string();
-  j["update_age_s"] = (now - e.time).seconds();
+  const UtcTime updated = envelope ? envelope->time : e.time;
+  j["last_update"] = updated.to_string();
+  j["update_age_s"] = (now - updated).seconds();
   j["timestamp_source"] = ntp::to_string(s.rx_source);
   return j;
 }

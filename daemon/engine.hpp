@@ -63,8 +63,7 @@ class Engine {
                                                std::span<const uint8_t> bytes);
   void set_up_timestamping();
   void attach_bpf(int ifindex, uint16_t port);
-  void write_measurement(const Source& source, const ntp::Sample& sample,
-                         const std::optional<filter::Estimate>& released);
+  void write_measurement(const Source& source, const ntp::SampleAccepted& accepted);
   void carry_out(Source& source, const ntp::Actions& actions);
   const Source* system_peer() const;
   void read_drift_file();

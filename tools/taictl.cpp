@@ -89,18 +89,21 @@ std::string age_text(const json& j, const char* key) {
 }
 
 void print_sources(const json& j) {
-  std::printf("  %-24s %-11s %3s %4s %5s %7s %6s  %-26s %s\n", "Name", "State", "Str", "Poll",
-              "Reach", "Samples", "LastRx", "Last offset +/- error", "Stamp");
-  std::printf("%s\n", std::string(104, '=').c_str());
+  std::printf("  %-24s %-11s %3s %4s %5s %7s %6s  %-26s %-12s %s\n", "Name", "State", "Str",
+              "Poll", "Reach", "Samples", "LastRx", "Last offset +/- error", "Estimate", "Stamp");
+  std::printf("%s\n", std::string(117, '=').c_str());
   for (const json& s : j.at("sources")) {
     const std::string offset =
         ns_text(s, "last_offset_ns") + " +/- " + magnitude_text(s, "last_error_ns");
-    std::printf("%c %-24s %-11s %3s %4d %5s %7llu %6s  %-26s %s\n",
+    // The source's estimate: its delay envelope, or the clock filter's pick before that fills.
+    const std::string estimate =
+        s.contains("envelope") ? ns_text(s["envelope"], "offset_ns") : ns_text(s, "offset_ns");
+    std::printf("%c %-24s %-11s %3s %4d %5s %7llu %6s  %-26s %-12s %s\n",
                 s.value("selected", false) ? '*' : ' ', str(s, "name").c_str(),
                 str(s, "state").c_str(), str(s, "stratum").c_str(), s.value("poll_log2_s", 0),
                 str(s, "reach_octal").c_str(),
                 static_cast<unsigned long long>(s.value("samples", 0ULL)),
-                age_text(s, "last_sample_age_s").c_str(), offset.c_str(),
+                age_text(s, "last_sample_age_s").c_str(), offset.c_str(), estimate.c_str(),
                 str(s, "timestamp_source").c_str());
   }
 }
@@ -118,6 +121,14 @@ void print_tracking(const json& j) {
     row("Stratum", str(j, "stratum"));
     row("Leap status", str(j, "leap"));
     row("System offset", ns_text(j, "offset_ns") + " (positive: local clock behind)");
+    row("Estimator", str(j, "estimator"));
+    if (j.contains("frequency_ppb"))
+      row("Frequency", str(j, "frequency_ppb") + " ppb against the source (positive: slow)");
+    if (j.contains("envelope"))
+      row("Envelope", str(j["envelope"], "samples") + " samples over " +
+                          age_text(j["envelope"], "span_s") + ", half min delay " +
+                          magnitude_text(j["envelope"], "half_min_delay_ns"));
+    row("Filter offset", ns_text(j, "filter_offset_ns"));
     row("Last offset", ns_text(j, "last_offset_ns"));
     row("Jitter", magnitude_text(j, "jitter_ns"));
     row("Root delay", magnitude_text(j, "root_delay_ns"));

@@ -228,7 +228,7 @@ Actions Exchange::on_packet(std::span<const uint8_t> bytes, LocalTimestamp rx) {
   // Jitter cannot be finer than the stamps that measure it.
   std::optional<filter::Estimate> released = filter_.add(offset, delay, dispersion, t4, precision);
   if (released) adjust_poll(*released);
-  return {SampleAccepted{sample, released}};
+  return {SampleAccepted{sample, released, envelope_.add(offset, delay, t4)}};
 }
 
 void Exchange::adjust_poll(const filter::Estimate& released) {

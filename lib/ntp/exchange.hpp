@@ -41,6 +41,7 @@
 
 #include "core/time.hpp"
 #include "filter/clock_filter.hpp"
+#include "filter/delay_envelope.hpp"
 #include "ntp/packet.hpp"
 
 namespace taid::ntp {
@@ -106,6 +107,7 @@ struct SetTimer {
 struct SampleAccepted {
   Sample sample;
   std::optional<filter::Estimate> released;  // set when the clock filter released a new estimate
+  std::optional<filter::EnvelopeEstimate> envelope;  // the source's estimate after this sample
 };
 struct Demobilize {
   std::string reason;  // stop polling this source for good (KoD DENY/RSTR)
@@ -154,6 +156,7 @@ class Exchange {
   const SourceConfig& config() const { return config_; }
   const SourceStatus& status() const { return status_; }
   const filter::ClockFilter& filter() const { return filter_; }
+  const filter::DelayEnvelope& envelope() const { return envelope_; }
 
  private:
   Actions reject(std::string why);
@@ -164,6 +167,7 @@ class Exchange {
   SourceConfig config_;
   std::function<uint64_t()> random_u64_;
   filter::ClockFilter filter_;
+  filter::DelayEnvelope envelope_;
   SourceStatus status_;
 
   // The request in flight.

@@ -520,12 +520,12 @@ TEST_F(TimestampingTest, MeasurementsLog) {
   std::string header;
   ASSERT_TRUE(std::getline(lines, header)) << "measurements.log is empty";
   EXPECT_EQ(header.rfind('#', 0), 0u) << header;
-  EXPECT_EQ(split(header, ',').size(), 10u) << header;
-  int rows = 0;
+  EXPECT_EQ(split(header, ',').size(), 13u) << header;
+  int rows = 0, envelope_rows = 0;
   for (std::string line; std::getline(lines, line);) {
     ++rows;
     const auto fields = split(line, ',');
-    ASSERT_EQ(fields.size(), 10u) << "line " << rows + 1 << ": " << line;
+    ASSERT_EQ(fields.size(), 13u) << "line " << rows + 1 << ": " << line;
     EXPECT_EQ(fields[1], address) << line;
     for (const size_t i : {2u, 3u, 4u, 7u, 8u}) EXPECT_TRUE(is_integer(fields[i])) << line;
     for (const size_t i : {5u, 6u}) {
@@ -537,7 +537,15 @@ TEST_F(TimestampingTest, MeasurementsLog) {
     EXPECT_EQ(fields[8], "10") << line;  // chronyd's "local stratum 10"
     // The clock filter's estimate when this sample released one, else empty.
     EXPECT_TRUE(fields[9].empty() || is_integer(fields[9])) << line;
+    // The delay envelope's offset, frequency and half minimum delay once it holds 4 samples.
+    if (rows >= 4) {
+      for (const size_t i : {10u, 11u, 12u}) EXPECT_TRUE(is_integer(fields[i])) << line;
+      ++envelope_rows;
+    } else {
+      for (const size_t i : {10u, 11u, 12u}) EXPECT_TRUE(fields[i].empty()) << line;
+    }
   }
+  EXPECT_GE(envelope_rows, 1) << "the envelope never filled";
   const int logged = count_lines_containing(taid_->process().log(), "sample " + address);
   std::cout << "measurements.log: header '" << header << "', " << rows << " rows; " << logged
             << " sample lines in taid's log; " << seen << " samples seen by taictl before exit\n";
