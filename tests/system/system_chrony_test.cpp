@@ -68,6 +68,24 @@ TEST_F(SystemTest, SyncsToChronyd) {
   EXPECT_GT(*delay_ns, 0) << source.dump();
   EXPECT_EQ(source.value("timestamp_source", ""), "kernel") << source.dump();
 
+  // With 8 samples the delay envelope has fitted a line: near 0 offset and frequency (one clock),
+  // a band no wider than the smallest round trip, and it is what tracking reports.
+  ASSERT_TRUE(source.contains("envelope")) << source.dump();
+  const json& envelope = source["envelope"];
+  EXPECT_GE(int_field(envelope, "samples").value_or(0), 8) << envelope.dump();
+  EXPECT_LT(std::llabs(int_field(envelope, "offset_ns").value_or(1'000'000)), 100'000);
+  EXPECT_LT(std::llabs(int_field(envelope, "frequency_ppb").value_or(1'000'000)), 50'000);
+  const auto half_min_delay = int_field(envelope, "half_min_delay_ns");
+  ASSERT_TRUE(half_min_delay) << envelope.dump();
+  EXPECT_GT(*half_min_delay, 0);
+  EXPECT_LE(*half_min_delay, *delay_ns / 2 + 1);
+  const auto tracking = taid_->tracking();
+  ASSERT_TRUE(tracking);
+  std::cout << "taid tracking: " << tracking->dump() << "\n";
+  EXPECT_EQ(tracking->value("estimator", ""), "delay_envelope") << tracking->dump();
+  EXPECT_TRUE(int_field(*tracking, "offset_ns").has_value()) << tracking->dump();
+  EXPECT_TRUE(int_field(*tracking, "frequency_ppb").has_value()) << tracking->dump();
+
   const int status = taid_->process().stop();
   EXPECT_TRUE(exited_zero(status))
       << "SIGTERM should end taid cleanly: " << taid_->process().describe();
