@@ -429,13 +429,18 @@ json Engine::sources_json() const {
       j["root_delay_ns"] = s.root_delay.ns();
       j["root_dispersion_ns"] = s.root_dispersion.ns();
     }
+    // offset_ns is the source's estimate, as in tracking: the delay envelope's once it has
+    // one, the clock filter's pick before. Delay, dispersion and jitter are the clock filter's.
+    const auto& envelope = source->exchange.envelope().estimate();
     if (const auto& estimate = source->exchange.filter().estimate()) {
-      j["offset_ns"] = estimate->offset.ns();
+      j["estimator"] = envelope ? "delay_envelope" : "clock_filter";
+      j["offset_ns"] = envelope ? envelope->offset.ns() : estimate->offset.ns();
+      j["filter_offset_ns"] = estimate->offset.ns();
       j["delay_ns"] = estimate->delay.ns();
       j["dispersion_ns"] = source->exchange.filter().dispersion_at(now).ns();
       j["jitter_ns"] = estimate->jitter.ns();
     }
-    if (const auto& e = source->exchange.envelope().estimate()) j["envelope"] = envelope_json(*e, now);
+    if (envelope) j["envelope"] = envelope_json(*envelope, now);
     // Every stamp the last reply had and the last request's kernel TX stamp, as UTC ns since
     // the Unix epoch, so a reader can see how far apart the paths are.
     json stamps = json::object();
@@ -513,7 +518,8 @@ json Engine::tracking_json() const {
   j["leap"] = leap_name(s.leap);
   // Observe only: the offset is measured, never corrected. Positive: the local clock is behind.
   // The source's estimate is its delay envelope once that holds enough samples to fit a
-  // frequency, the clock filter's pick until then.
+  // frequency, the clock filter's pick until then. Jitter, root delay and dispersion stay the
+  // clock filter's: they are the RFC 5905 quantities root distance is defined on.
   const auto& envelope = peer->exchange.envelope().estimate();
   j["estimator"] = envelope ? "delay_envelope" : "clock_filter";
   j["offset_ns"] = envelope ? envelope->offset.ns() : e.offset.ns();

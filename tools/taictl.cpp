@@ -96,8 +96,7 @@ void print_sources(const json& j) {
     const std::string offset =
         ns_text(s, "last_offset_ns") + " +/- " + magnitude_text(s, "last_error_ns");
     // The source's estimate: its delay envelope, or the clock filter's pick before that fills.
-    const std::string estimate =
-        s.contains("envelope") ? ns_text(s["envelope"], "offset_ns") : ns_text(s, "offset_ns");
+    const std::string estimate = ns_text(s, "offset_ns");
     std::printf("%c %-24s %-11s %3s %4d %5s %7llu %6s  %-26s %-12s %s\n",
                 s.value("selected", false) ? '*' : ' ', str(s, "name").c_str(),
                 str(s, "state").c_str(), str(s, "stratum").c_str(), s.value("poll_log2_s", 0),

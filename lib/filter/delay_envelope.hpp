@@ -17,12 +17,16 @@
 // it. It is the two-sided form of Moon, Skelly and Towsley's lower-envelope skew estimate
 // (INFOCOM 1999). The error shrinks like 1/n as the window fills, where a mean shrinks like 1/√n.
 //
-// Limits: a change of route that lengthens the path keeps the old, shorter envelope until those
-// samples leave the window (kMaxSpan at most); a path whose fastest packets are asymmetric biases
-// the result as it biases every two-way method.
+// When no line fits between the bounds any more (the source's clock was stepped, the path's
+// asymmetry changed, the oscillator wandered off a straight line), the older samples are dropped
+// until the rest fit again. Limits: a path that grows longer but stays symmetric keeps the old,
+// tighter envelope until those samples leave the window (kMaxSpan at most), which is right, as
+// the offset has not changed; a path whose fastest packets are asymmetric biases the result as
+// it biases every two-way method.
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <vector>
 
@@ -49,7 +53,7 @@ class DelayEnvelope {
   static constexpr std::size_t kMinSamples = 4;
   // A straight line holds while the oscillator's frequency wander stays below the network noise;
   // for PC oscillators that is up to about 1000 s (RADclock's τ*). At polls of 64 s and more
-  // the window is therefore 16 samples or fewer.
+  // the window is therefore 16 samples or fewer, but never fewer than kMinSamples.
   static constexpr Duration kMaxSpan = Duration::from_s(1024);
   // The kernel cannot run the clock more than 500 ppm off, nor can a sane source.
   static constexpr double kMaxFrequency = 500e-6;
@@ -61,17 +65,26 @@ class DelayEnvelope {
 
   const std::optional<EnvelopeEstimate>& estimate() const { return estimate_; }
   std::size_t size() const { return window_.size(); }
+  // How often samples stopped fitting one line and the older ones were dropped.
+  uint64_t restarts() const { return restarts_; }
 
  private:
   struct Point {
     UtcTime time;
-    double upper_s;  // θ + δ/2
-    double lower_s;  // θ − δ/2
+    double upper_s;  // θ + δ/2 − reference_
+    double lower_s;  // θ − δ/2 − reference_
   };
-  std::optional<EnvelopeEstimate> fit() const;
+  struct Band {
+    double frequency;  // s/s
+    double top, bottom;  // its edges at the newest sample, seconds; top < bottom: inconsistent
+  };
+  // The widest band over window_[first..].
+  Band fit(std::size_t first) const;
 
   std::vector<Point> window_;  // oldest first
+  Duration reference_;         // the offset the points' bounds are relative to
   std::optional<EnvelopeEstimate> estimate_;
+  uint64_t restarts_ = 0;
 };
 
 }  // namespace taid::filter

@@ -228,7 +228,18 @@ Actions Exchange::on_packet(std::span<const uint8_t> bytes, LocalTimestamp rx) {
   // Jitter cannot be finer than the stamps that measure it.
   std::optional<filter::Estimate> released = filter_.add(offset, delay, dispersion, t4, precision);
   if (released) adjust_poll(*released);
-  return {SampleAccepted{sample, released, envelope_.add(offset, delay, t4)}};
+  Actions actions;
+  // Said once per change: a source that never fits a line has no estimate to lose.
+  const uint64_t restarts = envelope_.restarts();
+  const bool had_estimate = envelope_.estimate().has_value();
+  auto envelope = envelope_.add(offset, delay, t4);
+  if (envelope_.restarts() != restarts && had_estimate)
+    actions.push_back(LogLine{
+        true, strcat(config_.name, ": samples no longer fit one line (a clock was stepped or the "
+                                   "path changed); the envelope keeps the newest ",
+                     envelope_.size())});
+  actions.push_back(SampleAccepted{sample, released, std::move(envelope)});
+  return actions;
 }
 
 void Exchange::adjust_poll(const filter::Estimate& released) {

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <random>
 #include <vector>
 
@@ -115,12 +116,17 @@ TEST(DelayEnvelope, InterleavedRemeasurementReplacesTheNewestSample) {
     const Exchange x = measure(0, 1e-3, 0, 0);
     e.add(x.offset, x.delay, at_s(i));
   }
-  // The same instant measured again with the server's real transmit stamp: one sample, new values.
-  const Exchange better = measure(5e-6, 1e-3, 0, 0);
+  ASSERT_TRUE(e.estimate());
+  EXPECT_NEAR(e.estimate()->offset.seconds(), 0, 1e-9);
+  // The same instant measured again with the server's real transmit stamp: one sample, and its
+  // new bounds count (a line through the three old ones at 0 and this one at 6 µs).
+  const Exchange better = measure(6e-6, 1e-3, 0, 0);
   const auto estimate = e.add(better.offset, better.delay, at_s(3));
   ASSERT_TRUE(estimate);
   EXPECT_EQ(e.size(), 4u);
   EXPECT_EQ(estimate->time, at_s(3));
+  EXPECT_GT(estimate->offset.seconds(), 1e-6);
+  EXPECT_GT(estimate->frequency, 0);
 }
 
 TEST(DelayEnvelope, OutOfOrderSampleIsPlacedByItsTime) {
@@ -138,17 +144,69 @@ TEST(DelayEnvelope, OutOfOrderSampleIsPlacedByItsTime) {
   EXPECT_NEAR(estimate->offset.seconds(), 0, 1e-9);
 }
 
-TEST(DelayEnvelope, SamplesOlderThanTheSpanLeaveTheWindow) {
+TEST(DelayEnvelope, SamplesOlderThanTheSpanLeaveTheWindowButNeverBelowFour) {
   DelayEnvelope e;
-  for (int i = 0; i < 6; ++i) {
+  for (int i = 0; i < 10; ++i) {
     const Exchange x = measure(0, 1e-3, 0, 0);
     e.add(x.offset, x.delay, at_s(i));
   }
-  // After a long silence the old samples say nothing about the line today.
-  const double later = 5 + DelayEnvelope::kMaxSpan.seconds() + 1;
-  const Exchange x = measure(1e-3, 1e-3, 0, 0);
-  EXPECT_FALSE(e.add(x.offset, x.delay, at_s(later)));
+  EXPECT_EQ(e.size(), 10u);
+  // After a long silence only the newest old samples stay, enough to fit a line with the new one
+  // (at polls of 1024 s every window is like this).
+  const double later = 9 + DelayEnvelope::kMaxSpan.seconds() + 1;
+  const Exchange x = measure(0.5e-3, 1e-3, 0, 0);
+  const auto estimate = e.add(x.offset, x.delay, at_s(later));
+  EXPECT_EQ(e.size(), DelayEnvelope::kMinSamples);
+  ASSERT_TRUE(estimate);
+  EXPECT_EQ(estimate->samples, DelayEnvelope::kMinSamples);
+  EXPECT_EQ(estimate->span, Duration::from_seconds(later - 7));
+  EXPECT_EQ(e.restarts(), 0u);
+}
+
+TEST(DelayEnvelope, LocalClockSteppedBackStartsOver) {
+  DelayEnvelope e;
+  for (int i = 0; i < 10; ++i) {
+    const Exchange x = measure(0, 1e-3, 0, 0);
+    e.add(x.offset, x.delay, at_s(5000 + i));
+  }
+  ASSERT_TRUE(e.estimate());
+  // An hour earlier by the local clock: nothing in the window is comparable any more.
+  const Exchange x = measure(3600, 1e-3, 0, 0);
+  EXPECT_FALSE(e.add(x.offset, x.delay, at_s(1400)));
+  EXPECT_FALSE(e.estimate());
   EXPECT_EQ(e.size(), 1u);
+  EXPECT_EQ(e.restarts(), 1u);
+}
+
+// One packet that was fastest both ways holds both edges of the band, so a range of slopes gives
+// the same widest band. The middle of that range is the unbiased choice: here, with every other
+// sample queued symmetrically, that is frequency 0 and offset 0 exactly, where either end of the
+// range would report ±500 ppm and an offset of milliseconds.
+TEST(DelayEnvelope, FlatTopTakesTheMiddleOfThePlateau) {
+  DelayEnvelope e;
+  const double queued[] = {4e-3, 0, 3e-3, 5e-3};
+  std::optional<EnvelopeEstimate> last;
+  for (int i = 0; i < 4; ++i) {
+    const Exchange x = measure(0, 1e-3, queued[i], queued[i]);
+    last = e.add(x.offset, x.delay, at_s(2 * i));
+  }
+  ASSERT_TRUE(last);
+  EXPECT_NEAR(last->offset.seconds(), 0, 2e-9);
+  EXPECT_NEAR(last->frequency, 0, 1e-12);
+  EXPECT_NEAR(last->half_min_delay.seconds(), 1e-3, 2e-9);
+}
+
+// A clock 56 years off (booted at 1970 with no RTC) still gets nanoseconds: the bounds are kept
+// relative to the first offset, not as absolute doubles.
+TEST(DelayEnvelope, HugeOffsetsKeepNanoseconds) {
+  DelayEnvelope e;
+  const Duration years = Duration::from_s(56LL * 365 * 86400) + Duration::from_ns(123456789);
+  std::optional<EnvelopeEstimate> last;
+  for (int i = 0; i < 6; ++i)
+    last = e.add(years + Duration::from_ns(7 * i), Duration::from_us(300), at_s(i));
+  ASSERT_TRUE(last);
+  EXPECT_LE(std::llabs((last->offset - (years + Duration::from_ns(35))).ns()), 1);
+  EXPECT_LE(std::llabs((last->half_min_delay - Duration::from_us(150)).ns()), 1);
 }
 
 TEST(DelayEnvelope, WindowHoldsAtMostMaxSamples) {
@@ -201,15 +259,59 @@ TEST(DelayEnvelope, BandIsTheWidestAndTouchesBothEnvelopes) {
   EXPECT_NEAR(last->frequency, 3e-6, 0.5e-6);
 }
 
-TEST(DelayEnvelope, FrequencyStaysWithinWhatTheKernelCanDo) {
+// A step of the source's clock by more than the round trip leaves no line between the bounds:
+// the samples before it go, the estimate waits for 4 new ones and then follows the new offset.
+// A step smaller than the delay still fits one line, so it is averaged in, as every two-way
+// method must (nothing tells it from asymmetry).
+TEST(DelayEnvelope, StepOfTheSourceDropsTheSamplesBeforeIt) {
   DelayEnvelope e;
+  for (int i = 0; i < 20; ++i) {
+    const Exchange x = measure(0, 100e-6, 0, 0);
+    ASSERT_EQ(e.add(x.offset, x.delay, at_s(i)).has_value(), i >= 3) << i;
+  }
+  EXPECT_EQ(e.restarts(), 0u);
+  for (int i = 20; i < 24; ++i) {
+    const Exchange x = measure(1e-3, 100e-6, 0, 0);
+    const auto estimate = e.add(x.offset, x.delay, at_s(i));
+    EXPECT_EQ(e.size(), static_cast<std::size_t>(i - 19)) << i;
+    EXPECT_EQ(estimate.has_value(), i == 23) << i;
+    EXPECT_EQ(e.estimate().has_value(), i == 23) << "a stale estimate must not outlive the step";
+  }
+  EXPECT_EQ(e.restarts(), 1u);
+  ASSERT_TRUE(e.estimate());
+  EXPECT_NEAR(e.estimate()->offset.seconds(), 1e-3, 1e-9);
+  EXPECT_NEAR(e.estimate()->half_min_delay.seconds(), 100e-6, 1e-9);
+}
+
+TEST(DelayEnvelope, OscillatorWanderBeyondTheNoiseShortensTheWindow) {
+  // A clock whose frequency changes by 50 ppm halfway: over a 1 µs round trip no line fits
+  // both halves, so the first half is dropped and the frequency after the change is found.
+  DelayEnvelope e;
+  double x = 0;
   std::optional<EnvelopeEstimate> last;
-  for (int i = 0; i < 8; ++i) {
-    const Exchange x = measure(2000e-6 * i, 1e-3, 0, 0);  // 2000 ppm: no real clock
-    last = e.add(x.offset, x.delay, at_s(i));
+  for (int i = 0; i < 200; ++i) {
+    x += (i < 100 ? 0.0 : 50e-6) * 1.0;
+    const Exchange m = measure(x, 0.5e-6, 0, 0);
+    last = e.add(m.offset, m.delay, at_s(i));
   }
   ASSERT_TRUE(last);
-  EXPECT_LE(std::abs(last->frequency), DelayEnvelope::kMaxFrequency + 1e-15);
+  EXPECT_GE(e.restarts(), 1u);
+  EXPECT_LE(last->samples, 101u);
+  EXPECT_NEAR(last->frequency, 50e-6, 1e-9);
+  EXPECT_NEAR(last->offset.seconds(), x, 1e-9);
+}
+
+// A source drifting faster than the kernel could ever follow (2000 ppm, over a 1 ms round trip
+// at 1 s polls) fits no line of ±500 ppm: every sample starts the window over, and the source
+// never gets an envelope estimate.
+TEST(DelayEnvelope, NoEstimateForASourceFasterThanAnyClock) {
+  DelayEnvelope e;
+  for (int i = 0; i < 8; ++i) {
+    const Exchange x = measure(2000e-6 * i, 0.5e-3, 0, 0);
+    EXPECT_FALSE(e.add(x.offset, x.delay, at_s(i))) << i;
+    EXPECT_EQ(e.size(), 1u) << i;
+  }
+  EXPECT_EQ(e.restarts(), 7u);
 }
 
 }  // namespace

@@ -1,6 +1,8 @@
 // Unit tests for the per-source exchange: requests, formulas, sanity tests, KoD, poll control.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+
 #include "ntp/exchange.hpp"
 
 namespace taid::ntp {
@@ -354,6 +356,39 @@ TEST_F(ExchangeTest, MissedPollsShiftDummiesIntoTheFilter) {
   (void)poll(ex, t0 + Duration::from_s(48));  // reach 1000b: last three bits clear -> dummy
   EXPECT_FALSE(ex.filter().stages()[0].valid);
   EXPECT_EQ(ex.filter().valid_stages(), 1U);
+}
+
+// The exchange feeds every accepted sample to the delay envelope: after 4 samples the source has
+// an estimate; when the server's clock steps by more than the round trip, the old samples no
+// longer fit, the exchange says so, and the estimate starts over from the new samples.
+TEST_F(ExchangeTest, EnvelopeEstimatesAndStartsOverWhenTheServerSteps) {
+  Exchange ex = make({"s", 4, 6, false});
+  UtcTime now = t0;
+  Duration server_ahead = ms(3);  // 1 ms each way
+  std::optional<filter::EnvelopeEstimate> last;
+  std::string logged;
+  for (int i = 0; i < 12; ++i) {
+    if (i == 6) server_ahead = ms(50);  // the server's clock is stepped
+    const Packet req = poll(ex, now);
+    const UtcTime t2 = now + ms(1) + server_ahead;
+    const Actions a = deliver(ex, reply_to(req, t2, t2), now + ms(2));
+    const auto accepted = only<SampleAccepted>(a);
+    if (i == 6) logged = last_log(a);
+    last = accepted.envelope;
+    if (i == 3 || i == 5) {
+      ASSERT_TRUE(last) << i;
+      EXPECT_LE(std::llabs(last->offset.ns() - ms(3).ns()), 2) << i;
+    }
+    if (i >= 6 && i < 9) {
+      EXPECT_FALSE(last) << "sample " << i << " is within 4 of the step";
+    }
+    now = now + Duration::from_s(16);
+  }
+  EXPECT_NE(logged.find("no longer fit one line"), std::string::npos) << logged;
+  ASSERT_TRUE(last);
+  EXPECT_LE(std::llabs(last->offset.ns() - ms(50).ns()), 2);
+  EXPECT_EQ(last->samples, 6u);
+  EXPECT_EQ(ex.envelope().restarts(), 1u);
 }
 
 TEST_F(ExchangeTest, StablePollsClimbBelowSixteenSecondsToo) {
