@@ -225,8 +225,13 @@ void Engine::add_source(std::string name, const asio::ip::udp::endpoint& endpoin
   ntp::SourceConfig config{name, d.minpoll, d.maxpoll, d.iburst, d.xleave};
   sources_.push_back(std::make_unique<Source>(io_, std::move(name), endpoint, config, d.origin));
   Source& source = *sources_.back();
-  source.ifindex = net::interface_towards(endpoint);
-  attach_bpf(source.ifindex, endpoint.port());
+  if (const auto ifindex = net::interface_towards(endpoint)) {
+    source.ifindex = *ifindex;
+    attach_bpf(source.ifindex, endpoint.port());
+  } else if (config_.timestamping == TimestampingMode::auto_ ||
+             config_.timestamping == TimestampingMode::bpf) {
+    log_warning(strcat(source.name, ": no eBPF stamps: ", ifindex.error().message()));
+  }
   log_info(strcat(source.name, ": polling ", endpoint.address().to_string(), " port ",
                   endpoint.port(), ", minpoll ", d.minpoll, " maxpoll ", d.maxpoll,
                   d.iburst ? ", iburst" : "", d.xleave ? ", xleave" : ""));

@@ -10,11 +10,11 @@
 
 namespace taid::net {
 
-// The interface holding the local address a connected UDP socket to `server` would use (routing
-// picks that address; no packet is sent). 0 when it cannot be told. This is the route's source
-// address, not its output device: for a server on one of this host's own addresses it names the
-// interface with that address rather than `lo`.
-int interface_towards(const boost::asio::ip::udp::endpoint& server);
+// The device the kernel's route to `server` goes out of (RTM_GETROUTE, what `ip route get`
+// prints as "dev"): where, with symmetric routing, its replies come in and an eBPF program sees
+// them. For a server on one of this host's own addresses that is lo, whichever interface holds
+// the address. A link-local IPv6 server's scope names the interface itself.
+Result<int> interface_towards(const boost::asio::ip::udp::endpoint& server);
 
 // "eth0" for its index, "ifN" when the index names no interface (any more).
 std::string interface_name(int ifindex);

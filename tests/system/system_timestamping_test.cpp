@@ -555,6 +555,47 @@ TEST_F(TimestampingTest, MeasurementsLog) {
   EXPECT_GE(rows, seen);
 }
 
+// ---- g. a server on this host: replies come in on lo ----
+
+// taid polls chronyd from chronyd's own namespace, at the address chronyd holds on its veth end.
+// The address belongs to the veth, but the packets never cross it: the local route sends them
+// through lo. taid asks the routing table for the device (as `ip route get` does), so its eBPF
+// program sits on lo and the samples are eBPF-stamped.
+TEST_F(TimestampingTest, LocalServerRepliesArriveOnLoopback) {
+  chronyd_.emplace(*net_, dir_->path());
+  const std::string address = chronyd_->address();
+  taid_.emplace(net_->server_ns(), dir_->path(),
+                std::vector<std::string>{server_line(address, false), "timestamping bpf"});
+  json source;
+  const bool stamped = wait_until(20000ms, 250ms, [&] {
+    if (taid_->process().exited()) return true;
+    const auto sources = taid_->sources();
+    if (!sources) return false;
+    const auto found = find_source(*sources, address);
+    if (!found) return false;
+    source = *found;
+    return int_field(source, "samples").value_or(0) >= 4 &&
+           str_field(source, "timestamp_source") == "bpf";
+  });
+  ASSERT_FALSE(taid_->process().exited()) << taid_->process().describe();
+  EXPECT_TRUE(stamped) << "no eBPF-stamped sample from the local server: " << source.dump()
+                       << "\n" << taid_->process().log();
+  const auto tracking = taid_->tracking();
+  ASSERT_TRUE(tracking);
+  std::cout << "local server: " << source.dump() << "\ntracking: " << tracking->dump() << "\n";
+  bool on_lo = false;
+  for (const auto& program : tracking->at("timestamping").value("bpf_programs", json::array()))
+    on_lo = on_lo || str_field(program, "interface") == "lo";
+  EXPECT_TRUE(on_lo) << tracking->dump();
+  const int status = taid_->process().stop();
+  EXPECT_TRUE(exited_zero(status)) << taid_->process().describe();
+  // Nothing left on lo: no tc filter, no clsact qdisc, no XDP.
+  const std::string& ns = net_->server_ns();
+  EXPECT_EQ(in_ns(ns, {"tc", "filter", "show", "dev", "lo", "ingress"}), "");
+  EXPECT_FALSE(contains(in_ns(ns, {"tc", "qdisc", "show", "dev", "lo"}), "clsact"));
+  EXPECT_FALSE(contains(in_ns(ns, {"ip", "link", "show", "dev", "lo"}), "xdp"));
+}
+
 // ---- f. a: the same eBPF stamps over IPv6 ----
 
 // The veth ends also get ULA addresses (fd00:7a1d:P:N::1 and ::2), and chronyd is bound to the
