@@ -1,7 +1,7 @@
 // System tests of taid's kernel-assisted timestamps against a real chronyd: eBPF RX stamps per
 // attach mode and their cleanup (after SIGTERM, and after SIGKILL + restart), the fall-back to
-// kernel stamps without BPF privileges, interleaved mode, the measurements log, and eBPF stamps
-// over IPv6.
+// kernel stamps without BPF privileges, interleaved mode, the measurements log, a server on this
+// host (eBPF on lo), and eBPF stamps over IPv6.
 //
 // Root only, same rule as system_chrony_test: skipped with the reason elsewhere, failed under
 // CI=true. chronyd serves in one namespace, taid measures it from another over veth; neither can
@@ -555,7 +555,7 @@ TEST_F(TimestampingTest, MeasurementsLog) {
   EXPECT_GE(rows, seen);
 }
 
-// ---- g. a server on this host: replies come in on lo ----
+// ---- f. a server on this host: replies come in on lo ----
 
 // taid polls chronyd from chronyd's own namespace, at the address chronyd holds on its veth end.
 // The address belongs to the veth, but the packets never cross it: the local route sends them
@@ -596,7 +596,7 @@ TEST_F(TimestampingTest, LocalServerRepliesArriveOnLoopback) {
   EXPECT_FALSE(contains(in_ns(ns, {"ip", "link", "show", "dev", "lo"}), "xdp"));
 }
 
-// ---- f. a: the same eBPF stamps over IPv6 ----
+// ---- g. a: the same eBPF stamps over IPv6 ----
 
 // The veth ends also get ULA addresses (fd00:7a1d:P:N::1 and ::2), and chronyd is bound to the
 // server's: the scenario of a with an IPv6 socket, an IPv6 map key, and the IPv6 header parsed.
