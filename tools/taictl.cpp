@@ -89,8 +89,8 @@ std::string age_text(const json& j, const char* key) {
 }
 
 void print_sources(const json& j) {
-  std::printf("  %-24s %-11s %3s %4s %5s %7s %6s  %-26s %-12s %s\n", "Name", "State", "Str",
-              "Poll", "Reach", "Samples", "LastRx", "Last offset +/- error", "Estimate", "Stamp");
+  std::printf("  %-24s %-11s %3s %4s %5s %7s %6s  %-26s %-12s %s\n", "Name", "State", "Str", "Poll",
+              "Reach", "Samples", "LastRx", "Last offset +/- error", "Estimate", "Stamp");
   std::printf("%s\n", std::string(117, '=').c_str());
   for (const json& s : j.at("sources")) {
     const std::string offset =

@@ -6,8 +6,7 @@
 
 namespace taid::filter {
 
-std::optional<EnvelopeEstimate> DelayEnvelope::add(Duration offset, Duration delay,
-                                                   UtcTime time) {
+std::optional<EnvelopeEstimate> DelayEnvelope::add(Duration offset, Duration delay, UtcTime time) {
   // A sample from before the window's span (the local clock was stepped back) says nothing
   // about the line the window holds, nor the window about it: start over from it.
   if (!window_.empty() && time < window_.back().time - kMaxSpan) {

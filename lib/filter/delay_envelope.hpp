@@ -75,7 +75,7 @@ class DelayEnvelope {
     double lower_s;  // θ − δ/2 − reference_
   };
   struct Band {
-    double frequency;  // s/s
+    double frequency;    // s/s
     double top, bottom;  // its edges at the newest sample, seconds; top < bottom: inconsistent
   };
   // The widest band over window_[first..].

@@ -234,10 +234,11 @@ Actions Exchange::on_packet(std::span<const uint8_t> bytes, LocalTimestamp rx) {
   const bool had_estimate = envelope_.estimate().has_value();
   auto envelope = envelope_.add(offset, delay, t4);
   if (envelope_.restarts() != restarts && had_estimate)
-    actions.push_back(LogLine{
-        true, strcat(config_.name, ": samples no longer fit one line (a clock was stepped or the "
-                                   "path changed); the envelope keeps the newest ",
-                     envelope_.size())});
+    actions.push_back(
+        LogLine{true, strcat(config_.name,
+                             ": samples no longer fit one line (a clock was stepped or the "
+                             "path changed); the envelope keeps the newest ",
+                             envelope_.size())});
   actions.push_back(SampleAccepted{sample, released, std::move(envelope)});
   return actions;
 }

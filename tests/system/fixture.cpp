@@ -32,6 +32,21 @@ std::optional<json> find_source(const json& sources, const std::string& address)
   return std::nullopt;
 }
 
+bool wait_for_source(TaidDaemon& taid, const std::string& address,
+                     std::chrono::milliseconds timeout, json& source,
+                     const std::function<bool(const json&)>& done) {
+  const bool held = wait_until(timeout, std::chrono::milliseconds(250), [&] {
+    if (taid.process().exited()) return true;
+    const auto sources = taid.sources();
+    if (!sources) return false;
+    const auto found = find_source(*sources, address);
+    if (!found) return false;
+    source = *found;
+    return done(source);
+  });
+  return held && !taid.process().exited();
+}
+
 int count_lines_containing(const std::string& text, const std::string& needle) {
   std::istringstream lines(text);
   std::string line;

@@ -3,7 +3,9 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstdint>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -19,6 +21,12 @@ std::optional<std::int64_t> int_field(const nlohmann::json& object, const char* 
 // The entry of `sources` for `address`: taictl may print it bare or as "addr:port".
 std::optional<nlohmann::json> find_source(const nlohmann::json& sources,
                                           const std::string& address);
+// Polls taid's sources every 250 ms until the entry for `address` satisfies `done`, `timeout`
+// passes, or taid exits; `source` keeps the last entry seen. True only if `done` held while taid
+// still ran.
+bool wait_for_source(TaidDaemon& taid, const std::string& address,
+                     std::chrono::milliseconds timeout, nlohmann::json& source,
+                     const std::function<bool(const nlohmann::json&)>& done);
 int count_lines_containing(const std::string& text, const std::string& needle);
 bool exited_zero(int wait_status);
 bool killed_by(int wait_status, int signal);

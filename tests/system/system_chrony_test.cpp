@@ -39,14 +39,8 @@ TEST_F(SystemTest, SyncsToChronyd) {
                 std::vector<std::string>{"server " + address + " iburst minpoll 4 maxpoll 6"});
 
   json source;
-  const bool enough = wait_until(30s, 500ms, [&] {
-    if (taid_->process().exited()) return true;
-    const auto sources = taid_->sources();
-    if (!sources) return false;
-    const auto found = find_source(*sources, address);
-    if (!found) return false;
-    source = *found;
-    return int_field(source, "samples").value_or(0) >= 8;
+  const bool enough = wait_for_source(*taid_, address, 30s, source, [](const json& s) {
+    return int_field(s, "samples").value_or(0) >= 8;
   });
   ASSERT_FALSE(taid_->process().exited()) << "taid ended early: " << taid_->process().describe();
   ASSERT_TRUE(enough) << "fewer than 8 samples in 30 s; last source: " << source.dump()

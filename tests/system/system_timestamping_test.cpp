@@ -155,16 +155,9 @@ std::string joined(const std::vector<std::string>& items) {
 // Waits (bounded) until taid has `samples` samples from `address`; `source` is the last view.
 bool wait_for_samples(TaidDaemon& taid, const std::string& address, int samples,
                       std::chrono::milliseconds timeout, json& source) {
-  const bool done = wait_until(timeout, 250ms, [&] {
-    if (taid.process().exited()) return true;
-    const auto sources = taid.sources();
-    if (!sources) return false;
-    const auto found = find_source(*sources, address);
-    if (!found) return false;
-    source = *found;
-    return int_field(source, "samples").value_or(0) >= samples;
+  return wait_for_source(taid, address, timeout, source, [samples](const json& s) {
+    return int_field(s, "samples").value_or(0) >= samples;
   });
-  return done && !taid.process().exited();
 }
 
 // tracking.timestamping.bpf_programs once it is non-empty (bounded), or an empty array.
@@ -567,19 +560,12 @@ TEST_F(TimestampingTest, LocalServerRepliesArriveOnLoopback) {
   taid_.emplace(net_->server_ns(), dir_->path(),
                 std::vector<std::string>{server_line(address, false), "timestamping bpf"});
   json source;
-  const bool stamped = wait_until(20000ms, 250ms, [&] {
-    if (taid_->process().exited()) return true;
-    const auto sources = taid_->sources();
-    if (!sources) return false;
-    const auto found = find_source(*sources, address);
-    if (!found) return false;
-    source = *found;
-    return int_field(source, "samples").value_or(0) >= 4 &&
-           str_field(source, "timestamp_source") == "bpf";
+  const bool stamped = wait_for_source(*taid_, address, 20000ms, source, [](const json& s) {
+    return int_field(s, "samples").value_or(0) >= 4 && str_field(s, "timestamp_source") == "bpf";
   });
   ASSERT_FALSE(taid_->process().exited()) << taid_->process().describe();
-  EXPECT_TRUE(stamped) << "no eBPF-stamped sample from the local server: " << source.dump()
-                       << "\n" << taid_->process().log();
+  EXPECT_TRUE(stamped) << "no eBPF-stamped sample from the local server: " << source.dump() << "\n"
+                       << taid_->process().log();
   const auto tracking = taid_->tracking();
   ASSERT_TRUE(tracking);
   std::cout << "local server: " << source.dump() << "\ntracking: " << tracking->dump() << "\n";

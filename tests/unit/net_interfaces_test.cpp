@@ -11,9 +11,7 @@ namespace {
 
 namespace asio = boost::asio;
 
-asio::ip::udp::endpoint at(const char* address) {
-  return {asio::ip::make_address(address), 123};
-}
+asio::ip::udp::endpoint at(const char* address) { return {asio::ip::make_address(address), 123}; }
 
 // This host's own addresses are routed through lo, which is where an eBPF program sees the
 // replies; the kernel's answer, not a guess from the address.
