@@ -434,12 +434,14 @@ json Engine::sources_json() const {
       j["root_delay_ns"] = s.root_delay.ns();
       j["root_dispersion_ns"] = s.root_dispersion.ns();
     }
-    // offset_ns is the source's estimate, as in tracking: the delay envelope's once it has
-    // one, the clock filter's pick before. Delay, dispersion and jitter are the clock filter's.
+    // offset_ns is the source's estimate, as in tracking; delay, dispersion and jitter are the
+    // clock filter's.
+    if (const auto offset = source->exchange.offset_estimate()) {
+      j["estimator"] = offset->estimator;
+      j["offset_ns"] = offset->offset.ns();
+    }
     const auto& envelope = source->exchange.envelope().estimate();
     if (const auto& estimate = source->exchange.filter().estimate()) {
-      j["estimator"] = envelope ? "delay_envelope" : "clock_filter";
-      j["offset_ns"] = envelope ? envelope->offset.ns() : estimate->offset.ns();
       j["filter_offset_ns"] = estimate->offset.ns();
       j["delay_ns"] = estimate->delay.ns();
       j["dispersion_ns"] = source->exchange.filter().dispersion_at(now).ns();
@@ -522,12 +524,12 @@ json Engine::tracking_json() const {
   j["stratum"] = s.stratum + 1;
   j["leap"] = leap_name(s.leap);
   // Observe only: the offset is measured, never corrected. Positive: the local clock is behind.
-  // The source's estimate is its delay envelope once that holds enough samples to fit a
-  // frequency, the clock filter's pick until then. Jitter, root delay and dispersion stay the
-  // clock filter's: they are the RFC 5905 quantities root distance is defined on.
+  // The offset is the source's estimate (Exchange::offset_estimate); jitter, root delay and
+  // dispersion stay the clock filter's: the RFC 5905 quantities root distance is defined on.
+  const ntp::OffsetEstimate offset = *peer->exchange.offset_estimate();  // the filter released
+  j["estimator"] = offset.estimator;
+  j["offset_ns"] = offset.offset.ns();
   const auto& envelope = peer->exchange.envelope().estimate();
-  j["estimator"] = envelope ? "delay_envelope" : "clock_filter";
-  j["offset_ns"] = envelope ? envelope->offset.ns() : e.offset.ns();
   if (envelope) {
     j["frequency_ppb"] = std::llround(envelope->frequency * 1e9);
     j["envelope"] = envelope_json(*envelope, now);
@@ -539,9 +541,8 @@ json Engine::tracking_json() const {
   j["root_dispersion_ns"] = root_dispersion.ns();
   j["root_distance_ns"] = (root_delay / 2 + root_dispersion).ns();
   j["poll_log2_s"] = peer->exchange.status().poll_log2_s;
-  const UtcTime updated = envelope ? envelope->time : e.time;
-  j["last_update"] = updated.to_string();
-  j["update_age_s"] = (now - updated).seconds();
+  j["last_update"] = offset.time.to_string();
+  j["update_age_s"] = (now - offset.time).seconds();
   j["timestamp_source"] = ntp::to_string(s.rx_source);
   return j;
 }

@@ -243,6 +243,13 @@ Actions Exchange::on_packet(std::span<const uint8_t> bytes, LocalTimestamp rx) {
   return actions;
 }
 
+std::optional<OffsetEstimate> Exchange::offset_estimate() const {
+  if (const auto& e = envelope_.estimate())
+    return OffsetEstimate{e->offset, e->time, "delay_envelope"};
+  if (const auto& e = filter_.estimate()) return OffsetEstimate{e->offset, e->time, "clock_filter"};
+  return std::nullopt;
+}
+
 void Exchange::adjust_poll(const filter::Estimate& released) {
   const Duration residual =
       last_released_offset_ ? (released.offset - *last_released_offset_).abs() : Duration{};

@@ -137,6 +137,13 @@ struct SourceStatus {
   std::optional<UtcTime> last_request;
 };
 
+// What a source says the offset is, and which estimator said it.
+struct OffsetEstimate {
+  Duration offset;             // positive: the local clock is behind the source
+  UtcTime time;                // the local time it refers to
+  std::string_view estimator;  // "delay_envelope" or "clock_filter"
+};
+
 class Exchange {
  public:
   // `random_u64` supplies request cookies; give it a CSPRNG in the daemon.
@@ -157,6 +164,9 @@ class Exchange {
   const SourceStatus& status() const { return status_; }
   const filter::ClockFilter& filter() const { return filter_; }
   const filter::DelayEnvelope& envelope() const { return envelope_; }
+  // The source's offset: its delay envelope once that has fitted a line, the clock filter's
+  // pick before; nullopt before the filter released anything.
+  std::optional<OffsetEstimate> offset_estimate() const;
 
  private:
   Actions reject(std::string why);

@@ -382,6 +382,14 @@ TEST_F(ExchangeTest, EnvelopeEstimatesAndStartsOverWhenTheServerSteps) {
     if (i >= 6 && i < 9) {
       EXPECT_FALSE(last) << "sample " << i << " is within 4 of the step";
     }
+    // The source's offset: the clock filter's until the envelope has 4 samples, again after
+    // the step until it has 4 new ones.
+    const auto offset = ex.offset_estimate();
+    ASSERT_TRUE(offset) << i;
+    EXPECT_EQ(offset->estimator, last ? "delay_envelope" : "clock_filter") << i;
+    if (last) {
+      EXPECT_EQ(offset->offset, last->offset) << i;
+    }
     now = now + Duration::from_s(16);
   }
   EXPECT_NE(logged.find("no longer fit one line"), std::string::npos) << logged;
