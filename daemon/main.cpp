@@ -104,7 +104,12 @@ int main(int argc, char** argv) {
       log_error(strcat("control socket: ", started.error().message()));
       return 1;
     }
+    // Every signal that ends chronyd ends taid, through the same clean path: the engine's
+    // destructor detaches the eBPF programs, the control server's removes its socket. Left to
+    // their default action, SIGHUP and SIGQUIT would leave both behind.
     boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+    signals.add(SIGHUP);
+    signals.add(SIGQUIT);
     signals.async_wait([&io](const boost::system::error_code& ec, int signal) {
       if (ec) return;
       log_info(strcat("signal ", strsignal(signal), ": shutting down"));

@@ -141,9 +141,9 @@ bool Process::exited() {
   return wait_status_.has_value();
 }
 
-int Process::stop(std::chrono::milliseconds grace) {
+int Process::stop(std::chrono::milliseconds grace, int signal) {
   if (exited()) return wait_status_.value_or(-1);
-  ::kill(pid_, SIGTERM);
+  ::kill(pid_, signal);
   wait_status_ = wait_for(pid_, grace);
   if (!wait_status_) {
     ::kill(pid_, SIGKILL);

@@ -3,6 +3,8 @@
 
 #include <sys/types.h>
 
+#include <csignal>
+
 #include <chrono>
 #include <filesystem>
 #include <optional>
@@ -37,8 +39,9 @@ class Process {
   bool exited();
   // The wait status once exited() (see WIFEXITED / WEXITSTATUS).
   std::optional<int> wait_status() const { return wait_status_; }
-  // SIGTERM, wait up to `grace`, then SIGKILL. Returns the wait status. Idempotent.
-  int stop(std::chrono::milliseconds grace = 5000ms);
+  // `signal` (SIGTERM unless told), wait up to `grace`, then SIGKILL. Returns the wait status.
+  // Idempotent.
+  int stop(std::chrono::milliseconds grace = 5000ms, int signal = SIGTERM);
   // SIGKILL at once, as a crash would end it: no handler, no destructor runs. Returns the wait
   // status (or the earlier one if it had already ended).
   int kill_now();

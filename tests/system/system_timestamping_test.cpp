@@ -207,6 +207,9 @@ struct AttachCase {
   // keeps the exact line, the others poll every 250 ms from the start without it.
   bool iburst = false;
   std::vector<std::string> attach_names;  // what tracking may report as "attach"
+  // How taid is told to end: every signal that ends chronyd (SIGINT, SIGTERM, SIGQUIT, SIGHUP)
+  // must end taid cleanly too, detaching its programs and removing its socket.
+  int stop_signal = SIGTERM;
 };
 
 // ctest shows test names with the parameter printed: the case name, not its bytes.
@@ -222,8 +225,8 @@ std::vector<std::string> bpf_config(const std::string& address, const AttachCase
 
 // The scenario once chronyd serves `address` and taid (bpf_config) polls it from the client
 // namespace: 8 samples stamped by eBPF, the program visible in the kernel while attached, a
-// reply's BPF stamp between the request's TX and the user-space receive, then SIGTERM leaves
-// nothing behind. `label` starts the line it prints.
+// reply's BPF stamp between the request's TX and the user-space receive, then the case's stop
+// signal leaves nothing behind, not even the control socket. `label` starts the line it prints.
 void expect_bpf_stamps(const NetnsPair& net, TaidDaemon& taid, const std::string& address,
                        const AttachCase& c, const std::string& label) {
   json source;
@@ -288,9 +291,11 @@ void expect_bpf_stamps(const NetnsPair& net, TaidDaemon& taid, const std::string
   EXPECT_LT(*tx_kernel, *rx_bpf) << stamps.dump();
   EXPECT_LE(*rx_bpf, *rx_user) << stamps.dump();
 
-  const int status = taid.process().stop();
-  EXPECT_TRUE(exited_zero(status))
-      << "SIGTERM must end taid cleanly: " << taid.process().describe();
+  const int status = taid.process().stop(5000ms, c.stop_signal);
+  EXPECT_TRUE(exited_zero(status)) << strsignal(c.stop_signal)
+                                   << " must end taid cleanly: " << taid.process().describe();
+  EXPECT_FALSE(std::filesystem::exists(taid.socket_path()))
+      << "control socket left behind: " << taid.socket_path();
   const auto left = leftovers_after_settling(net, program_ids, map_ids);
   EXPECT_TRUE(left.empty()) << "left behind after a clean exit:" << joined(left);
 }
@@ -309,7 +314,10 @@ INSTANTIATE_TEST_SUITE_P(
     Attach, BpfAttachTest,
     ::testing::Values(auto_case(), AttachCase{"tc", "tc", false, {"tc_clsact"}},
                       AttachCase{"tcx", "tcx", false, {"tcx"}},
-                      AttachCase{"xdp_generic", "xdp-generic", false, {"xdp_generic"}}),
+                      AttachCase{"xdp_generic", "xdp-generic", false, {"xdp_generic"}},
+                      AttachCase{"tc_sighup", "tc", false, {"tc_clsact"}, SIGHUP},
+                      AttachCase{"xdp_generic_sigquit", "xdp-generic", false, {"xdp_generic"},
+                                 SIGQUIT}),
     [](const ::testing::TestParamInfo<AttachCase>& param) { return param.param.name; });
 
 // ---- b. SIGKILL, restart, clean exit: nothing of ours remains ----
