@@ -125,10 +125,13 @@ void Engine::set_up_timestamping() {
     if (enabled) {
       const auto info = net::query_ts_info(iface);
       const int phc = info ? info->phc_index : -1;
-      note = strcat(iface, ": hardware timestamping on",
+      note = strcat(iface,
+                    enabled->restore() ? ": hardware timestamping on (restored at exit)"
+                                       : ": hardware timestamping already on, kept as it was",
                     phc >= 0 ? strcat(", PHC /dev/ptp", phc) : std::string(", no PHC"),
                     "; its stamps are not converted to the system clock yet, software stamps "
                     "are used");
+      hw_claims_.push_back(std::move(*enabled));
     }
     hardware_notes_.push_back(note);
     log_warning(strcat("hwtimestamp ", note));

@@ -24,6 +24,7 @@
 #include "bpf/rx_timestamper.hpp"
 #include "clock/clock_driver.hpp"
 #include "daemon/config.hpp"
+#include "net/hw_timestamping.hpp"
 #include "net/stamp_choice.hpp"
 #include "net/udp_client.hpp"
 #include "ntp/exchange.hpp"
@@ -82,6 +83,9 @@ class Engine {
   std::set<std::pair<int, uint16_t>> bpf_failed_;
   std::string bpf_error_;  // why eBPF stamps are unavailable, when they are
   std::vector<std::string> hardware_notes_;
+  // NICs whose hardware stamping taid changed; each puts the earlier configuration back when the
+  // engine goes.
+  std::vector<net::HwTimestampingClaim> hw_claims_;
   timescale::KernelTaiOffset tai_offset_;
   bool tai_warning_logged_ = false;
   std::ofstream measurements_;

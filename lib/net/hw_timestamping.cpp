@@ -127,24 +127,88 @@ Result<HwTimestampingConfig> choose_hw_config(const HwTimestampingInfo& info) {
   return config;
 }
 
-Result<HwTimestampingConfig> enable_hw_timestamping(const std::string& iface) {
-  auto info = query_ts_info(iface);
-  if (!info) return info.error();
-  auto chosen = choose_hw_config(*info);
-  if (!chosen) return chosen.error();
-  auto request = request_for(iface, "SIOCSHWTSTAMP");
+namespace {
+
+// SIOCGHWTSTAMP or SIOCSHWTSTAMP on `iface`; the driver writes back what it has (applied).
+Result<HwTimestampingConfig> hw_config_ioctl(const std::string& iface, unsigned long request_code,
+                                             std::string_view what,
+                                             const HwTimestampingConfig& wanted) {
+  auto request = request_for(iface, what);
   if (!request) return request.error();
-  auto fd = control_socket(iface, "SIOCSHWTSTAMP");
+  auto fd = control_socket(iface, what);
   if (!fd) return fd.error();
   hwtstamp_config config{};
-  config.tx_type = chosen->tx_type;
-  config.rx_filter = chosen->rx_filter;
+  config.tx_type = wanted.tx_type;
+  config.rx_filter = wanted.rx_filter;
   request->ifr_data = reinterpret_cast<char*>(&config);
-  if (::ioctl(fd->get(), SIOCSHWTSTAMP, &*request) != 0) {
-    return Error::from_errno(strcat(iface, ": SIOCSHWTSTAMP"));
+  if (::ioctl(fd->get(), request_code, &*request) != 0) {
+    return Error::from_errno(strcat(iface, ": ", what));
   }
-  // The driver writes back what it applied.
   return HwTimestampingConfig{config.tx_type, config.rx_filter};
+}
+
+bool stamps_ntp(int rx_filter) {
+  return rx_filter == HWTSTAMP_FILTER_ALL || rx_filter == HWTSTAMP_FILTER_NTP_ALL;
+}
+
+}  // namespace
+
+Result<HwTimestampingConfig> read_hw_config(const std::string& iface) {
+  return hw_config_ioctl(iface, SIOCGHWTSTAMP, "SIOCGHWTSTAMP", {});
+}
+
+Result<HwTimestampingPlan> plan_hw_config(const HwTimestampingInfo& info,
+                                          const std::optional<HwTimestampingConfig>& current) {
+  auto chosen = choose_hw_config(info);
+  if (!chosen) return chosen.error();
+  if (!current) return HwTimestampingPlan{*chosen, true};
+  HwTimestampingConfig apply = *current;
+  // Any TX mode but off (ON, or a one-step PTP mode) stamps every other packet as ON does.
+  if (current->tx_type == HWTSTAMP_TX_OFF) apply.tx_type = chosen->tx_type;
+  if (current->rx_filter == HWTSTAMP_FILTER_NONE) {
+    apply.rx_filter = chosen->rx_filter;
+  } else if (!stamps_ntp(current->rx_filter)) {
+    // Someone stamps PTP packets only. NTP_ALL would take their stamps away; ALL keeps them.
+    if (!(info.rx_filters & bit(HWTSTAMP_FILTER_ALL))) {
+      return Error::plain(strcat(info.interface, ": its receive filter ", current->rx_filter,
+                                 " (PTP, set by another program) does not stamp NTP, and the NIC "
+                                 "has no filter all to widen it to; left as it is"));
+    }
+    apply.rx_filter = HWTSTAMP_FILTER_ALL;
+  }
+  const bool change = apply.tx_type != current->tx_type || apply.rx_filter != current->rx_filter;
+  return HwTimestampingPlan{apply, change};
+}
+
+HwTimestampingClaim::HwTimestampingClaim(HwTimestampingClaim&& other) noexcept
+    : iface_(std::move(other.iface_)),
+      applied_(other.applied_),
+      restore_(std::exchange(other.restore_, std::nullopt)) {}
+
+HwTimestampingClaim::~HwTimestampingClaim() {
+  if (!restore_) return;
+  auto restored = hw_config_ioctl(iface_, SIOCSHWTSTAMP, "SIOCSHWTSTAMP", *restore_);
+  if (restored) {
+    log_info(strcat("hwtimestamp ", iface_, ": restored tx_type ", restore_->tx_type,
+                    ", rx_filter ", restore_->rx_filter));
+  } else {
+    log_warning(strcat("hwtimestamp ", iface_, ": restoring the earlier configuration failed: ",
+                       restored.error().message()));
+  }
+}
+
+Result<HwTimestampingClaim> enable_hw_timestamping(const std::string& iface) {
+  auto info = query_ts_info(iface);
+  if (!info) return info.error();
+  std::optional<HwTimestampingConfig> current;
+  if (auto read = read_hw_config(iface)) current = *read;
+  auto plan = plan_hw_config(*info, current);
+  if (!plan) return plan.error();
+  if (!plan->change) return HwTimestampingClaim(iface, plan->apply, std::nullopt);
+  auto applied = hw_config_ioctl(iface, SIOCSHWTSTAMP, "SIOCSHWTSTAMP", plan->apply);
+  if (!applied) return applied.error();
+  // An unknown earlier configuration is not guessed at: it is left as applied.
+  return HwTimestampingClaim(iface, *applied, current);
 }
 
 Result<void> enable_socket_hw_timestamping(int fd, bool tx) {

@@ -9,7 +9,9 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/result.hpp"
@@ -48,10 +50,51 @@ Result<HwTimestampingInfo> query_ts_info(const std::string& iface);
 // "lo: no hardware timestamping (ethtool reports software only)".
 Result<HwTimestampingConfig> choose_hw_config(const HwTimestampingInfo& info);
 
-// Queries `iface`, and when choose_hw_config() accepts it, switches hardware stamping on with
-// SIOCSHWTSTAMP. Returns the configuration the driver applied, which may be wider than asked
-// (a driver may stamp all packets when asked for NTP ones).
-Result<HwTimestampingConfig> enable_hw_timestamping(const std::string& iface);
+// The interface's current configuration (SIOCGHWTSTAMP). Errors read "IFACE: SIOCGHWTSTAMP: ...".
+Result<HwTimestampingConfig> read_hw_config(const std::string& iface);
+
+// What to do with an interface that may already be configured by someone else (ptp4l, another
+// daemon): the NIC's configuration is shared by every socket on it, so taid keeps what is there
+// when it already stamps NTP packets (TX on in any form, RX filter ALL or NTP_ALL); widens a PTP
+// user's RX filter to ALL (a superset, so its PTP stamps keep coming) rather than narrowing it to
+// NTP_ALL; and only a NIC with stamping off gets choose_hw_config()'s choice. `current` is
+// nullopt when the driver cannot report its configuration. Pure.
+struct HwTimestampingPlan {
+  HwTimestampingConfig apply;
+  bool change = false;  // apply differs from the current configuration (or that is unknown)
+};
+Result<HwTimestampingPlan> plan_hw_config(const HwTimestampingInfo& info,
+                                          const std::optional<HwTimestampingConfig>& current);
+
+// Hardware stamping switched on by taid on one interface: the destructor puts back the
+// configuration that was there before, so an exit leaves the NIC as it was found. Move-only.
+class HwTimestampingClaim {
+ public:
+  HwTimestampingClaim(std::string iface, HwTimestampingConfig applied,
+                      std::optional<HwTimestampingConfig> restore)
+      : iface_(std::move(iface)), applied_(applied), restore_(restore) {}
+  HwTimestampingClaim(HwTimestampingClaim&& other) noexcept;
+  HwTimestampingClaim& operator=(HwTimestampingClaim&&) = delete;
+  HwTimestampingClaim(const HwTimestampingClaim&) = delete;
+  ~HwTimestampingClaim();
+
+  const std::string& interface() const { return iface_; }
+  // What the driver applied (it may be wider than asked: a driver may stamp all packets when
+  // asked for NTP ones).
+  const HwTimestampingConfig& applied() const { return applied_; }
+  // The configuration put back at exit; nullopt when nothing was changed (or it was unknown).
+  const std::optional<HwTimestampingConfig>& restore() const { return restore_; }
+
+ private:
+  std::string iface_;
+  HwTimestampingConfig applied_;
+  std::optional<HwTimestampingConfig> restore_;
+};
+
+// Queries `iface`, reads its current configuration, and applies plan_hw_config() with
+// SIOCSHWTSTAMP when it asks for a change. The claim restores the earlier configuration when
+// destroyed.
+Result<HwTimestampingClaim> enable_hw_timestamping(const std::string& iface);
 
 // Sets SO_TIMESTAMPING on `fd` for raw hardware RX stamps, and TX stamps when `tx`, keeping the
 // software stamps (see net/timestamping.hpp). Use after enable_hw_timestamping() succeeded.

@@ -497,7 +497,10 @@ HwTimestampingInfo full_hardware(const std::string& iface) {
   return info;
 }
 
-std::string error_of(const Result<HwTimestampingConfig>& r) { return r ? "" : r.error().message(); }
+template <typename T>
+std::string error_of(const Result<T>& r) {
+  return r ? "" : r.error().message();
+}
 
 TEST(ChooseHwConfig, RefusesWithAMessageNamingInterfaceAndLack) {
   EXPECT_EQ(error_of(choose_hw_config(software_only("eth0"))),
@@ -529,6 +532,73 @@ TEST(ChooseHwConfig, PrefersTheNtpFilterLikeChrony) {
   chosen = choose_hw_config(info);
   ASSERT_TRUE(chosen);
   EXPECT_EQ(chosen->rx_filter, HWTSTAMP_FILTER_NTP_ALL);
+}
+
+// A NIC's stamping is shared by every program on it: what another one set up is kept or widened,
+// never narrowed, and only what taid changed is put back at exit.
+HwTimestampingConfig plan_of(const HwTimestampingInfo& info,
+                             const std::optional<HwTimestampingConfig>& current, bool change) {
+  const auto plan = plan_hw_config(info, current);
+  EXPECT_TRUE(plan) << plan.error().message();
+  if (!plan) return {};
+  EXPECT_EQ(plan->change, change);
+  return plan->apply;
+}
+
+TEST(PlanHwConfig, StampingOffGetsChronysChoice) {
+  HwTimestampingInfo info = full_hardware("eth0");
+  info.rx_filters |= 1U << HWTSTAMP_FILTER_NTP_ALL;
+  auto apply = plan_of(info, HwTimestampingConfig{HWTSTAMP_TX_OFF, HWTSTAMP_FILTER_NONE}, true);
+  EXPECT_EQ(apply.tx_type, HWTSTAMP_TX_ON);
+  EXPECT_EQ(apply.rx_filter, HWTSTAMP_FILTER_NTP_ALL);
+  // A driver that cannot report its configuration: chrony's choice, nothing known to restore.
+  apply = plan_of(info, std::nullopt, true);
+  EXPECT_EQ(apply.rx_filter, HWTSTAMP_FILTER_NTP_ALL);
+}
+
+TEST(PlanHwConfig, KeepsAConfigurationThatAlreadyStampsNtp) {
+  HwTimestampingInfo info = full_hardware("eth0");
+  info.rx_filters |= 1U << HWTSTAMP_FILTER_NTP_ALL;
+  // ptp4l with filter all, or another NTP daemon: nothing to change.
+  auto apply = plan_of(info, HwTimestampingConfig{HWTSTAMP_TX_ON, HWTSTAMP_FILTER_ALL}, false);
+  EXPECT_EQ(apply.rx_filter, HWTSTAMP_FILTER_ALL);
+  apply = plan_of(info, HwTimestampingConfig{HWTSTAMP_TX_ON, HWTSTAMP_FILTER_NTP_ALL}, false);
+  EXPECT_EQ(apply.rx_filter, HWTSTAMP_FILTER_NTP_ALL);
+  // RX already right, TX off: only TX changes.
+  apply = plan_of(info, HwTimestampingConfig{HWTSTAMP_TX_OFF, HWTSTAMP_FILTER_ALL}, true);
+  EXPECT_EQ(apply.tx_type, HWTSTAMP_TX_ON);
+  EXPECT_EQ(apply.rx_filter, HWTSTAMP_FILTER_ALL);
+}
+
+TEST(PlanHwConfig, WidensAPtpFilterInsteadOfTakingItAway) {
+  HwTimestampingInfo info = full_hardware("eth0");
+  info.rx_filters |= (1U << HWTSTAMP_FILTER_NTP_ALL) | (1U << HWTSTAMP_FILTER_PTP_V2_EVENT);
+  // ptp4l in one-step mode with a PTP event filter: its TX mode stays, RX becomes all (a
+  // superset), not NTP_ALL, which would end its PTP stamps.
+  const auto apply =
+      plan_of(info, HwTimestampingConfig{HWTSTAMP_TX_ONESTEP_SYNC, HWTSTAMP_FILTER_PTP_V2_EVENT},
+              true);
+  EXPECT_EQ(apply.tx_type, HWTSTAMP_TX_ONESTEP_SYNC);
+  EXPECT_EQ(apply.rx_filter, HWTSTAMP_FILTER_ALL);
+  // Without filter all there is no superset: refuse and leave the NIC alone.
+  info.rx_filters &= ~(1U << HWTSTAMP_FILTER_ALL);
+  const auto refused =
+      plan_hw_config(info, HwTimestampingConfig{HWTSTAMP_TX_ON, HWTSTAMP_FILTER_PTP_V2_EVENT});
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().message(),
+            "eth0: its receive filter 12 (PTP, set by another program) does not stamp NTP, and "
+            "the NIC has no filter all to widen it to; left as it is");
+}
+
+TEST(HwTimestampingClaim, OnlyTheLastOwnerRestores) {
+  HwTimestampingClaim claim("taidnosuch0", {HWTSTAMP_TX_ON, HWTSTAMP_FILTER_ALL},
+                            HwTimestampingConfig{HWTSTAMP_TX_OFF, HWTSTAMP_FILTER_NONE});
+  ASSERT_TRUE(claim.restore());
+  HwTimestampingClaim moved(std::move(claim));
+  EXPECT_FALSE(claim.restore());  // NOLINT(bugprone-use-after-move): the point of the test
+  ASSERT_TRUE(moved.restore());
+  EXPECT_EQ(moved.restore()->rx_filter, HWTSTAMP_FILTER_NONE);
+  EXPECT_EQ(moved.interface(), "taidnosuch0");
 }
 
 // The facts PEERS.md measured for lo and veth: software stamping only, no PHC, and a refusal.
