@@ -575,9 +575,8 @@ TEST(PlanHwConfig, WidensAPtpFilterInsteadOfTakingItAway) {
   info.rx_filters |= (1U << HWTSTAMP_FILTER_NTP_ALL) | (1U << HWTSTAMP_FILTER_PTP_V2_EVENT);
   // ptp4l in one-step mode with a PTP event filter: its TX mode stays, RX becomes all (a
   // superset), not NTP_ALL, which would end its PTP stamps.
-  const auto apply =
-      plan_of(info, HwTimestampingConfig{HWTSTAMP_TX_ONESTEP_SYNC, HWTSTAMP_FILTER_PTP_V2_EVENT},
-              true);
+  const auto apply = plan_of(
+      info, HwTimestampingConfig{HWTSTAMP_TX_ONESTEP_SYNC, HWTSTAMP_FILTER_PTP_V2_EVENT}, true);
   EXPECT_EQ(apply.tx_type, HWTSTAMP_TX_ONESTEP_SYNC);
   EXPECT_EQ(apply.rx_filter, HWTSTAMP_FILTER_ALL);
   // Without filter all there is no superset: refuse and leave the NIC alone.
