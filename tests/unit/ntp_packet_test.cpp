@@ -190,6 +190,40 @@ TEST(NtpPacketDecode, SecondExtensionFieldErrorNamesIt) {
   EXPECT_EQ(error_of(b), "extension field 2 length: 40 runs past the end (28 bytes left)");
 }
 
+// Every cut of a reply that carries a 28-byte extension field and a SHA-1 MAC (48 + 28 + 24
+// bytes). RFC 7822 §7.5 decides what the trailing bytes are: up to 24 a MAC, so only 4, 20 and 24
+// of them decode (as a crypto-NAK or a MAC); 25..27 are a field that runs past the end; from 28
+// the field is whole and what follows it is judged as a MAC again.
+TEST(NtpPacketDecode, EveryCutOfAnExtensionFieldAndMac) {
+  const Bytes ef = ef_bytes(0x0104, 28, filled(24, 0x10));
+  const Bytes mac = filled(24, 0x80);
+  const Bytes full = concat(concat(kServerPacket, ef), mac);
+  int decoded = 0;
+  for (std::size_t tail = 1; tail < 52; ++tail) {
+    SCOPED_TRACE(tail);
+    const Bytes cut(full.begin(), full.begin() + static_cast<std::ptrdiff_t>(kHeaderSize + tail));
+    const auto r = decode(cut);
+    const std::size_t mac_size = tail >= 28 ? tail - 28 : tail;
+    const bool is_mac = mac_size == 0 || mac_size == 4 || mac_size == 20 || mac_size == 24;
+    if (tail > 24 && tail < 28) {
+      EXPECT_EQ(error_of(cut), "extension field 1 length: 28 runs past the end (" +
+                                   std::to_string(tail) + " bytes left)");
+    } else if (!is_mac) {
+      EXPECT_TRUE(error_of(cut).starts_with("mac: " + std::to_string(mac_size) + " bytes"))
+          << error_of(cut);
+    } else {
+      ASSERT_TRUE(r.ok()) << r.error().message();
+      EXPECT_EQ(r->extensions.size(), tail >= 28 ? 1U : 0U);
+      EXPECT_EQ(r->mac, Bytes(cut.end() - static_cast<std::ptrdiff_t>(mac_size), cut.end()));
+      ++decoded;
+    }
+  }
+  EXPECT_EQ(decoded, 6);  // tails 4, 20, 24, 28, 32, 48
+  auto whole = decode(full);
+  ASSERT_TRUE(whole.ok());
+  EXPECT_EQ(whole->mac, mac);
+}
+
 TEST(NtpPacketDecode, MacOfWrongLengthIsRejected) {
   EXPECT_EQ(error_of(concat(kServerPacket, filled(13, 1))),
             "mac: 13 bytes is not a key id plus a 16- or 20-byte digest (or a 4-byte crypto-NAK)");
