@@ -14,7 +14,9 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cctype>
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -292,8 +294,8 @@ void expect_bpf_stamps(const NetnsPair& net, TaidDaemon& taid, const std::string
   EXPECT_LE(*rx_bpf, *rx_user) << stamps.dump();
 
   const int status = taid.process().stop(5000ms, c.stop_signal);
-  EXPECT_TRUE(exited_zero(status)) << strsignal(c.stop_signal)
-                                   << " must end taid cleanly: " << taid.process().describe();
+  EXPECT_TRUE(exited_zero(status))
+      << strsignal(c.stop_signal) << " must end taid cleanly: " << taid.process().describe();
   EXPECT_FALSE(std::filesystem::exists(taid.socket_path()))
       << "control socket left behind: " << taid.socket_path();
   const auto left = leftovers_after_settling(net, program_ids, map_ids);
@@ -316,8 +318,8 @@ INSTANTIATE_TEST_SUITE_P(
                       AttachCase{"tcx", "tcx", false, {"tcx"}},
                       AttachCase{"xdp_generic", "xdp-generic", false, {"xdp_generic"}},
                       AttachCase{"tc_sighup", "tc", false, {"tc_clsact"}, SIGHUP},
-                      AttachCase{"xdp_generic_sigquit", "xdp-generic", false, {"xdp_generic"},
-                                 SIGQUIT}),
+                      AttachCase{
+                          "xdp_generic_sigquit", "xdp-generic", false, {"xdp_generic"}, SIGQUIT}),
     [](const ::testing::TestParamInfo<AttachCase>& param) { return param.param.name; });
 
 // ---- b. SIGKILL, restart, clean exit: nothing of ours remains ----
@@ -451,6 +453,72 @@ TEST_F(TimestampingTest, WithoutBpfPrivilegeFallsBackToKernel) {
 }
 
 // ---- d. interleaved mode against chronyd ----
+
+// The capability set packaging/taid.service gives taid (CapabilityBoundingSet) is enough for
+// eBPF stamps: the service is run here with exactly that set, and anything else dropped.
+std::vector<std::string> service_capabilities() {
+  const std::string unit =
+      read_file(std::filesystem::path(TAID_SOURCE_DIR) / "packaging/taid.service");
+  std::istringstream lines(unit);
+  std::string line;
+  const std::string key = "CapabilityBoundingSet=";
+  while (std::getline(lines, line)) {
+    if (line.rfind(key, 0) != 0) continue;
+    std::istringstream words(line.substr(key.size()));
+    std::vector<std::string> caps;
+    for (std::string word; words >> word;) {
+      std::transform(word.begin(), word.end(), word.begin(),
+                     [](unsigned char c) { return std::tolower(c); });
+      caps.push_back(word);
+    }
+    return caps;
+  }
+  return {};
+}
+
+// Every capability this machine's bounding set holds, by name (capsh --print).
+std::vector<std::string> bounding_set() {
+  const RunResult printed = run({"capsh", "--print"});
+  std::istringstream lines(printed.out);
+  std::string line;
+  const std::string key = "Bounding set =";
+  std::vector<std::string> caps;
+  while (std::getline(lines, line)) {
+    if (line.rfind(key, 0) != 0) continue;
+    std::istringstream names(line.substr(key.size()));
+    for (std::string name; std::getline(names, name, ',');) caps.push_back(name);
+  }
+  return caps;
+}
+
+TEST_F(TimestampingTest, PackagedServiceCapabilitiesGiveBpfStamps) {
+  const std::vector<std::string> kept = service_capabilities();
+  ASSERT_FALSE(kept.empty()) << "no CapabilityBoundingSet= in packaging/taid.service";
+  TaidOptions packaged;
+  packaged.dropped_capabilities.clear();
+  for (const std::string& cap : bounding_set()) {
+    if (std::find(kept.begin(), kept.end(), cap) == kept.end()) {
+      packaged.dropped_capabilities.push_back(cap);
+    }
+  }
+  ASSERT_FALSE(packaged.dropped_capabilities.empty()) << "capsh --print gave no bounding set";
+  chronyd_.emplace(*net_, dir_->path());
+  const std::string address = chronyd_->address();
+  taid_.emplace(net_->client_ns(), dir_->path(),
+                std::vector<std::string>{server_line(address, false), "timestamping bpf"},
+                packaged);
+  json source;
+  ASSERT_TRUE(wait_for_samples(*taid_, address, 8, 15000ms, source))
+      << taid_->process().describe() << "; last source: " << source.dump()
+      << "; last error: " << taid_->last_error();
+  EXPECT_EQ(str_field(source, "timestamp_source"), "bpf")
+      << "the unit's capabilities (" << joined(kept)
+      << ") do not give eBPF stamps: " << source.dump() << "; " << taid_->process().log();
+  const std::uint64_t caps = effective_capabilities(taid_->process().pid());
+  EXPECT_EQ(caps & (std::uint64_t{1} << 25), 0u) << "CAP_SYS_TIME in an observe-only service";
+  const int status = taid_->process().stop();
+  EXPECT_TRUE(exited_zero(status)) << taid_->process().describe();
+}
 
 TEST_F(TimestampingTest, XleaveAgainstChronyd) {
   chronyd_.emplace(*net_, dir_->path());
