@@ -1,7 +1,7 @@
 /* eBPF RX timestamps for NTP: stamps NTP packets in CLOCK_TAI at tc ingress (or XDP). */
 /*
- * The kernel side of lib/bpf/rx_timestamper: for each UDP packet to or from ntp_port with at
- * least an NTP header of payload, store bpf_ktime_get_tai_ns() in an LRU hash keyed by
+ * The kernel side of lib/bpf/rx_timestamper: for each UDP packet from ntp_port (a server's
+ * reply) to any other port (the client's ephemeral one) with at least an NTP header of payload, store bpf_ktime_get_tai_ns() in an LRU hash keyed by
  * (source address, source port, destination port, transmit timestamp). User space finds the
  * stamp again from the same fields of the packet it received and takes (looks up + deletes) it.
  *
@@ -73,8 +73,13 @@ static __always_inline void record(void* ctx, int xdp, __u64 tai_ns, __u32 ifind
   if (load(ctx, xdp, udp_offset, &udp, sizeof(udp))) return;
   key.remote_port = bpf_ntohs(udp.source);
   key.local_port = bpf_ntohs(udp.dest);
-  /* Requests come to ntp_port, replies come from it: both are worth a stamp. */
-  if (key.remote_port != ntp_port && key.local_port != ntp_port) return;
+  /*
+   * Replies only: they come from the server port to the client's ephemeral port (RFC 9109).
+   * Requests to ntp_port (a server on this host, or symmetric peers port to port) would fill
+   * the LRU map with stamps nobody takes and evict the ones our client waits for; until taid
+   * serves, nothing takes them.
+   */
+  if (key.remote_port != ntp_port || key.local_port == ntp_port) return;
   if (bpf_ntohs(udp.len) < sizeof(udp) + RX_TS_NTP_HEADER_LEN) return;
   if (load(ctx, xdp, udp_offset + (__u32)sizeof(udp) + RX_TS_NTP_TRANSMIT_OFFSET, &key.transmit_ts,
            sizeof(key.transmit_ts)))

@@ -1,10 +1,12 @@
 // RxTimestamper: libbpf open → rodata → load → attach → take → detach → destroy, in RAII.
 #include "bpf/rx_timestamper.hpp"
 
+#include <dirent.h>
 #include <endian.h>
 #include <fcntl.h>
 #include <linux/if_link.h>
 #include <linux/netlink.h>
+#include <linux/pkt_cls.h>
 #include <linux/pkt_sched.h>
 #include <linux/rtnetlink.h>
 #include <netinet/in.h>
@@ -17,6 +19,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdarg>
 #include <cstdio>
@@ -124,20 +127,57 @@ bpf_tc_hook ingress_hook(int ifindex) {
   return hook;
 }
 
-// Our filter's place (handle, priority); prog_fd/prog_id/flags stay 0 as query/detach require.
-bpf_tc_opts our_tc_place() {
+// A filter's place (handle, our priority); prog_fd/prog_id/flags stay 0 as query/detach require.
+bpf_tc_opts tc_place(uint32_t handle) {
   bpf_tc_opts opts{};
   opts.sz = sizeof opts;
-  opts.handle = kTcHandle;
+  opts.handle = handle;
   opts.priority = kTcPriority;
   return opts;
 }
 
-// How many tc filters (any kind, any chain, anyone's) sit on the clsact hook `parent` of ifindex
-// in the calling thread's namespace: an RTM_GETTFILTER dump, counting RTM_NEWTFILTER answers.
-// libbpf can only query one known handle/priority, which would miss other people's filters.
-// 0 also when there is no qdisc (the kernel then answers the dump with nothing).
-Result<int> count_tc_filters(int ifindex, uint32_t parent) {
+// One answer of a tc filter dump. A classifier instance is announced once without a handle
+// (handle 0, what `tc filter show` prints as "... bpf chain 0"), then each filter with one.
+struct TcFilter {
+  uint32_t handle = 0;
+  uint32_t priority = 0;
+  std::string kind;         // "bpf", "u32", ...
+  uint32_t program_id = 0;  // bpf filters: TCA_BPF_ID
+};
+
+std::string attribute_string(const rtattr* attribute) {
+  const auto* text = static_cast<const char*>(RTA_DATA(attribute));
+  const auto length = static_cast<size_t>(RTA_PAYLOAD(attribute));
+  return std::string(text, strnlen(text, length));
+}
+
+TcFilter parse_tc_filter(const nlmsghdr* msg) {
+  TcFilter filter;
+  const auto* tc = static_cast<const tcmsg*>(NLMSG_DATA(msg));
+  filter.handle = tc->tcm_handle;
+  filter.priority = TC_H_MAJ(tc->tcm_info) >> 16;  // tcm_info: priority << 16 | protocol
+  int left = static_cast<int>(msg->nlmsg_len) - static_cast<int>(NLMSG_LENGTH(sizeof(tcmsg)));
+  for (auto* a = reinterpret_cast<const rtattr*>(reinterpret_cast<const char*>(tc) +
+                                                 NLMSG_ALIGN(sizeof(tcmsg)));
+       RTA_OK(a, left); a = RTA_NEXT(a, left)) {
+    if (a->rta_type == TCA_KIND) filter.kind = attribute_string(a);
+    if (a->rta_type != TCA_OPTIONS) continue;
+    int nested_left = static_cast<int>(RTA_PAYLOAD(a));
+    for (auto* n = static_cast<const rtattr*>(RTA_DATA(a)); RTA_OK(n, nested_left);
+         n = RTA_NEXT(n, nested_left)) {
+      if (n->rta_type == TCA_BPF_ID && RTA_PAYLOAD(n) >= sizeof(uint32_t)) {
+        std::memcpy(&filter.program_id, RTA_DATA(n), sizeof(uint32_t));
+      }
+    }
+  }
+  return filter;
+}
+
+// Every tc filter (any kind, any chain, anyone's) on the clsact hook `parent` of ifindex in the
+// calling thread's namespace: an RTM_GETTFILTER dump. libbpf can only query one known
+// handle/priority, which would miss other people's filters. Empty also when there is no qdisc
+// (the kernel then answers the dump with nothing).
+Result<std::vector<TcFilter>> list_tc_filters(int ifindex, uint32_t parent) {
   const Fd sock(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
   if (!sock) return Error::from_errno("netlink socket for the tc filter dump");
   // Bounded: this runs in a destructor, which must not hang on a kernel that never answers.
@@ -165,7 +205,7 @@ Result<int> count_tc_filters(int ifindex, uint32_t parent) {
 
   // A bpf filter's message carries its program name and tag; 32 KiB holds many of them.
   std::vector<char> buffer(32 * 1024);
-  int filters = 0;
+  std::vector<TcFilter> filters;
   for (;;) {
     const ssize_t n = ::recv(sock.get(), buffer.data(), buffer.size(), 0);
     if (n < 0) {
@@ -182,9 +222,56 @@ Result<int> count_tc_filters(int ifindex, uint32_t parent) {
         if (err->error == 0) continue;
         return Error{-err->error, "tc filter dump"};
       }
-      if (msg->nlmsg_type == RTM_NEWTFILTER) ++filters;
+      if (msg->nlmsg_type == RTM_NEWTFILTER) filters.push_back(parse_tc_filter(msg));
     }
   }
+}
+
+// Whether process `pid` holds an fd of program `program_id` (its fdinfo has "prog_id:\t<id>"):
+// a live taid keeps its program's fd until it detaches, a dead one holds nothing, and a process
+// that got the dead one's pid holds other programs. What we cannot read counts as held: a filter
+// is removed only when its owner is proven gone.
+bool holds_program(int32_t pid, uint32_t program_id) {
+  const std::string directory = strcat("/proc/", pid, "/fdinfo");
+  DIR* fds = ::opendir(directory.c_str());
+  if (fds == nullptr) return errno != ENOENT && errno != ESRCH;
+  const std::string needle = strcat("\nprog_id:\t", program_id, "\n");
+  bool held = false;
+  while (const dirent* entry = ::readdir(fds)) {
+    if (entry->d_name[0] == '.') continue;
+    const Fd info(::openat(::dirfd(fds), entry->d_name, O_RDONLY | O_CLOEXEC));
+    if (!info) continue;  // closed meanwhile
+    char text[4096];
+    const ssize_t n = ::read(info.get(), text, sizeof text - 1);
+    if (n <= 0) continue;
+    if (std::string_view(text, static_cast<size_t>(n)).find(needle) != std::string_view::npos) {
+      held = true;
+      break;
+    }
+  }
+  ::closedir(fds);
+  return held;
+}
+
+// Per process: tells apart our own filters on one interface (one per server port).
+uint32_t next_tc_instance() {
+  static std::atomic<uint32_t> counter{0};
+  return counter.fetch_add(1) & 0x1ffU;
+}
+
+// A trivial tc program (r0 = TC_ACT_UNSPEC; exit) for the tcx probe.
+Fd trivial_tc_program() {
+  const bpf_insn insns[] = {
+      {BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_0, 0, 0, TC_ACT_UNSPEC},
+      {BPF_JMP | BPF_EXIT, 0, 0, 0, 0},
+  };
+  return Fd(bpf_prog_load(BPF_PROG_TYPE_SCHED_CLS, "taid_tcx_probe", "GPL", insns, 2, nullptr));
+}
+
+// Errors by which a kernel says it does not know an attach type (ENOTSUPP, 524, is the kernel's
+// internal variant that leaks to user space from some paths).
+bool means_unsupported(int errno_value) {
+  return errno_value == EINVAL || errno_value == EOPNOTSUPP || errno_value == 524;
 }
 
 // Identity of a network namespace, to tell whether the thread is still where attach() ran.
@@ -211,6 +298,43 @@ std::string_view to_string(AttachMode mode) {
       return "xdp_native";
   }
   return "unknown";
+}
+
+uint32_t tc_handle(const TcOwner& owner) {
+  return static_cast<uint32_t>(owner.pid) << 10 | (owner.owns_clsact ? 1U << 9 : 0U) |
+         (owner.instance & 0x1ffU);
+}
+
+TcOwner tc_owner(uint32_t handle) {
+  return TcOwner{static_cast<int32_t>(handle >> 10), ((handle >> 9) & 1U) != 0, handle & 0x1ffU};
+}
+
+Result<bool> tcx_supported() {
+  route_libbpf_log();
+  const Fd program = trivial_tc_program();
+  if (!program) return error_of(errno, "loading the tcx probe program");
+  // ifindex 0 is no device: a tcx kernel gets as far as looking it up, nothing is attached.
+  const Fd link(bpf_link_create(program.get(), 0, kBpfTcxIngress, nullptr));
+  if (link) return true;
+  const int err = errno;
+  if (err == ENODEV) return true;
+  if (means_unsupported(err)) return false;
+  return error_of(err, "probing the kernel for tcx");
+}
+
+std::vector<AttachMode> auto_attach_order() {
+  const auto tcx = tcx_supported();
+  if (!tcx) log_debug(strcat("tcx probe: ", tcx.error().message()));
+  if (tcx && *tcx) return {AttachMode::tcx, AttachMode::tc_clsact};
+  return {AttachMode::tc_clsact};
+}
+
+std::vector<AttachMode> attach_order(AttachMode requested) {
+  std::vector<AttachMode> order{requested};
+  if (is_xdp(requested)) {
+    for (const AttachMode fallback : auto_attach_order()) order.push_back(fallback);
+  }
+  return order;
 }
 
 std::optional<std::array<uint8_t, 16>> to_key_address(const sockaddr_storage& address) {
@@ -275,8 +399,8 @@ struct RxTimestamper::State {
   // was using it (see the header).
   bool owns_clsact = false;
   bool tc_attached = false;
-  bool xdp_attached = false;
-  Fd tcx_link;  // closing it detaches
+  uint32_t tc_handle = 0;  // tc_clsact: our filter's handle (TcOwner)
+  Fd link;                 // tcx and XDP: detached explicitly, and by the kernel when we die
   uint32_t program_id = 0;
   uint32_t map_id = 0;
   uint32_t link_id = 0;
@@ -290,6 +414,7 @@ struct RxTimestamper::State {
     return is_xdp(mode) ? skel->progs.taid_rx_xdp : skel->progs.taid_rx_tc;
   }
   Result<void> attach_tc();
+  Result<void> remove_dead_tc_filters(const bpf_tc_hook& hook, bool& inherit_clsact);
   Result<void> attach_tcx();
   Result<void> attach_xdp();
   void delete_clsact_if_empty() noexcept;
@@ -298,15 +423,15 @@ struct RxTimestamper::State {
 
 void RxTimestamper::State::delete_clsact_if_empty() noexcept {
   // Deleting the qdisc deletes every filter on it: only when none remains, ours being gone.
-  int remaining = 0;
+  size_t remaining = 0;
   for (const uint32_t hook : {TC_H_MIN_INGRESS, TC_H_MIN_EGRESS}) {
-    const auto count = count_tc_filters(ifindex, TC_H_MAKE(TC_H_CLSACT, hook));
-    if (!count) {
+    const auto filters = list_tc_filters(ifindex, TC_H_MAKE(TC_H_CLSACT, hook));
+    if (!filters) {
       log_warning(
-          strcat("clsact qdisc", where(ifindex), " left in place: ", count.error().message()));
+          strcat("clsact qdisc", where(ifindex), " left in place: ", filters.error().message()));
       return;
     }
-    remaining += *count;
+    remaining += filters->size();
   }
   if (remaining != 0) {
     log_debug(strcat("clsact qdisc", where(ifindex), " left in place: ", remaining,
@@ -324,6 +449,31 @@ void RxTimestamper::State::delete_clsact_if_empty() noexcept {
   }
 }
 
+// Removes the taid filters at our priority whose owner is dead; reports whether any taid filter
+// (live or dead) carries the clsact owner bit, which the caller then inherits.
+Result<void> RxTimestamper::State::remove_dead_tc_filters(const bpf_tc_hook& hook,
+                                                          bool& inherit_clsact) {
+  const auto filters = list_tc_filters(ifindex, TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_INGRESS));
+  if (!filters) return filters.error();
+  for (const TcFilter& filter : *filters) {
+    if (filter.handle == 0 || filter.priority != kTcPriority || filter.kind != "bpf") continue;
+    // Someone else's filter at our priority coexists with ours (another handle); not ours to judge.
+    if (program_name(filter.program_id) != kTcProgramName) continue;
+    const TcOwner owner = tc_owner(filter.handle);
+    inherit_clsact = inherit_clsact || owner.owns_clsact;
+    if (holds_program(owner.pid, filter.program_id)) continue;  // a live taid's
+    log_info(strcat("replacing a leftover taid tc filter (program id ", filter.program_id,
+                    ") of pid ", owner.pid, ", which has exited,", where(ifindex)));
+    const bpf_tc_opts place = tc_place(filter.handle);
+    const int err = bpf_tc_detach(&hook, &place);
+    if (err != 0 && err != -ENOENT) {
+      return error_of(errno_of(err), strcat("removing the leftover tc filter handle ",
+                                            hex(filter.handle), where(ifindex)));
+    }
+  }
+  return {};
+}
+
 Result<void> RxTimestamper::State::attach_tc() {
   bpf_tc_hook hook = ingress_hook(ifindex);
   const int created = bpf_tc_hook_create(&hook);
@@ -333,31 +483,34 @@ Result<void> RxTimestamper::State::attach_tc() {
     return error_of(errno_of(created), "creating the clsact qdisc" + where(ifindex));
   }
 
-  // A filter at our place is either a leftover of ours (replace it) or someone else's (refuse).
-  bpf_tc_opts existing = our_tc_place();
-  if (bpf_tc_query(&hook, &existing) == 0) {
-    const std::string name = program_name(existing.prog_id);
-    if (name != kTcProgramName) {
-      return Error{EBUSY,
-                   strcat("tc filter handle ", hex(kTcHandle), " priority ", hex(kTcPriority),
-                          where(ifindex), " belongs to another program (id ", existing.prog_id,
-                          ", \"", name, "\")")};
-    }
-    log_info(strcat("replacing a leftover taid tc filter (program id ", existing.prog_id, ")",
-                    where(ifindex)));
-    // The crashed run may have created the qdisc; no one can tell any more, and without this
-    // every crash would leave one behind for good.
-    owns_clsact = true;
+  // The crashed run or the taid beside us may have created the qdisc: the owner bit of its
+  // filter says so, and without inheriting it every crash would leave a qdisc behind for good.
+  bool inherit_clsact = false;
+  if (auto removed = remove_dead_tc_filters(hook, inherit_clsact); !removed) {
+    return removed.error();
   }
+  owns_clsact = owns_clsact || inherit_clsact;
 
-  bpf_tc_opts opts = our_tc_place();
+  TcOwner owner{static_cast<int32_t>(::getpid()), owns_clsact, next_tc_instance()};
+  if (owner.pid <= 0 || owner.pid >= (1 << 22)) {
+    return Error{ERANGE, strcat("pid ", owner.pid, " does not fit a tc filter handle")};
+  }
+  bpf_tc_opts opts = tc_place(taid::bpf::tc_handle(owner));
   opts.prog_fd = bpf_program__fd(program());
-  opts.flags = BPF_TC_F_REPLACE;
+  // No BPF_TC_F_REPLACE: the handle is ours alone, whatever sits there is not ours to replace.
   const int attached = bpf_tc_attach(&hook, &opts);
+  if (attached == -EEXIST) {
+    bpf_tc_opts existing = tc_place(opts.handle);
+    const uint32_t id = bpf_tc_query(&hook, &existing) == 0 ? existing.prog_id : 0;
+    return Error{EBUSY, strcat("tc filter handle ", hex(opts.handle), " priority ",
+                               hex(kTcPriority), where(ifindex), " belongs to another program (id ",
+                               id, ", \"", program_name(id), "\")")};
+  }
   if (attached != 0) {
     return error_of(errno_of(attached),
                     "attaching the eBPF RX timestamp program to tc ingress" + where(ifindex));
   }
+  tc_handle = opts.handle;
   tc_attached = true;
   return {};
 }
@@ -365,10 +518,18 @@ Result<void> RxTimestamper::State::attach_tc() {
 Result<void> RxTimestamper::State::attach_tcx() {
   const int fd = bpf_link_create(bpf_program__fd(program()), ifindex, kBpfTcxIngress, nullptr);
   if (fd < 0) {
-    return error_of(errno_of(fd),
-                    "attaching the eBPF RX timestamp program to tcx ingress" + where(ifindex));
+    const int err = errno_of(fd);
+    // EINVAL is also what a tcx kernel says to other mistakes: the probe tells them apart.
+    if (means_unsupported(err)) {
+      if (const auto tcx = tcx_supported(); tcx && !*tcx) {
+        return Error{EOPNOTSUPP, strcat("this kernel has no tcx (Linux 6.6 added it): use "
+                                        "bpfattach tc, or auto, which chooses tc clsact here",
+                                        where(ifindex))};
+      }
+    }
+    return error_of(err, "attaching the eBPF RX timestamp program to tcx ingress" + where(ifindex));
   }
-  tcx_link.reset(fd);
+  link.reset(fd);
   link_id = link_id_of(fd);
   return {};
 }
@@ -380,35 +541,55 @@ Result<void> RxTimestamper::State::attach_xdp() {
   if (queried != 0) {
     return error_of(errno_of(queried), "querying the XDP program" + where(ifindex));
   }
-
-  bpf_xdp_attach_opts opts{};
-  opts.sz = sizeof opts;
-  Fd old_program;
-  uint32_t flags = mode_flags;
   if (existing_id != 0) {
     const std::string name = program_name(existing_id);
     if (name != kXdpProgramName) {
       return Error{EBUSY, strcat("another XDP program is attached", where(ifindex), " (id ",
                                  existing_id, ", \"", name, "\")")};
     }
-    old_program.reset(bpf_prog_get_fd_by_id(existing_id));
+    // Ours by name: held by a live taid's link (the kernel refuses to detach it: EBUSY), or left
+    // by an older taid that attached without a link. Detach exactly that program, never one
+    // attached meanwhile.
+    const Fd old_program(bpf_prog_get_fd_by_id(existing_id));
     if (!old_program) {
       return error_of(errno, strcat("opening the leftover XDP program id ", existing_id));
     }
-    log_info(
-        strcat("replacing a leftover taid XDP program (id ", existing_id, ")", where(ifindex)));
-    // Replace exactly that program: fails instead of clobbering one attached meanwhile.
+    bpf_xdp_attach_opts opts{};
+    opts.sz = sizeof opts;
     opts.old_prog_fd = old_program.get();
-    flags |= XDP_FLAGS_REPLACE;
-  } else {
-    flags |= XDP_FLAGS_UPDATE_IF_NOEXIST;
+    const int err = bpf_xdp_detach(ifindex, mode_flags | XDP_FLAGS_REPLACE, &opts);
+    if (err == -EBUSY) {
+      return Error{EBUSY,
+                   strcat("XDP", where(ifindex), " is held by another running taid (program id ",
+                          existing_id, ", through a bpf_link)")};
+    }
+    if (err != 0) {
+      return error_of(errno_of(err),
+                      strcat("removing the leftover XDP program id ", existing_id, where(ifindex)));
+    }
+    log_info(strcat("replaced a leftover taid XDP program (id ", existing_id,
+                    ", attached without a link)", where(ifindex)));
   }
-  const int attached = bpf_xdp_attach(ifindex, bpf_program__fd(program()), flags, &opts);
-  if (attached != 0) {
-    return error_of(errno_of(attached), strcat("attaching the eBPF RX timestamp program to XDP (",
-                                               to_string(mode), ")", where(ifindex)));
+
+  // A link, not a netlink attach: it dies with our fd (no leftover after a crash), and while we
+  // live nobody can replace it by accident.
+  bpf_link_create_opts opts{};
+  opts.sz = sizeof opts;
+  opts.flags = mode_flags;
+  const int fd = bpf_link_create(bpf_program__fd(program()), ifindex, BPF_XDP, &opts);
+  if (fd < 0) {
+    const int err = errno_of(fd);
+    // EEXIST: a program in the other XDP mode (generic and native cannot both be active); EBUSY:
+    // a link attached in the instant since the query.
+    if (err == EEXIST || err == EBUSY) {
+      return Error{EBUSY, strcat("another XDP program holds", where(ifindex),
+                                 " (in this or the other XDP mode)")};
+    }
+    return error_of(err, strcat("attaching the eBPF RX timestamp program to XDP (", to_string(mode),
+                                ")", where(ifindex)));
   }
-  xdp_attached = true;
+  link.reset(fd);
+  link_id = link_id_of(fd);
   return {};
 }
 
@@ -416,9 +597,9 @@ void RxTimestamper::State::detach() noexcept {
   if (tc_attached) {
     bpf_tc_hook hook = ingress_hook(ifindex);
     // Only our own program: if someone replaced our filter meanwhile, it is theirs now.
-    bpf_tc_opts current = our_tc_place();
+    bpf_tc_opts current = tc_place(tc_handle);
     if (bpf_tc_query(&hook, &current) == 0 && current.prog_id == program_id) {
-      const bpf_tc_opts place = our_tc_place();
+      const bpf_tc_opts place = tc_place(tc_handle);
       const int err = bpf_tc_detach(&hook, &place);
       if (err != 0) {
         log_warning(strcat("detaching the tc RX timestamp filter", where(ifindex), ": ",
@@ -431,21 +612,15 @@ void RxTimestamper::State::detach() noexcept {
     delete_clsact_if_empty();
     owns_clsact = false;
   }
-  if (xdp_attached) {
-    bpf_xdp_attach_opts opts{};
-    opts.sz = sizeof opts;
-    opts.old_prog_fd = bpf_program__fd(program());
-    const int err = bpf_xdp_detach(ifindex, xdp_mode_flags(mode) | XDP_FLAGS_REPLACE, &opts);
-    if (err == -EEXIST) {
-      // Someone else's program is attached now (it replaced ours): not ours to remove.
-      log_debug(strcat("XDP program", where(ifindex), " is no longer ours; left in place"));
-    } else if (err != 0 && err != -ENODEV) {
-      log_warning(strcat("detaching the XDP RX timestamp program", where(ifindex), ": ",
-                         std::strerror(errno_of(err))));
+  if (link) {
+    // Detach now, whoever else holds the link fd (a forked child would keep it alive).
+    const int err = bpf_link_detach(link.get());
+    if (err != 0 && err != -ENODEV && err != -ENOLINK) {
+      log_warning(strcat("detaching the RX timestamp link (", to_string(mode), ")", where(ifindex),
+                         ": ", std::strerror(errno_of(err))));
     }
-    xdp_attached = false;
+    link.reset();
   }
-  tcx_link.reset();
 }
 
 RxTimestamper::State::~State() {
@@ -453,7 +628,7 @@ RxTimestamper::State::~State() {
   // Netlink requests go to the calling thread's namespace: detach where we attached.
   Fd back;
   bool moved = false;
-  if (netns && (tc_attached || owns_clsact || xdp_attached)) {
+  if (netns && (tc_attached || owns_clsact)) {
     back = open_current_netns();
     if (back && !same_namespace(back.get(), netns.get())) {
       moved = ::setns(netns.get(), CLONE_NEWNET) == 0;
@@ -535,5 +710,6 @@ int RxTimestamper::ifindex() const { return state_ ? state_->ifindex : 0; }
 uint32_t RxTimestamper::program_id() const { return state_ ? state_->program_id : 0; }
 uint32_t RxTimestamper::map_id() const { return state_ ? state_->map_id : 0; }
 uint32_t RxTimestamper::link_id() const { return state_ ? state_->link_id : 0; }
+uint32_t RxTimestamper::tc_handle() const { return state_ ? state_->tc_handle : 0; }
 
 }  // namespace taid::bpf

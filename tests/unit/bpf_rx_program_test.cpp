@@ -2,6 +2,8 @@
 //
 // No network needed: the kernel runs the loaded tc and XDP programs on our bytes, so every branch
 // (IPv4 options, fragments, IPv6, short payloads, ports, the rodata port) is checked exactly.
+// Only replies (from the server port to another port) are stamped: requests to the server port
+// must leave the map untouched, or a host that serves NTP evicts its own client's stamps.
 #include <arpa/inet.h>
 #include <unistd.h>
 
@@ -41,8 +43,8 @@ struct Frame {
   uint16_t frag_off = 0;       // host order, flags and offset as in the header
   uint8_t protocol = 17;       // UDP
   uint16_t ethertype = 0;      // 0: the one matching ip_version
-  uint16_t src_port = 40000;
-  uint16_t dst_port = 123;
+  uint16_t src_port = 123;     // a server's reply ...
+  uint16_t dst_port = 40000;   // ... to a client's ephemeral port
   size_t payload = 48;
   std::optional<uint16_t> udp_len;  // override the UDP length field
   size_t truncate_to = 0;           // cut the frame to this many bytes (0: no cut)
@@ -179,13 +181,26 @@ class RxProgram : public ::testing::TestWithParam<bool /* xdp */> {
   taid::TaiTime after_;
 };
 
-TEST_P(RxProgram, StampsIpv4ToNtpPort) { expect_stamped(Frame{}); }
+TEST_P(RxProgram, StampsIpv4RepliesFromNtpPort) { expect_stamped(Frame{}); }
 
-TEST_P(RxProgram, StampsIpv4FromNtpPort) {
+// Issue 7: a request to port 123 (a client asking a server on this host) leaves no map entry.
+TEST_P(RxProgram, IgnoresRequestsToNtpPort) {
+  Frame request;
+  request.src_port = 45678;
+  request.dst_port = 123;
+  expect_ignored(request);
+  Frame ipv6_request = request;
+  ipv6_request.ip_version = 6;
+  expect_ignored(ipv6_request);
+}
+
+// Port 123 to port 123 (symmetric peers, or an ntpd client that sends from 123) is never a reply
+// to one of our ephemeral sockets.
+TEST_P(RxProgram, IgnoresNtpPortToNtpPort) {
   Frame f;
   f.src_port = 123;
-  f.dst_port = 45678;
-  expect_stamped(f);
+  f.dst_port = 123;
+  expect_ignored(f);
 }
 
 TEST_P(RxProgram, HonoursIpv4Options) {
@@ -264,11 +279,14 @@ TEST_P(RxProgram, IgnoresNonIp) {
 
 TEST_P(RxProgram, PortComesFromRodata) {
   load(4123);
-  Frame standard;
+  Frame standard;  // from port 123
   expect_ignored(standard);
   Frame custom;
-  custom.dst_port = 4123;
+  custom.src_port = 4123;
   expect_stamped(custom);
+  Frame request;
+  request.dst_port = 4123;
+  expect_ignored(request);
 }
 
 INSTANTIATE_TEST_SUITE_P(TcAndXdp, RxProgram, ::testing::Values(false, true),
