@@ -147,22 +147,24 @@ void Engine::attach_bpf(int ifindex, uint16_t port) {
   // where attaching failed is not tried again for every source.
   const std::pair<int, uint16_t> where{ifindex, port};
   if (ifindex == 0 || bpf_.count(where) != 0 || bpf_failed_.count(where) != 0) return;
+  // lib/bpf decides the order: auto probes the kernel for tcx; XDP falls back to tc when another
+  // live taid holds the device's XDP program.
   std::vector<bpf::AttachMode> tries;
   switch (config_.bpf_attach) {
     case BpfAttach::auto_:
-      tries = {bpf::AttachMode::tcx, bpf::AttachMode::tc_clsact};
+      tries = bpf::auto_attach_order();
       break;
     case BpfAttach::tc:
-      tries = {bpf::AttachMode::tc_clsact};
+      tries = bpf::attach_order(bpf::AttachMode::tc_clsact);
       break;
     case BpfAttach::tcx:
-      tries = {bpf::AttachMode::tcx};
+      tries = bpf::attach_order(bpf::AttachMode::tcx);
       break;
     case BpfAttach::xdp_generic:
-      tries = {bpf::AttachMode::xdp_generic};
+      tries = bpf::attach_order(bpf::AttachMode::xdp_generic);
       break;
     case BpfAttach::xdp_native:
-      tries = {bpf::AttachMode::xdp_native};
+      tries = bpf::attach_order(bpf::AttachMode::xdp_native);
       break;
   }
   std::string errors;
@@ -171,7 +173,7 @@ void Engine::attach_bpf(int ifindex, uint16_t port) {
     if (attached) {
       log_info(strcat("eBPF RX timestamps: ", bpf::to_string(attach), " on ",
                       net::interface_name(ifindex), " (program id ", attached->program_id(),
-                      ", UDP port ", port, ")"));
+                      ", UDP port ", port, ")", errors.empty() ? "" : " after ", errors));
       bpf_.emplace(where, std::move(attached.value()));
       return;
     }
