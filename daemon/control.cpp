@@ -20,6 +20,9 @@ using stream = asio::local::stream_protocol;
 namespace {
 
 constexpr std::size_t kMaxRequest = 1024;
+// For the request to arrive, and again for the answer to be read: a client that stops reading
+// must not hold one of the few sessions for ever.
+constexpr auto kClientTimeout = std::chrono::seconds(2);
 
 // One client connection, kept alive by its own handlers.
 class Session : public std::enable_shared_from_this<Session> {
@@ -36,30 +39,47 @@ class Session : public std::enable_shared_from_this<Session> {
   ~Session() { --*live_sessions_; }
 
   void run() {
-    deadline_.expires_after(std::chrono::seconds(2));
-    deadline_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
-      // The read may have completed with this handler already queued: then leave the socket be.
-      if (!ec && !self->answered_) self->socket_.cancel();
-    });
+    arm_deadline();
     asio::async_read_until(socket_, buffer_, '\n',
                            [self = shared_from_this()](const boost::system::error_code& ec,
                                                        std::size_t n) { self->on_read(ec, n); });
   }
 
  private:
+  enum class Phase { reading, writing, done };
+
+  // One deadline per phase. A handler already queued when the phase moved on sees the new phase
+  // (or operation_aborted from the re-arm) and leaves the socket be.
+  void arm_deadline() {
+    deadline_.expires_after(kClientTimeout);
+    deadline_.async_wait(
+        [self = shared_from_this(), phase = phase_](const boost::system::error_code& ec) {
+          if (ec || self->phase_ != phase) return;
+          boost::system::error_code ignored;
+          if (phase == Phase::reading)
+            self->socket_.cancel(ignored);  // the read ends with operation_aborted: answer that
+          else
+            self->socket_.close(ignored);  // the client does not read its answer: drop it
+        });
+  }
+
   void on_read(const boost::system::error_code& ec, std::size_t n) {
-    answered_ = true;
-    deadline_.cancel();
+    phase_ = Phase::writing;
     nlohmann::json answer;
     if (ec == asio::error::not_found) {
       answer = {{"error", "request longer than 1024 bytes"}};
     } else if (ec == asio::error::operation_aborted) {
       answer = {{"error", "no complete request line within 2 s"}};
     } else if (ec && ec != asio::error::eof) {
+      phase_ = Phase::done;
+      deadline_.cancel();
       return;  // the client went away
     } else {
+      // At the end of the stream (ec == eof) read_until reports 0 bytes but keeps what came: a
+      // client that shut its side after "sources" without a newline asked for the sources.
+      if (ec == asio::error::eof) n = buffer_.size();
       std::string line(asio::buffers_begin(buffer_.data()),
-                       asio::buffers_begin(buffer_.data()) + n);
+                       asio::buffers_begin(buffer_.data()) + static_cast<std::ptrdiff_t>(n));
       while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
       try {
         answer = handler_(line);
@@ -71,8 +91,11 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     // replace invalid UTF-8 rather than throwing on odd bytes echoed from a request
     out_ = answer.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+    arm_deadline();
     asio::async_write(socket_, asio::buffer(out_),
                       [self = shared_from_this()](const boost::system::error_code&, std::size_t) {
+                        self->phase_ = Phase::done;
+                        self->deadline_.cancel();
                         boost::system::error_code ignored;
                         self->socket_.shutdown(stream::socket::shutdown_both, ignored);
                       });
@@ -84,8 +107,23 @@ class Session : public std::enable_shared_from_this<Session> {
   asio::streambuf buffer_;
   std::string out_;
   std::shared_ptr<int> live_sessions_;
-  bool answered_ = false;
+  Phase phase_ = Phase::reading;
 };
+
+// Tells a client beyond the session cap why it is closed. The socket is fresh and its send
+// buffer empty, so this short write completes at once; it never waits for the client.
+void refuse_busy(stream::socket& socket) {
+  static const std::string busy =
+      nlohmann::json{{"error", strcat("busy: ", ControlServer::kMaxSessions,
+                                      " clients are being served; try again")}}
+          .dump() +
+      "\n";
+  boost::system::error_code ignored;
+  socket.non_blocking(true, ignored);
+  socket.write_some(asio::buffer(busy), ignored);
+  socket.shutdown(stream::socket::shutdown_both, ignored);
+  socket.close(ignored);
+}
 
 }  // namespace
 
@@ -142,8 +180,7 @@ void ControlServer::accept() {
       return;
     }
     if (*live_sessions_ >= kMaxSessions) {
-      boost::system::error_code ignored;
-      socket.close(ignored);  // a flood of clients must not eat the daemon's descriptors
+      refuse_busy(socket);  // a flood of clients must not eat the daemon's descriptors
     } else {
       std::make_shared<Session>(std::move(socket), handler_, live_sessions_)->run();
     }

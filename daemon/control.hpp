@@ -2,8 +2,10 @@
 //
 // Protocol (kept trivial so any client — taictl, socat, a test — can speak it): the client
 // writes one line ("sources\n"), the server writes one JSON document and a newline, then closes.
-// A request longer than 1 KiB or not ended within 2 s is answered with an error; at most 16
-// clients are served at once; a client can never block or stop the daemon.
+// The line ends at '\n' or at the end of the client's stream. A request longer than 1 KiB or not
+// ended within 2 s is answered with an error; an answer the client does not read within 2 s is
+// dropped with the connection; at most 16 clients are served at once, and more are told they are
+// "busy" and closed; a client can never block or stop the daemon.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -31,6 +33,9 @@ class ControlServer {
   // Binds (replacing a stale socket file, refusing one a live daemon answers on) and listens.
   Result<void> start();
 
+  // Sessions served at once; beyond it new clients get a "busy" error and are closed at once.
+  static constexpr int kMaxSessions = 16;
+
  private:
   void accept();
 
@@ -39,8 +44,7 @@ class ControlServer {
   Handler handler_;
   boost::asio::local::stream_protocol::acceptor acceptor_;
   boost::asio::steady_timer retry_;  // after an accept error
-  // Sessions alive now; beyond kMaxSessions new clients are closed at once.
-  static constexpr int kMaxSessions = 16;
+  // Sessions alive now (shared with them: a session may outlive the server's last handler).
   std::shared_ptr<int> live_sessions_ = std::make_shared<int>(0);
   bool bound_ = false;
 };

@@ -11,6 +11,7 @@
 
 #include "core/log.hpp"
 #include "net/timestamping.hpp"
+#include "ntp/packet.hpp"
 
 namespace taid::net {
 
@@ -169,7 +170,17 @@ UdpRequest::Round UdpRequest::read_replies() {
     if (auto kernel = parse_control_data(message).software)
       rx.kernel =
           ntp::LocalTimestamp{*kernel, ntp::TimestampSource::kernel, precision_.kernel_log2};
-    if (message.msg_flags & MSG_TRUNC) continue;  // larger than any NTP packet we accept
+    if (message.msg_flags & MSG_TRUNC) {  // larger than any NTP packet we accept
+      ++drops_->oversized_datagrams;
+      log_debug(strcat("dropped a datagram of more than ", data.size(), " bytes"));
+      continue;
+    }
+    if (static_cast<std::size_t>(n) < ntp::kHeaderSize) {  // a truncated packet, or not NTP
+      ++drops_->short_datagrams;
+      log_debug(strcat("dropped a ", n, "-byte datagram (an NTP header has ", ntp::kHeaderSize,
+                       ")"));
+      continue;
+    }
     on_reply_(std::span<const uint8_t>(data.data(), static_cast<std::size_t>(n)), rx);
     if (!*alive) return Round::gone;  // the callback may have replaced this request
   }

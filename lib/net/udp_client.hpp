@@ -29,9 +29,19 @@ struct RxStamps {
   std::optional<ntp::LocalTimestamp> kernel;  // SO_TIMESTAMPING software stamp
 };
 
+// Datagrams the socket layer dropped before the exchange saw them, by reason. The engine keeps
+// one per source across its requests (each request has a socket of its own).
+struct DroppedDatagrams {
+  uint64_t short_datagrams = 0;      // fewer bytes than an NTP header (48): never a reply
+  uint64_t oversized_datagrams = 0;  // larger than the receive buffer (MSG_TRUNC)
+};
+
 class UdpRequest {
  public:
-  // Called for every datagram that arrives on the request's socket, with its stamps.
+  // Called for every datagram that arrives on the request's socket, with its stamps. The socket
+  // is connected, so the kernel delivers only datagrams from the server's address and port;
+  // anything shorter than an NTP header or larger than the buffer is dropped here and counted
+  // (count_drops_in).
   using OnReply = std::function<void(std::span<const uint8_t>, const RxStamps&)>;
   // Called at most once per send() with the kernel's software TX stamp of that datagram (source
   // kernel, SCM_TSTAMP_SND: taken in the driver as it hands the packet to the device). Never
@@ -56,6 +66,8 @@ class UdpRequest {
   uint16_t local_port() const;
   // True when the kernel accepted the TX stamping request; a stamp may still fail to arrive.
   bool kernel_tx_stamps() const { return kernel_tx_stamps_; }
+  // Counts the datagrams this request drops in `drops`, which must outlive it.
+  void count_drops_in(DroppedDatagrams& drops) { drops_ = &drops; }
   ~UdpRequest();
 
  private:
@@ -78,6 +90,8 @@ class UdpRequest {
   uint32_t sent_ = 0;                // datagrams sent; the last one has OPT_ID sent_ - 1
   bool tx_stamp_delivered_ = false;  // for the last datagram sent
   bool waiting_ = false;             // an async_wait is pending; a second send() adds none
+  DroppedDatagrams own_drops_;       // when the caller keeps no count
+  DroppedDatagrams* drops_ = &own_drops_;
   // Tells a pending completion handler, or a read loop after a callback, that this object is gone.
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
