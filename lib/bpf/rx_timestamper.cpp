@@ -11,6 +11,7 @@
 #include <linux/rtnetlink.h>
 #include <netinet/in.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -229,12 +230,15 @@ Result<std::vector<TcFilter>> list_tc_filters(int ifindex, uint32_t parent) {
 
 // Whether process `pid` holds an fd of program `program_id` (its fdinfo has "prog_id:\t<id>"):
 // a live taid keeps its program's fd until it detaches, a dead one holds nothing, and a process
-// that got the dead one's pid holds other programs. What we cannot read counts as held: a filter
-// is removed only when its owner is proven gone.
+// that got the dead one's pid holds other programs. What we cannot read (another user's process,
+// /proc mounted with hidepid) counts as held: a filter is removed only when its owner is proven
+// gone. kill(pid, 0) says whether the pid exists at all, whatever /proc lets us see.
 bool holds_program(int32_t pid, uint32_t program_id) {
+  if (pid <= 0) return false;  // no process; kill() would address a process group
+  if (::kill(pid, 0) != 0 && errno == ESRCH) return false;
   const std::string directory = strcat("/proc/", pid, "/fdinfo");
   DIR* fds = ::opendir(directory.c_str());
-  if (fds == nullptr) return errno != ENOENT && errno != ESRCH;
+  if (fds == nullptr) return true;
   const std::string needle = strcat("\nprog_id:\t", program_id, "\n");
   bool held = false;
   while (const dirent* entry = ::readdir(fds)) {
