@@ -1,4 +1,5 @@
-// Tests for the user-space side of the RX timestamp map key: address mapping, ports, T3 bytes.
+// Tests for the user-space side of the RX timestamp map key: address mapping, ports, T3 bytes;
+// and the tc filter handle that names its owner.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -95,6 +96,24 @@ TEST(AttachModeNames, AreStable) {
   EXPECT_EQ(to_string(AttachMode::tcx), "tcx");
   EXPECT_EQ(to_string(AttachMode::xdp_generic), "xdp_generic");
   EXPECT_EQ(to_string(AttachMode::xdp_native), "xdp_native");
+}
+
+// The handle carries owner pid, clsact ownership and instance, and gives them back exactly, up to
+// the largest pid Linux can hand out (PID_MAX_LIMIT = 2^22, so pid - 1 is the largest).
+TEST(TcHandle, RoundTripsOwner) {
+  for (const TcOwner owner : {TcOwner{1, false, 0}, TcOwner{12345, true, 7},
+                              TcOwner{(1 << 22) - 1, true, 511}, TcOwner{300, false, 256}}) {
+    const uint32_t handle = tc_handle(owner);
+    EXPECT_NE(handle, 0u) << "0 asks the kernel to choose a handle";
+    const TcOwner back = tc_owner(handle);
+    EXPECT_EQ(back.pid, owner.pid);
+    EXPECT_EQ(back.owns_clsact, owner.owns_clsact);
+    EXPECT_EQ(back.instance, owner.instance);
+  }
+  EXPECT_EQ(tc_handle(TcOwner{1, true, 0}), (1U << 10) | (1U << 9));
+  // Two instances of one process, or one instance with and without the owner bit, differ.
+  EXPECT_NE(tc_handle(TcOwner{42, false, 0}), tc_handle(TcOwner{42, false, 1}));
+  EXPECT_NE(tc_handle(TcOwner{42, false, 0}), tc_handle(TcOwner{42, true, 0}));
 }
 
 }  // namespace
