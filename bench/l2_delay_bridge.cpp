@@ -150,9 +150,11 @@ int main(int argc, char** argv) {
     const int64_t now = monotonic_ns();
     while (!held.empty() && held.top().release_ns <= now) {
       const Frame& f = held.top();
+      // Lateness before send(): the call itself delivers the frame through the peer's stack
+      // (softirq in our context), which is the path's time, not the bridge's.
+      late[f.out].add(late[f.out].send_ns, monotonic_ns() - f.release_ns);
       if (send(fds[f.out], f.bytes.data(), f.bytes.size(), 0) < 0 && errno != ENOBUFS)
         std::fprintf(stderr, "l2_delay_bridge: send: %s\n", std::strerror(errno));
-      late[f.out].add(late[f.out].send_ns, monotonic_ns() - f.release_ns);
       ++forwarded;
       held.pop();
     }
