@@ -22,12 +22,14 @@ using nlohmann::json;
 
 struct Engine::Source {
   Source(asio::io_context& io, std::string name_, asio::ip::udp::endpoint endpoint_,
-         ntp::SourceConfig config, std::string origin_)
+         ntp::SourceConfig config, SourceDirective directive_)
       : name(std::move(name_)),
         endpoint(std::move(endpoint_)),
-        origin(std::move(origin_)),
+        origin(directive_.origin),
+        directive(std::move(directive_)),
         exchange(std::move(config), random_u64),
-        timer(io) {}
+        timer(io),
+        resolver(io) {}
 
   static uint64_t random_u64() {
     uint64_t value = 0;
@@ -40,8 +42,14 @@ struct Engine::Source {
   std::string name;
   asio::ip::udp::endpoint endpoint;
   std::string origin;
+  SourceDirective directive;  // the server/pool line: the name to resolve again
   ntp::Exchange exchange;
   asio::steady_timer timer;
+  // Resolves the name again while the source is unreachable (Engine::re_resolve).
+  asio::ip::udp::resolver resolver;
+  bool resolving = false;
+  uint64_t address_changes = 0;
+  net::DroppedDatagrams drops;  // over all its requests; declared before the request it outlives
   std::unique_ptr<net::UdpRequest> request;
   int ifindex = 0;                             // where its replies arrive
   std::optional<net::RxCandidates> last_rx;    // every stamp the last reply had
@@ -200,21 +208,33 @@ void Engine::on_resolved(Pending& pending, const boost::system::error_code& ec,
                          const asio::ip::udp::resolver::results_type& results) {
   if (ec == asio::error::operation_aborted) return;
   const SourceDirective& d = pending.directive;
-  if (ec || results.empty()) {
+  // Back-off as for an unanswered source: 16 s, doubling up to the line's maxpoll (chrony
+  // retries from 28 s up to about an hour).
+  const auto resolve_later = [&](const std::string& why) {
     const int wait = pending.retry_log2_s;
-    log_warning(strcat(d.origin, ": cannot resolve '", d.name, "': ", ec.message(),
-                       "; retrying in ", 1 << wait, " s"));
+    log_warning(
+        strcat(d.origin, ": ", why, "; resolving '", d.name, "' again in ", 1 << wait, " s"));
     pending.retry_log2_s = std::min(wait + 1, std::max(d.maxpoll, 4));
     pending.timer.expires_after(std::chrono::seconds(1 << wait));
     pending.timer.async_wait([this, &pending](const boost::system::error_code& e) {
       if (!e) resolve(pending);
     });
+  };
+  if (ec || results.empty()) {
+    resolve_later(
+        strcat("cannot resolve '", d.name, "': ", ec ? ec.message() : std::string("no address")));
     return;
   }
-  int taken = 0;
+  // A line's sources are known by its origin, so a pool that had fewer addresses than
+  // maxsources fills up on a later resolution (chrony does the same).
+  const auto from_this_line = [&] {
+    return static_cast<int>(std::count_if(sources_.begin(), sources_.end(),
+                                          [&](const auto& s) { return s->origin == d.origin; }));
+  };
   const int limit = d.pool ? d.max_sources : 1;
+  int taken = 0;
   for (const auto& entry : results) {
-    if (taken == limit) break;
+    if (from_this_line() >= limit) break;
     const auto endpoint = entry.endpoint();
     const bool duplicate = std::any_of(sources_.begin(), sources_.end(),
                                        [&](const auto& s) { return s->endpoint == endpoint; });
@@ -223,13 +243,31 @@ void Engine::on_resolved(Pending& pending, const boost::system::error_code& ec,
     add_source(d.pool ? strcat(d.name, "/", address) : d.name, endpoint, d);
     ++taken;
   }
+  const int have = from_this_line();
+  if (d.pool && have < limit) {
+    resolve_later(
+        strcat("pool '", d.name, "' gave ", have, " of maxsources ", limit, " usable address(es)"));
+  } else if (taken == 0 && have == 0) {
+    log_warning(strcat(d.origin, ": every address of '", d.name,
+                       "' is already polled by another source line; not adding it again"));
+  }
 }
 
 void Engine::add_source(std::string name, const asio::ip::udp::endpoint& endpoint,
                         const SourceDirective& d) {
   ntp::SourceConfig config{name, d.minpoll, d.maxpoll, d.iburst, d.xleave};
-  sources_.push_back(std::make_unique<Source>(io_, std::move(name), endpoint, config, d.origin));
+  sources_.push_back(std::make_unique<Source>(io_, std::move(name), endpoint, config, d));
   Source& source = *sources_.back();
+  find_interface(source);
+  log_info(strcat(source.name, ": polling ", endpoint.address().to_string(), " port ",
+                  endpoint.port(), ", minpoll ", d.minpoll, " maxpoll ", d.maxpoll,
+                  d.iburst ? ", iburst" : "", d.xleave ? ", xleave" : ""));
+  poll(source);
+}
+
+void Engine::find_interface(Source& source) {
+  const asio::ip::udp::endpoint& endpoint = source.endpoint;
+  source.ifindex = 0;
   if (const auto ifindex = net::interface_towards(endpoint)) {
     source.ifindex = *ifindex;
     attach_bpf(source.ifindex, endpoint.port());
@@ -237,15 +275,88 @@ void Engine::add_source(std::string name, const asio::ip::udp::endpoint& endpoin
              config_.timestamping == TimestampingMode::bpf) {
     log_warning(strcat(source.name, ": no eBPF stamps: ", ifindex.error().message()));
   }
-  log_info(strcat(source.name, ": polling ", endpoint.address().to_string(), " port ",
-                  endpoint.port(), ", minpoll ", d.minpoll, " maxpoll ", d.maxpoll,
-                  d.iburst ? ", iburst" : "", d.xleave ? ", xleave" : ""));
+}
+
+void Engine::re_resolve(Source& source) {
+  const SourceDirective& d = source.directive;
+  if (source.resolving || source.exchange.status().state != ntp::SourceState::unreachable) return;
+  boost::system::error_code not_numeric;
+  asio::ip::make_address(d.name, not_numeric);
+  if (!not_numeric) return;  // an address written as such cannot move
+  source.resolving = true;
+  log_info(strcat(source.name, ": unreachable at ", source.endpoint.address().to_string(),
+                  "; resolving '", d.name, "' again"));
+  source.resolver.async_resolve(
+      d.name, std::to_string(d.port), asio::ip::udp::resolver::numeric_service,
+      [this, &source](const boost::system::error_code& ec,
+                      const asio::ip::udp::resolver::results_type& results) {
+        source.resolving = false;
+        if (ec == asio::error::operation_aborted) return;
+        on_re_resolved(source, ec, results);
+      });
+}
+
+void Engine::on_re_resolved(Source& source, const boost::system::error_code& ec,
+                            const asio::ip::udp::resolver::results_type& results) {
+  const SourceDirective& d = source.directive;
+  const std::string old_address = source.endpoint.address().to_string();
+  if (ec || results.empty()) {
+    log_warning(strcat(source.name, ": cannot resolve '", d.name,
+                       "' again: ", ec ? ec.message() : std::string("no address"),
+                       "; staying with ", old_address));
+    return;
+  }
+  // A reply may have come in while the resolver ran.
+  if (source.exchange.status().state != ntp::SourceState::unreachable) return;
+  const bool still_listed = std::any_of(results.begin(), results.end(), [&](const auto& entry) {
+    return entry.endpoint() == source.endpoint;
+  });
+  // A server line follows its name only when the name left the address (chrony's rule for
+  // refreshing a name); a pool swaps an unreachable member for any address it is not using.
+  if (still_listed && !d.pool) {
+    log_info(strcat(source.name, ": '", d.name, "' still resolves to ", old_address,
+                    "; staying with it"));
+    return;
+  }
+  for (const auto& entry : results) {
+    const auto endpoint = entry.endpoint();
+    const bool in_use = std::any_of(sources_.begin(), sources_.end(),
+                                    [&](const auto& s) { return s->endpoint == endpoint; });
+    if (in_use) continue;
+    replace_address(source, endpoint);
+    return;
+  }
+  log_info(strcat(source.name, ": '", d.name,
+                  "' gives no address not polled already; staying with ", old_address));
+}
+
+void Engine::replace_address(Source& source, const asio::ip::udp::endpoint& endpoint) {
+  const SourceDirective& d = source.directive;
+  const std::string old_name = source.name;
+  const std::string old_address = source.endpoint.address().to_string();
+  const std::string address = endpoint.address().to_string();
+  // Everything measured belongs to the old server: start over as a new source would.
+  source.timer.cancel();
+  source.request.reset();
+  source.last_rx.reset();
+  source.last_tx.reset();
+  source.endpoint = endpoint;
+  if (d.pool) source.name = strcat(d.name, "/", address);
+  source.exchange = ntp::Exchange(
+      ntp::SourceConfig{source.name, d.minpoll, d.maxpoll, d.iburst, d.xleave}, Source::random_u64);
+  ++source.address_changes;
+  log_warning(strcat(old_name, ": unreachable at ", old_address, "; '", d.name,
+                     "' now resolves to ", address, ": polling ", address, " instead",
+                     d.pool ? strcat(" as ", source.name) : std::string()));
+  find_interface(source);
   poll(source);
 }
 
 void Engine::poll(Source& source) {
   const ntp::LocalTimestamp now{driver_.now(), ntp::TimestampSource::user, precision_.kernel_log2};
   carry_out(source, source.exchange.on_timer(now));
+  // While unreachable, the name is resolved again at every poll: as rarely as the back-off polls.
+  re_resolve(source);
 }
 
 std::optional<ntp::LocalTimestamp> Engine::bpf_stamp(const Source& source,
@@ -328,6 +439,7 @@ void Engine::carry_out(Source& source, const ntp::Actions& actions) {
         continue;
       }
       source.request = std::move(opened.value());
+      source.request->count_drops_in(source.drops);
       source.last_tx.reset();
       auto sent = source.request->send(send->bytes);
       if (!sent) {
@@ -423,7 +535,11 @@ json Engine::sources_json() const {
            {"samples", st.samples},
            {"rejected", st.rejected},
            {"interleaved_samples", st.interleaved_samples},
-           {"last_rejection", st.last_rejection}};
+           {"last_rejection", st.last_rejection},
+           {"resolved_from", source->directive.name},
+           {"address_changes", source->address_changes},
+           {"dropped_short_datagrams", source->drops.short_datagrams},
+           {"dropped_oversized_datagrams", source->drops.oversized_datagrams}};
     if (st.last_sample) {
       const ntp::Sample& s = *st.last_sample;
       j["stratum"] = s.stratum;

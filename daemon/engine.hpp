@@ -58,6 +58,14 @@ class Engine {
                    const boost::asio::ip::udp::resolver::results_type& results);
   void add_source(std::string name, const boost::asio::ip::udp::endpoint& endpoint,
                   const SourceDirective& directive);
+  // Where the source's replies come in (and the eBPF program for them).
+  void find_interface(Source& source);
+  // A source that is unreachable resolves its name again; when the name has moved (a server) or
+  // offers an unused address (a pool), the source starts over at the new address.
+  void re_resolve(Source& source);
+  void on_re_resolved(Source& source, const boost::system::error_code& ec,
+                      const boost::asio::ip::udp::resolver::results_type& results);
+  void replace_address(Source& source, const boost::asio::ip::udp::endpoint& endpoint);
   void poll(Source& source);
   void on_reply(Source& source, std::span<const uint8_t> bytes, const net::RxStamps& stamps);
   std::optional<ntp::LocalTimestamp> bpf_stamp(const Source& source,

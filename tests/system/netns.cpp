@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <iostream>
 #include <sstream>
 #include <stdexcept>
@@ -110,6 +111,7 @@ NetnsPair::NetnsPair(const NetnsOptions& options) {
   // Each namespace has its own routing table, so the subnet only has to be unique per pair.
   const std::string subnet =
       "10." + std::to_string(100 + pid % 100) + "." + std::to_string(n % 256);
+  subnet_ = subnet;
   server_address_ = subnet + ".1";
   client_address_ = subnet + ".2";
   unused_address_ = subnet + ".5";
@@ -150,6 +152,33 @@ NetnsPair::NetnsPair(const NetnsOptions& options) {
 
 NetnsPair::~NetnsPair() { remove(); }
 
+std::string NetnsPair::add_server_address(int host) const {
+  if (host != 3 && host != 4 && host != 6)  // .1, .2 and .5 are taken; .7 is broadcast
+    throw std::invalid_argument("add_server_address: host " + std::to_string(host));
+  const std::string address = subnet_ + "." + std::to_string(host);
+  ip({"-n", server_ns_, "addr", "add", address + "/29", "dev", server_if_});
+  return address;
+}
+
+NetnsEtc::NetnsEtc(const std::string& ns) : path_(std::filesystem::path("/etc/netns") / ns) {
+  std::filesystem::create_directories(path_.parent_path());
+  // Not create_directories: a folder that is already there belongs to someone else.
+  if (::mkdir(path_.c_str(), 0755) != 0)
+    throw std::system_error(errno, std::generic_category(), "mkdir " + path_.string());
+}
+
+NetnsEtc::~NetnsEtc() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+void NetnsEtc::write(const std::string& name, const std::string& content) const {
+  // std::ofstream truncates the file it opens: the inode, and so the bind mount, stays.
+  std::ofstream out(path_ / name);
+  out << content;
+  if (!out.flush()) throw std::runtime_error("cannot write " + (path_ / name).string());
+}
+
 void NetnsPair::remove() noexcept {
   // Deleting a namespace also destroys the veth pair inside it.
   if (client_created_) delete_namespace(client_ns_);
@@ -176,6 +205,11 @@ void remove_stale_namespaces() noexcept {
       const std::string name = entry.path().filename().string();
       if (owner_is_gone(name, "taid-sys-")) std::filesystem::remove_all(entry.path(), ec);
     }
+    // NetnsEtc folders of killed runs (whose namespaces may be gone already).
+    for (const auto& entry : std::filesystem::directory_iterator("/etc/netns", ec)) {
+      if (owner_is_gone(entry.path().filename().string(), ns_prefix))
+        std::filesystem::remove_all(entry.path(), ec);
+    }
   } catch (const std::exception&) {
   }
   try {
@@ -187,6 +221,8 @@ void remove_stale_namespaces() noexcept {
       if (!owner_is_gone(name, ns_prefix)) continue;
       std::cerr << "removing stale namespace " << name << " (its test run was killed)\n";
       delete_namespace(name);
+      std::error_code ec;
+      std::filesystem::remove_all(std::filesystem::path("/etc/netns") / name, ec);
     }
   } catch (const std::exception&) {
   }

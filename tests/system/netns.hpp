@@ -54,6 +54,9 @@ class NetnsPair {
   const std::string& client_interface() const { return client_if_; }
   // argv prefix that runs a command inside a namespace.
   static std::vector<std::string> exec_in(const std::string& ns);
+  // Adds host address `host` (3, 4 or 6) of the pair's /29 to the server end and
+  // returns it: one more server on the same link. Throws std::runtime_error if `ip` fails.
+  std::string add_server_address(int host) const;
 
  private:
   void remove() noexcept;
@@ -63,12 +66,29 @@ class NetnsPair {
   std::string server_address_;
   std::string client_address_;
   std::string unused_address_;
+  std::string subnet_;  // "10.X.Y"
   std::string server_address6_;
   std::string client_address6_;
   std::string server_if_;
   std::string client_if_;
   bool server_created_ = false;
   bool client_created_ = false;
+};
+
+// The files `ip netns exec NS` bind-mounts over /etc inside NS (hosts, nsswitch.conf, ...): the
+// folder /etc/netns/NS is created here and removed, with everything in it, on destruction. Create
+// it and its files before starting a process in NS: only files that exist at exec are mounted.
+// write() rewrites a file in place (same inode), so a process already running in NS sees it.
+class NetnsEtc {
+ public:
+  explicit NetnsEtc(const std::string& ns);  // throws std::runtime_error if the folder exists
+  NetnsEtc(const NetnsEtc&) = delete;
+  NetnsEtc& operator=(const NetnsEtc&) = delete;
+  ~NetnsEtc();
+  void write(const std::string& name, const std::string& content) const;
+
+ private:
+  std::filesystem::path path_;
 };
 
 // Deletes namespaces and temp dirs left by earlier runs of this test that were killed before

@@ -52,15 +52,16 @@ const std::string& server_address(const NetnsPair& net, Family family) {
   return net.server_address6();
 }
 
-std::vector<std::string> chronyd_argv(const NetnsPair& net, const std::filesystem::path& dir,
-                                      Family family) {
+std::vector<std::string> chronyd_argv(const std::string& ns, const std::string& address,
+                                      Family family, const std::filesystem::path& dir,
+                                      const std::vector<std::string>& extra_lines) {
   const auto conf = dir / "chronyd.conf";
   std::filesystem::create_directories(dir / "chronyd-log");
   // PEERS.md: a server with no upstream, no clock control, all state under dir.
-  const std::vector<std::string> lines{
+  std::vector<std::string> lines{
       "local stratum 10",
       family == Family::ipv4 ? "allow 10.0.0.0/8" : "allow fd00::/8",
-      "bindaddress " + server_address(net, family),
+      "bindaddress " + address,
       "port 123",
       "driftfile " + (dir / "chronyd.drift").string(),
       "pidfile " + (dir / "chronyd.pid").string(),
@@ -69,10 +70,23 @@ std::vector<std::string> chronyd_argv(const NetnsPair& net, const std::filesyste
       "logdir " + (dir / "chronyd-log").string(),
       "log measurements statistics tracking",
   };
+  lines.insert(lines.end(), extra_lines.begin(), extra_lines.end());
   write_lines(conf, lines);
   // -u root: the _chrony user does not exist because the package is unpacked, not installed.
   return in_ns_without_clock_control(
-      net.server_ns(), {chronyd_binary().string(), "-x", "-u", "root", "-d", "-f", conf.string()});
+      ns, {chronyd_binary().string(), "-x", "-u", "root", "-d", "-f", conf.string()});
+}
+
+std::vector<std::string> chronyd_argv(const NetnsPair& net, const std::filesystem::path& dir,
+                                      Family family) {
+  return chronyd_argv(net.server_ns(), server_address(net, family), family, dir, {});
+}
+
+// chronyd refuses a command-socket folder that others may enter (PEERS.md: 0750).
+const std::filesystem::path& private_dir(const std::filesystem::path& dir) {
+  std::filesystem::create_directories(dir);
+  std::filesystem::permissions(dir, std::filesystem::perms(0750));
+  return dir;
 }
 
 }  // namespace
@@ -120,6 +134,10 @@ ChronydServer::ChronydServer(const NetnsPair& net, const std::filesystem::path& 
     : address_(server_address(net, family)),
       socket_(dir / "chronyd.sock"),
       process_(chronyd_argv(net, dir, family), dir / "chronyd.out") {
+  wait_until_answering();
+}
+
+void ChronydServer::wait_until_answering() {
   const bool answering = wait_until(10000ms, 100ms, [this] {
     if (process_.exited()) return true;
     return run({chronyc_binary().string(), "-h", socket_.string(), "tracking"}, 3000ms).ok();
@@ -128,6 +146,16 @@ ChronydServer::ChronydServer(const NetnsPair& net, const std::filesystem::path& 
     throw std::runtime_error("chronyd did not come up: " + process_.describe() + "\n" +
                              process_.log());
   }
+}
+
+ChronydServer::ChronydServer(const std::string& ns, const std::string& address,
+                             const std::filesystem::path& dir,
+                             const std::vector<std::string>& extra_lines)
+    : address_(address),
+      socket_(dir / "chronyd.sock"),
+      process_(chronyd_argv(ns, address, Family::ipv4, private_dir(dir), extra_lines),
+               dir / "chronyd.out") {
+  wait_until_answering();
 }
 
 std::string ChronydServer::chronyc(const std::string& command) const {

@@ -45,12 +45,19 @@ class ChronydServer {
  public:
   ChronydServer(const NetnsPair& net, const std::filesystem::path& dir,
                 Family family = Family::ipv4);
+  // One of several chronyds: IPv4 `address` (already on an interface of `ns`, e.g. from
+  // NetnsPair::add_server_address), every file in `dir` (created, mode 0750), and
+  // `extra_lines` appended to the configuration.
+  ChronydServer(const std::string& ns, const std::string& address, const std::filesystem::path& dir,
+                const std::vector<std::string>& extra_lines = {});
   const std::string& address() const { return address_; }
   // Runs chronyc against the command socket; throws std::runtime_error on failure.
   std::string chronyc(const std::string& command) const;
   Process& process() { return process_; }
 
  private:
+  void wait_until_answering();  // throws std::runtime_error if chronyd does not come up
+
   std::string address_;
   std::filesystem::path socket_;
   Process process_;
