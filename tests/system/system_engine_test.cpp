@@ -1,5 +1,6 @@
-// System tests of what users meet in the engine: names that do not resolve yet, pools, a name
-// that moves to another address, several sources at once, and a leap second announced.
+// System tests of what users meet in the engine: names that do not resolve yet, pools (up to
+// maxsources, filling up, swapping a silent member), a name that moves to another address,
+// several sources at once, and a leap second announced.
 //
 // Root only. Names resolve through the client namespace's own /etc/hosts (NetnsEtc: `ip netns
 // exec` bind-mounts /etc/netns/NS/hosts over /etc/hosts, and an nsswitch.conf with `hosts:
@@ -204,6 +205,37 @@ TEST_F(EngineTest, PoolGivesUpToMaxsourcesAndSwapsAnUnreachableMember) {
   EXPECT_EQ(sc->value("name", ""), pool + "/" + c);
   EXPECT_EQ(int_field(*sc, "address_changes").value_or(0), 1);
   EXPECT_NE(taid_->process().log().find("now resolves to " + c), std::string::npos);
+  EXPECT_EQ(taid_->process().stop(), 0) << taid_->process().describe();
+}
+
+TEST_F(EngineTest, PoolWithTooFewAddressesFillsUpLater) {
+  chronyd_.emplace(*net_, dir_->path());
+  const std::string a = chronyd_->address();
+  const std::string b = net_->add_server_address(3);
+  add_chronyd(b);
+  const std::string pool = "small.taid.test";
+  etc_->write("hosts", hosts_text({{a, pool}}));
+  taid_.emplace(
+      net_->client_ns(), dir_->path(),
+      std::vector<std::string>{"pool " + pool + " iburst minpoll -1 maxpoll 0 maxsources 2"});
+  json sources;
+  ASSERT_TRUE(wait_for_sources(10s, sources, [&](const json& all) {
+    return count_sources(all) == 1 && find_source(all, a);
+  })) << sources.dump(1);
+  EXPECT_NE(taid_->process().log().find("pool '" + pool + "' gave 1 of maxsources 2"),
+            std::string::npos)
+      << taid_->process().log();
+
+  etc_->write("hosts", hosts_text({{a, pool}, {b, pool}}));
+  ASSERT_TRUE(wait_for_sources(30s, sources,
+                               [&](const json& all) {
+                                 const auto sb = find_source(all, b);
+                                 return count_sources(all) == 2 && sb &&
+                                        reachable_with_samples(*sb, 2);
+                               }))
+      << sources.dump(1) << "\n"
+      << taid_->process().log();
+  EXPECT_EQ(find_source(sources, b)->value("name", ""), pool + "/" + b);
   EXPECT_EQ(taid_->process().stop(), 0) << taid_->process().describe();
 }
 
