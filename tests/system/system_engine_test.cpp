@@ -10,6 +10,7 @@
 // chronyd 4.3 announces a leap second only on 30 June and 31 December (is_leap_second_day in
 // its reference.c), whatever its leapsectz says, so no real peer can announce one on most days.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -389,6 +390,27 @@ TEST_F(EngineTest, LeapAnnouncedByTheServerShowsInTracking) {
         << text.out;
   }
   EXPECT_EQ(taid_->process().stop(), 0) << taid_->process().describe();
+}
+
+TEST_F(EngineTest, SecondDaemonOnTheSameControlSocketExitsAndLeavesTheFirstAlone) {
+  const std::vector<std::string> lines{"server " + net_->unused_address() + " minpoll 4"};
+  taid_.emplace(net_->client_ns(), dir_->path(), lines);
+  ASSERT_TRUE(wait_until(10s, 100ms, [&] { return taid_->sources().has_value(); }))
+      << taid_->last_error();
+  TaidOptions second_options;
+  second_options.log_name = "taid-second.log";
+  TaidDaemon second(net_->client_ns(), dir_->path(), lines, second_options);
+  ASSERT_TRUE(wait_until(10s, 100ms, [&] { return second.process().exited(); }))
+      << "a second taid on a live control socket must exit";
+  const int status = *second.process().wait_status();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << second.process().describe();
+  EXPECT_NE(second.process().log().find("another daemon is answering"), std::string::npos)
+      << second.process().log();
+  EXPECT_TRUE(std::filesystem::is_socket(taid_->socket_path()));
+  EXPECT_TRUE(taid_->sources().has_value())
+      << "the first taid must still answer: " << taid_->last_error();
+  EXPECT_EQ(taid_->process().stop(), 0) << taid_->process().describe();
+  EXPECT_FALSE(std::filesystem::exists(taid_->socket_path())) << "removed at a clean exit";
 }
 
 }  // namespace
