@@ -48,8 +48,11 @@ using TimestampingMode = net::StampPolicy;
 // The directive's word for `mode` ("auto", "hardware", ...).
 std::string_view to_string(TimestampingMode mode);
 
-// Where the eBPF RX program attaches (`bpfattach`). auto: tcx where the kernel has it (the link
-// dies with the process, so a crash leaves nothing behind), else a tc clsact filter.
+// Where the eBPF RX program attaches (`bpfattach`). auto: tcx where a probe of the kernel finds it
+// (the link dies with the process, so a crash leaves nothing behind), else a tc clsact filter
+// owned by this process (Debian 12's 6.1 has no tcx). tcx alone never falls back: on a kernel
+// without it taid says so. XDP (a bpf_link) falls back to auto's order when another live taid
+// holds the device's XDP hook.
 enum class BpfAttach { auto_, tc, tcx, xdp_generic, xdp_native };
 std::string_view to_string(BpfAttach attach);
 
