@@ -345,6 +345,24 @@ TEST(GenuineKiss, RateWithOurCookieRaisesThePollAndEndsTheBurst) {
   EXPECT_GE(decode_request(next).poll, 5);
 }
 
+// DEFECT (lib/ntp/exchange.cpp, on_timer): a KoD answers the request but sets no reach bit, so the
+// poll after a genuine RATE counts the source as silent: it logs "unreachable, no reply to 1
+// request(s)" and doubles the poll a second time (2^4 s -> 2^5 by RATE -> 2^6), though the server
+// did reply. Enable once the exchange tells a rate-limited source from a silent one.
+TEST(GenuineKiss, DISABLED_RateKissIsAnAnswerNotSilence) {
+  Exchange ex = make({"s", 4, 10, false});
+  const Packet request = decode_request(ex.on_timer({t0, TimestampSource::kernel, -20}));
+  Packet k = kiss(request, "RATE", t0 + ms(1));
+  k.poll = 3;  // the server asks for no more than one step back
+  const Actions a = deliver(ex, k, t0 + ms(2));
+  ASSERT_EQ(ex.status().poll_log2_s, 5);
+  const Actions next = ex.on_timer({t0 + only<SetTimer>(a).after, TimestampSource::kernel, -20});
+  for (const LogLine& l : all_of<LogLine>(next))
+    EXPECT_EQ(l.text.find("no reply"), std::string::npos) << l.text;
+  EXPECT_NE(ex.status().state, SourceState::unreachable);
+  EXPECT_EQ(decode_request(next).poll, 5);
+}
+
 // --- 2. Truncated datagrams ---------------------------------------------------------------
 
 TEST(Truncated, EveryPrefixOfAReplyIsDroppedAndTheRequestSurvives) {
