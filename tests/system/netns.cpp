@@ -161,7 +161,7 @@ std::string NetnsPair::add_server_address(int host) const {
 }
 
 NetnsEtc::NetnsEtc(const std::string& ns) : path_(std::filesystem::path("/etc/netns") / ns) {
-  std::filesystem::create_directories(path_.parent_path());
+  created_parent_ = std::filesystem::create_directories(path_.parent_path());
   // Not create_directories: a folder that is already there belongs to someone else.
   if (::mkdir(path_.c_str(), 0755) != 0)
     throw std::system_error(errno, std::generic_category(), "mkdir " + path_.string());
@@ -170,6 +170,8 @@ NetnsEtc::NetnsEtc(const std::string& ns) : path_(std::filesystem::path("/etc/ne
 NetnsEtc::~NetnsEtc() {
   std::error_code ec;
   std::filesystem::remove_all(path_, ec);
+  // The machine had no /etc/netns before: leave none (rmdir fails while another test uses it).
+  if (created_parent_) ::rmdir(path_.parent_path().c_str());
 }
 
 void NetnsEtc::write(const std::string& name, const std::string& content) const {

@@ -89,6 +89,7 @@ class NetnsEtc {
 
  private:
   std::filesystem::path path_;
+  bool created_parent_ = false;  // /etc/netns itself
 };
 
 // Deletes namespaces and temp dirs left by earlier runs of this test that were killed before
