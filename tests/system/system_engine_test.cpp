@@ -98,6 +98,16 @@ class EngineTest : public SystemTest {
     etc_->write("nsswitch.conf", kNsswitch);
   }
 
+  void TearDown() override {
+    SystemTest::TearDown();
+    if (!HasFailure()) return;
+    // The base prints the logs at the top of the temp dir; the extra chronyds keep theirs below.
+    for (const auto& chronyd : extra_chronyds_)
+      std::cout << "--- chronyd " << chronyd->address() << ": " << chronyd->process().describe()
+                << "\n"
+                << chronyd->process().log();
+  }
+
   // A chronyd on `address` of the server namespace, with its files in its own folder.
   ChronydServer& add_chronyd(const std::string& address) {
     extra_chronyds_.push_back(std::make_unique<ChronydServer>(
