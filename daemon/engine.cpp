@@ -352,8 +352,35 @@ void Engine::replace_address(Source& source, const asio::ip::udp::endpoint& endp
   poll(source);
 }
 
+namespace {
+
+// The exchange tells a step of the local clock from time passing by CLOCK_MONOTONIC. A stamp gets
+// the monotonic time of its own instant from a back-to-back reading of both clocks, so however
+// late it is handled, its (realtime - monotonic) is the clock's at handling time. A reading that
+// was preempted between the two clocks is taken again (3 tries, the tightest kept).
+ntp::LocalTimestamp with_monotonic(ntp::LocalTimestamp stamp) {
+  const auto monotonic_ns = [] {
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+  };
+  int64_t best_gap_ns = INT64_MAX;
+  for (int attempt = 0; attempt < 3 && best_gap_ns > 20000; ++attempt) {
+    const int64_t before_ns = monotonic_ns();
+    const UtcTime realtime = realtime_now();
+    const int64_t after_ns = monotonic_ns();
+    if (after_ns - before_ns >= best_gap_ns) continue;
+    best_gap_ns = after_ns - before_ns;
+    stamp.monotonic = Duration::from_ns(before_ns + best_gap_ns / 2) - (realtime - stamp.time);
+  }
+  return stamp;
+}
+
+}  // namespace
+
 void Engine::poll(Source& source) {
-  const ntp::LocalTimestamp now{driver_.now(), ntp::TimestampSource::user, precision_.kernel_log2};
+  const ntp::LocalTimestamp now =
+      with_monotonic({driver_.now(), ntp::TimestampSource::user, precision_.kernel_log2});
   carry_out(source, source.exchange.on_timer(now));
   // While unreachable, the name is resolved again at every poll: as rarely as the back-off polls.
   re_resolve(source);
@@ -384,7 +411,7 @@ void Engine::on_reply(Source& source, std::span<const uint8_t> bytes, const net:
   candidates[ntp::TimestampSource::user] = stamps.user;
   candidates[ntp::TimestampSource::kernel] = stamps.kernel;
   candidates[ntp::TimestampSource::bpf] = bpf_stamp(source, bytes);
-  const ntp::LocalTimestamp rx = chooser_.pick(candidates);
+  const ntp::LocalTimestamp rx = with_monotonic(chooser_.pick(candidates));
   const ntp::Actions actions = source.exchange.on_packet(bytes, rx);
   // Only a reply the exchange accepted may teach the chooser or show up in `taictl sources`:
   // anything else may be forged.
@@ -424,7 +451,7 @@ void Engine::carry_out(Source& source, const ntp::Actions& actions) {
       if (config_.timestamping != TimestampingMode::user) {
         on_transmit = [&source](ntp::LocalTimestamp tx) {
           source.last_tx = tx;
-          source.exchange.on_transmit_timestamp(tx);
+          source.exchange.on_transmit_timestamp(with_monotonic(tx));
         };
       }
       auto opened = net::UdpRequest::open(
@@ -449,7 +476,7 @@ void Engine::carry_out(Source& source, const ntp::Actions& actions) {
       // The stamp send() takes just before the syscall is closer to the wire than the one taken
       // before on_timer; a kernel TX stamp, when it comes, replaces both.
       source.exchange.on_transmit_timestamp(
-          {*sent, ntp::TimestampSource::user, precision_.user_log2});
+          with_monotonic({*sent, ntp::TimestampSource::user, precision_.user_log2}));
     } else if (const auto* timer = std::get_if<ntp::SetTimer>(&action)) {
       source.timer.expires_after(std::chrono::nanoseconds(timer->after.ns()));
       source.timer.async_wait([this, &source](const boost::system::error_code& ec) {

@@ -12,8 +12,9 @@ Duration dispersion_growth(Duration age) {
 }
 
 std::optional<Estimate> ClockFilter::add(Duration offset, Duration delay, Duration dispersion,
-                                         UtcTime time, Duration precision) {
+                                         UtcTime time, Duration precision, Duration poll) {
   precision_ = precision;
+  poll_ = poll;
   shift_in(Stage{offset, delay, std::min(dispersion, kMaxDispersion), time, true});
   return evaluate();
 }
@@ -74,20 +75,41 @@ std::optional<Estimate> ClockFilter::evaluate() {
   if (estimate_) {
     estimate_->dispersion = peer_dispersion_;
     estimate_->jitter = jitter_;
+    estimate_->error_bound += dispersion_growth(*last_update_ - estimate_->updated);
     estimate_->updated = *last_update_;
   }
   if (!best.valid) return std::nullopt;
   // Use a sample only once and never one older than the last used.
   if (last_released_time_ && best.time <= *last_released_time_) return std::nullopt;
+  // Popcorn spike (RFC 5905 A.5.2; ntpd's clock_filter): a jump from the last released offset
+  // beyond SGATE × jitter, soon after that release, is held back. With one valid stage the
+  // jitter is only the precision floor and says nothing of the spread, so ntpd (m > 1) and we
+  // let it through; so does a jump that two polls have not confirmed as a spike.
+  if (estimate_ && valid > 1 &&
+      (best.offset - estimate_->offset).abs().seconds() > kSpikeGate * jitter_.seconds() &&
+      best.time - *last_released_time_ < poll_ * 2) {
+    ++spikes_;
+    return std::nullopt;
+  }
   last_released_time_ = best.time;
-  estimate_ =
-      Estimate{best.offset, best.delay, peer_dispersion_, jitter_, best.time, *last_update_};
+  estimate_ = Estimate{best.offset,
+                       best.delay,
+                       peer_dispersion_,
+                       jitter_,
+                       best.time,
+                       *last_update_,
+                       best.delay / 2 + best.dispersion};
   return estimate_;
 }
 
 std::size_t ClockFilter::valid_stages() const {
   return static_cast<std::size_t>(
       std::count_if(stages_.begin(), stages_.end(), [](const Stage& s) { return s.valid; }));
+}
+
+std::optional<Duration> ClockFilter::error_bound_at(UtcTime now) const {
+  if (!estimate_) return std::nullopt;
+  return estimate_->error_bound + dispersion_growth(now - estimate_->updated);
 }
 
 Duration ClockFilter::dispersion_at(UtcTime now) const {

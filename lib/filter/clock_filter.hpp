@@ -6,11 +6,15 @@
 // used, so a sample is never used twice and time never goes backwards. Dispersion of each stage
 // grows at PHI (15 ppm, the assumed frequency tolerance) per second of age. Peer dispersion is
 // ε = Σ εᵢ / 2^(i+1) over the stages sorted best first; jitter is the RMS of the other valid
-// offsets about the best one.
+// offsets about the best one. The popcorn-spike suppressor of RFC 5905 (Appendix A.5.2, as
+// ntpd's clock_filter() runs it) holds back a new best sample whose offset jumps from the last
+// released one by more than SGATE × jitter within two polls of that release; the register keeps
+// it, so a real change gets through once the jitter grows with it or two polls have passed.
 #pragma once
 
 #include <array>
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 
 #include "core/time.hpp"
@@ -21,6 +25,8 @@ namespace taid::filter {
 inline constexpr Duration kMaxDispersion = Duration::from_s(16);
 // RFC 5905 PHI: frequency tolerance, seconds of dispersion per second of age.
 inline constexpr double kPhi = 15e-6;
+// RFC 5905 SGATE: the popcorn-spike gate, in multiples of the jitter.
+inline constexpr double kSpikeGate = 3;
 
 // Dispersion accrued by `age` at PHI.
 Duration dispersion_growth(Duration age);
@@ -41,6 +47,9 @@ struct Estimate {
   Duration jitter;      // RMS of other valid offsets about the chosen one
   UtcTime time;         // when the chosen sample was taken
   UtcTime updated;      // when the register last changed
+  // The most the chosen offset can be off at `updated`: half its round trip (any asymmetry of
+  // the path) plus its stage's dispersion (stamp precision, and PHI for each second of age).
+  Duration error_bound;
 };
 
 class ClockFilter {
@@ -48,11 +57,13 @@ class ClockFilter {
   static constexpr std::size_t kStages = 8;
 
   // Shifts in a measured sample taken at local time `time`. Returns the new estimate when the
-  // minimum-delay stage is newer than the last one released; std::nullopt otherwise (the
-  // register, dispersion and jitter still update). Jitter is never reported below
-  // `precision`, the resolution of the stamps that measured the sample (RFC 5905 clock_filter).
+  // minimum-delay stage is newer than the last one released and is no popcorn spike;
+  // std::nullopt otherwise (the register, dispersion and jitter still update). Jitter is never
+  // reported below `precision`, the resolution of the stamps that measured the sample (RFC 5905
+  // clock_filter). `poll` is the source's poll interval: a spike is a jump within 2 × poll of the
+  // last release (a zero poll switches the suppressor off).
   std::optional<Estimate> add(Duration offset, Duration delay, Duration dispersion, UtcTime time,
-                              Duration precision = {});
+                              Duration precision = {}, Duration poll = {});
 
   // Shifts in a dummy stage (offset 0, dispersion MAXDISP) after polls went unanswered, so old
   // samples age out and the peer dispersion rises (RFC 5905 §13, poll process).
@@ -65,6 +76,10 @@ class ClockFilter {
   std::size_t valid_stages() const;
   // The peer dispersion grown by PHI since the last update (root-distance calculations).
   Duration dispersion_at(UtcTime now) const;
+  // The released estimate's error bound grown by PHI up to `now`; nullopt before a release.
+  std::optional<Duration> error_bound_at(UtcTime now) const;
+  // Best samples held back as popcorn spikes since the start.
+  uint64_t spikes() const { return spikes_; }
 
   void reset() { *this = ClockFilter{}; }
 
@@ -79,6 +94,8 @@ class ClockFilter {
   Duration peer_dispersion_ = kMaxDispersion;
   Duration jitter_;
   Duration precision_;  // of the newest sample: the floor of jitter
+  Duration poll_;       // of the newest sample: the popcorn suppressor's time gate is 2 × poll
+  uint64_t spikes_ = 0;
 };
 
 }  // namespace taid::filter

@@ -2,42 +2,48 @@
 #include "filter/delay_envelope.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
+#include <utility>
 
 namespace taid::filter {
 
-std::optional<EnvelopeEstimate> DelayEnvelope::add(Duration offset, Duration delay, UtcTime time) {
-  // A sample from before the window's span (the local clock was stepped back) says nothing
-  // about the line the window holds, nor the window about it: start over from it.
-  if (!window_.empty() && time < window_.back().time - kMaxSpan) {
+void DelayEnvelope::reset() {
+  window_.clear();
+  estimate_.reset();
+  hulls_ = {};
+}
+
+std::optional<EnvelopeEstimate> DelayEnvelope::add(Duration offset, Duration delay, UtcTime sent,
+                                                   UtcTime received) {
+  // A sample from before the window's span (the local clock was stepped back and nobody told
+  // us) says nothing about the line the window holds, nor the window about it: start over.
+  if (!window_.empty() && received < window_.back().received - kMaxSpan) {
     window_.clear();
     ++restarts_;
   }
-  // Bounds are kept as doubles relative to the first sample's offset, so a clock that is years
-  // off keeps nanoseconds (a double holds 16 digits).
-  if (window_.empty()) reference_ = offset;
   // A negative round trip is a broken stamp, not a measurement; as zero it still bounds.
   delay = std::max(delay, Duration{});
-  const Point point{time, (offset - reference_ + delay / 2).seconds(),
-                    (offset - reference_ - delay / 2).seconds()};
-  if (!window_.empty() && window_.back().time == time) {
+  const Point point{sent, received, offset, delay};
+  if (!window_.empty() && window_.back().received == received) {
     window_.back() = point;
   } else {
     // Samples arrive in time order but for interleaved ones, which carry the previous T4.
-    const auto at = std::upper_bound(window_.begin(), window_.end(), time,
-                                     [](UtcTime t, const Point& p) { return t < p.time; });
+    const auto at = std::upper_bound(window_.begin(), window_.end(), received,
+                                     [](UtcTime t, const Point& p) { return t < p.received; });
     window_.insert(at, point);
   }
   // The span limit never leaves fewer than kMinSamples: at polls of 512 s and more those span
   // longer, and a line still holds far better than the network noise of such paths.
-  const UtcTime newest = window_.back().time;
+  const UtcTime newest = window_.back().received;
   std::size_t too_old = 0;
-  while (window_.size() - too_old > kMinSamples && newest - window_[too_old].time > kMaxSpan)
+  while (window_.size() - too_old > kMinSamples && newest - window_[too_old].received > kMaxSpan)
     ++too_old;
   too_old = std::max(too_old, window_.size() > kMaxSamples ? window_.size() - kMaxSamples : 0);
   window_.erase(window_.begin(), window_.begin() + static_cast<std::ptrdiff_t>(too_old));
 
-  Band band = fit(0);
+  Hulls whole = hulls(0);
+  Band band = widest(whole);
   if (band.top < band.bottom) {
     // No line within ±kMaxFrequency passes between every upper and every lower bound, which a
     // clock that runs straight over a path no faster than its minimum cannot produce: the
@@ -53,34 +59,55 @@ std::optional<EnvelopeEstimate> DelayEnvelope::add(Duration offset, Duration del
     }
     window_.erase(window_.begin(), window_.begin() + static_cast<std::ptrdiff_t>(consistent));
     ++restarts_;
-    band = fit(0);
+    whole = hulls(0);
+    band = widest(whole);
   }
   if (window_.size() < kMinSamples) {
     estimate_.reset();  // what it said was measured against a clock or path that has changed
+    hulls_ = {};
     return std::nullopt;
   }
-  estimate_ = EnvelopeEstimate{reference_ + Duration::from_seconds((band.top + band.bottom) / 2),
+  hulls_ = std::move(whole);
+  frequency_ = band.frequency;
+  middle_s_ = (band.top + band.bottom) / 2;
+  // Bounds are relative to the newest offset: a recent value whatever the window held before.
+  estimate_ = EnvelopeEstimate{window_.back().offset + Duration::from_seconds(middle_s_),
                                band.frequency,
                                Duration::from_seconds((band.top - band.bottom) / 2),
                                newest,
                                window_.size(),
-                               newest - window_.front().time};
+                               newest - window_.front().received,
+                               Duration{}};
+  Duration half_delays;
+  for (const Point& p : window_) half_delays += p.delay / 2;
+  estimate_->mean_excess = std::max(
+      half_delays / static_cast<int64_t>(window_.size()) - estimate_->half_min_delay, Duration{});
   return estimate_;
+}
+
+std::optional<Duration> DelayEnvelope::error_bound(Duration clearance, double max_frequency) const {
+  if (!estimate_) return std::nullopt;
+  const auto bound = bound_s(std::max(clearance, Duration{}).seconds(), max_frequency);
+  if (!bound) return std::nullopt;
+  return Duration::from_seconds(*bound);
 }
 
 namespace {
 
-struct Vertex {
-  double age_s;  // ≤ 0: time relative to the newest sample
-  double value_s;
-};
+using Vertex = envelope_detail::Vertex;
 
 // The hull of the points that can ever be the extreme: min(value − f·age) over all points is
 // reached on the lower convex hull (sign +1), max(value − f·age) on the upper one (sign −1).
-// Points come in time order, so Andrew's monotone chain builds it in one pass.
+// Points come sorted by age, so Andrew's monotone chain builds it in one pass. Of points with
+// the same age only the extreme one can matter; the chain's turn test cannot rank them (their
+// cross product is 0 whatever their values), so the tie is settled before it.
 std::vector<Vertex> hull(const std::vector<Vertex>& points, double sign) {
   std::vector<Vertex> h;
   for (const Vertex& p : points) {
+    if (!h.empty() && h.back().age_s == p.age_s) {
+      if (sign * (p.value_s - h.back().value_s) >= 0) continue;  // not lower (upper) than it
+      h.pop_back();
+    }
     while (h.size() >= 2) {
       const Vertex& a = h[h.size() - 2];
       const Vertex& b = h.back();
@@ -106,21 +133,48 @@ double max_at(const std::vector<Vertex>& h, double f) {
   return m;
 }
 
+// Where a concave function (convex: pass its negation) of f is largest on [lo, hi], to far below
+// a nanosecond over any window; the value, not the place, is what the callers need.
+template <typename F>
+double maximum(F&& g, double lo, double hi) {
+  for (int step = 0; step < 60; ++step) {  // (2/3)^60 of 1e-3: 3e-14 s/s
+    const double m1 = lo + (hi - lo) / 3, m2 = hi - (hi - lo) / 3;
+    if (g(m1) < g(m2))
+      lo = m1;
+    else
+      hi = m2;
+  }
+  return g((lo + hi) / 2);
+}
+
 }  // namespace
 
-DelayEnvelope::Band DelayEnvelope::fit(std::size_t first) const {
-  const UtcTime newest = window_.back().time;
+DelayEnvelope::Hulls DelayEnvelope::hulls(std::size_t first) const {
+  const Point& newest = window_.back();
   std::vector<Vertex> upper, lower;
   upper.reserve(window_.size() - first);
   lower.reserve(window_.size() - first);
   for (std::size_t i = first; i < window_.size(); ++i) {
-    const double age_s = (window_[i].time - newest).seconds();
-    upper.push_back({age_s, window_[i].upper_s});
-    lower.push_back({age_s, window_[i].lower_s});
+    const Point& p = window_[i];
+    const double offset_s = (p.offset - newest.offset).seconds(), half_s = p.delay.seconds() / 2;
+    // Both bounds at the exchange's midpoint (see the header for why not each at its own leg).
+    const double age_s = ((p.sent - newest.received) + (p.received - p.sent) / 2).seconds();
+    upper.push_back({age_s, offset_s + half_s});
+    lower.push_back({age_s, offset_s - half_s});
+  }
+  // The window is in T4 order; the midpoints follow it but for a sample whose round trip was
+  // longer than the time to the next one's, which is rare: sort only then.
+  const auto by_age = [](const Vertex& a, const Vertex& b) { return a.age_s < b.age_s; };
+  if (!std::is_sorted(upper.begin(), upper.end(), by_age)) {
+    std::stable_sort(upper.begin(), upper.end(), by_age);
+    std::stable_sort(lower.begin(), lower.end(), by_age);
   }
   // Only the hulls' corners can bound the band: a few dozen of up to kMaxSamples points.
-  const std::vector<Vertex> top = hull(upper, 1), bottom = hull(lower, -1);
-  const auto width = [&](double f) { return min_at(top, f) - max_at(bottom, f); };
+  return {hull(upper, 1), hull(lower, -1)};
+}
+
+DelayEnvelope::Band DelayEnvelope::widest(const Hulls& h) {
+  const auto width = [&](double f) { return min_at(h.top, f) - max_at(h.bottom, f); };
   // The width is concave in f (a minimum of lines minus a maximum of lines), so a ternary search
   // finds where it is largest. Where the top is flat (one sample holds both edges, or a hull
   // edge of each side is parallel) every f of the plateau gives the widest band; its middle is
@@ -141,7 +195,38 @@ DelayEnvelope::Band DelayEnvelope::fit(std::size_t first) const {
     return (lo + hi) / 2;
   };
   const double f = (search(true) + search(false)) / 2;
-  return Band{f, min_at(top, f), max_at(bottom, f)};
+  return Band{f, min_at(h.top, f), max_at(h.bottom, f)};
+}
+
+std::optional<double> DelayEnvelope::bound_s(double clearance_s, double max_frequency) const {
+  const auto& [top, bottom] = hulls_;
+  // Lines that keep `clearance` from every bound have slopes where the band is at least twice
+  // that wide: an interval around the estimate's frequency, as the width is concave. Of those
+  // slopes the ones within ±max_frequency count. Over them the top edge (concave) reaches its
+  // highest and the bottom edge (convex) its lowest at the newest T4; the lines' offsets there
+  // lie between the two, `clearance` inside.
+  const double f = frequency_;
+  const double need_s = std::min(2 * clearance_s, min_at(top, f) - max_at(bottom, f));
+  const auto fits = [&](double g) { return min_at(top, g) - max_at(bottom, g) >= need_s; };
+  const auto edge = [&](double from,
+                        double to) {  // the last slope from `from` toward `to` that fits
+    if (fits(to)) return to;
+    for (int step = 0; step < 50; ++step) {  // 2^-50 of 5e-4: 4e-19 s/s
+      const double mid = (from + to) / 2;
+      (fits(mid) ? from : to) = mid;
+    }
+    return from;
+  };
+  const double f_low = std::max(edge(f, -kMaxFrequency), -max_frequency);
+  const double f_high = std::min(edge(f, kMaxFrequency), max_frequency);
+  if (f_low > f_high) return std::nullopt;
+  const double half_need_s = need_s / 2;
+  double high = maximum([&](double g) { return min_at(top, g); }, f_low, f_high) - half_need_s;
+  double low = -maximum([&](double g) { return -max_at(bottom, g); }, f_low, f_high) + half_need_s;
+  // The searches stop a hair inside the range; it never excludes the end slopes' lines.
+  high = std::max({high, min_at(top, f_low) - half_need_s, min_at(top, f_high) - half_need_s});
+  low = std::min({low, max_at(bottom, f_low) + half_need_s, max_at(bottom, f_high) + half_need_s});
+  return std::max(high - middle_s_, middle_s_ - low);
 }
 
 }  // namespace taid::filter

@@ -2,20 +2,39 @@
 // taid reports and will steer by; the RFC 5905 clock filter beside it still supplies dispersion,
 // jitter and the poll control.
 //
-// Each sample bounds the true offset x at its time t. The request cannot reach the server before
-// it left, nor the reply come back before the server sent it, so with θ and δ of the sample and
-// D_f, D_b the path's smallest one-way delays:
-//     l = θ − δ/2  ≤  x(t) − D_b        and        x(t) + D_f  ≤  θ + δ/2 = u.
-// Queueing only ever adds delay. The samples that travelled fastest each way therefore pin x down
-// from above and from below, while averaging (a regression) spreads every queueing delay into the
-// estimate. Over a window, with x(t) = x₀ + f·t and D_f = D_b = D (the symmetry that every
-// two-way method assumes), the best line is the one whose band between the upper envelope (u) and
-// the lower envelope (l) is widest: f maximises
+// Each sample bounds the true offset x. The request cannot reach the server before it left, nor
+// the reply come back before the server sent it, so with θ and δ of the sample and D_f, D_b the
+// path's smallest one-way delays:
+//     l = θ − δ/2 = T3 − T4  ≤  x − D_b        and        x + D_f  ≤  θ + δ/2 = T2 − T1 = u.
+// Queueing only ever adds delay. The samples that travelled fastest each way therefore pin x
+// down from above and from below, while averaging (a regression) spreads every queueing delay
+// into the estimate. Over a window, with x(t) = x₀ + f·t and D_f = D_b = D (the symmetry that
+// every two-way method assumes), the best line is the one whose band between the upper envelope
+// (u) and the lower envelope (l) is widest: f maximises
 //     g(f) = minᵢ(uᵢ − f·tᵢ) − maxᵢ(lᵢ − f·tᵢ),
-// which is concave in f. The offset is the middle of the band at the newest sample, and D̂ = g/2,
-// half the narrowest round trip after frequency correction, is as far as path asymmetry can move
-// it. It is the two-sided form of Moon, Skelly and Towsley's lower-envelope skew estimate
-// (INFOCOM 1999). The error shrinks like 1/n as the window fills, where a mean shrinks like 1/√n.
+// which is concave in f. The offset is the middle of the band at the newest sample's T4, and
+// D̂ = g/2, half the narrowest round trip after frequency correction, is as far as path asymmetry
+// can move it. It is the two-sided form of Moon, Skelly and Towsley's lower-envelope skew
+// estimate (INFOCOM 1999). The error shrinks like 1/n as the window fills, where a mean shrinks
+// like 1/√n.
+//
+// Where a sample's bounds sit in time: u measures x where the request reached the server
+// (T1 + D_f), l where the reply left it (T4 − D_b). Both are placed at the exchange's midpoint
+// tᵢ = (T1 + T4)/2, which is the middle of those two instants whenever the legs are symmetric:
+// u − D_f and l + D_b then both read x(tᵢ) up to the same f·(T3 − T2)/2, so the band's middle is
+// unbiased. Placing them at T4, as this code once did, put the offset f·(δ + T3 − T2)/2 off (160 µs
+// over a 300 ms path at 400 ppm). Each at its own leg's time would be as unbiased but would
+// tilt a lone sample's band by f·δ, so that where one packet holds both edges the widest band
+// runs off to ±500 ppm; a common instant keeps that plateau flat. What it costs: a sample that
+// was fastest one way and queued q the other way is placed f·q/2 off (5 ns at 10 ppm, 1 ms).
+//
+// The estimate carries its own error bound, the counterpart of a single sample's δ/2: every line
+// of |f| ≤ kMaxFrequency that passes under every upper and over every lower bound is a possible
+// truth (whatever the path's asymmetry), so the true offset at the newest T4 lies in the range
+// of such lines there; the bound is half that range's width. With few samples the frequency is
+// loose and the range wide, which is how the exchange knows when to prefer the clock filter's
+// pick. (The estimate is the band's middle, not the range's, so the bound is a width, like δ/2,
+// not a promise: the estimate is within twice it of any truth the bounds allow.)
 //
 // When no line fits between the bounds any more (the source's clock was stepped, the path's
 // asymmetry changed, the oscillator wandered off a straight line), the older samples are dropped
@@ -38,10 +57,20 @@ struct EnvelopeEstimate {
   Duration offset;          // at `time`; positive: the local clock is behind the source
   double frequency = 0;     // d(offset)/dt in s/s; positive: the local clock runs slow
   Duration half_min_delay;  // D̂: half the narrowest frequency-corrected round trip
-  UtcTime time;             // the newest sample's local time (T4)
+  UtcTime time;             // the newest sample's local receive time (T4)
   std::size_t samples = 0;  // in the window
-  Duration span;            // from the oldest to the newest sample in the window
+  Duration span;            // from the oldest to the newest sample's T4 in the window
+  // The mean of δ/2 − D̂ over the window: how much the samples' round trips were queued on
+  // average, the scale of the queueing the fastest ones may still hide.
+  Duration mean_excess;
 };
+
+namespace envelope_detail {
+struct Vertex {
+  double age_s;  // ≤ 0: time relative to the newest T4
+  double value_s;
+};
+}  // namespace envelope_detail
 
 class DelayEnvelope {
  public:
@@ -58,32 +87,57 @@ class DelayEnvelope {
   // The kernel cannot run the clock more than 500 ppm off, nor can a sane source.
   static constexpr double kMaxFrequency = 500e-6;
 
-  // Adds a sample taken at local time `time` (T4). A second measurement of the newest instant
-  // (interleaved mode re-measures the previous exchange) replaces it. Returns the new estimate
-  // once the window holds kMinSamples, else std::nullopt.
-  std::optional<EnvelopeEstimate> add(Duration offset, Duration delay, UtcTime time);
+  // Adds a sample (θ = offset, δ = delay) whose request left at local time `sent` (T1) and
+  // whose reply arrived at `received` (T4); its bounds belong to the midpoint of the two. A
+  // second measurement of the newest instant (interleaved mode re-measures the previous
+  // exchange) replaces it. Returns the new estimate once the window holds kMinSamples, else
+  // std::nullopt.
+  std::optional<EnvelopeEstimate> add(Duration offset, Duration delay, UtcTime sent,
+                                      UtcTime received);
+
+  // Forgets every sample: the local clock was stepped, so their times no longer compare.
+  void reset();
 
   const std::optional<EnvelopeEstimate>& estimate() const { return estimate_; }
+  // The estimate's error bound when the path is symmetric with one-way delays of at least
+  // `clearance` and the frequency is within ±`max_frequency`: the farthest from the estimate
+  // that a line of such a slope, passing at least `clearance` under every upper and over every
+  // lower bound, puts the offset at the newest T4. With no clearance and kMaxFrequency it holds
+  // whatever the path's asymmetry (the counterpart of a sample's δ/2, never below D̂); D̂ or more
+  // leaves the lines of the widest band only. nullopt when there is no estimate or no such line
+  // (the samples refute the assumption). Computed on demand: it costs about what a fit does.
+  std::optional<Duration> error_bound(Duration clearance = {},
+                                      double max_frequency = kMaxFrequency) const;
   std::size_t size() const { return window_.size(); }
   // How often samples stopped fitting one line and the older ones were dropped.
   uint64_t restarts() const { return restarts_; }
 
  private:
   struct Point {
-    UtcTime time;
-    double upper_s;  // θ + δ/2 − reference_
-    double lower_s;  // θ − δ/2 − reference_
+    UtcTime sent, received;  // T1, T4
+    Duration offset, delay;  // θ, δ
+  };
+  using Vertex = envelope_detail::Vertex;
+  struct Hulls {
+    std::vector<Vertex> top;     // lower hull of the upper bounds
+    std::vector<Vertex> bottom;  // upper hull of the lower bounds
   };
   struct Band {
     double frequency;    // s/s
-    double top, bottom;  // its edges at the newest sample, seconds; top < bottom: inconsistent
+    double top, bottom;  // its edges at the newest T4, seconds; top < bottom: inconsistent
   };
-  // The widest band over window_[first..].
-  Band fit(std::size_t first) const;
+  // The bounds of window_[first..] as hulls, relative to the newest sample's offset (so a clock
+  // years off keeps nanoseconds in doubles) and its T4.
+  Hulls hulls(std::size_t first) const;
+  static Band widest(const Hulls& h);
+  Band fit(std::size_t first) const { return widest(hulls(first)); }
+  std::optional<double> bound_s(double clearance_s, double max_frequency) const;
 
-  std::vector<Point> window_;  // oldest first
-  Duration reference_;         // the offset the points' bounds are relative to
+  std::vector<Point> window_;  // by T4, oldest first
   std::optional<EnvelopeEstimate> estimate_;
+  Hulls hulls_;           // of the estimate's window
+  double frequency_ = 0;  // the estimate's
+  double middle_s_ = 0;   // the estimate relative to the newest sample's offset
   uint64_t restarts_ = 0;
 };
 

@@ -2,6 +2,8 @@
 #include "ntp/exchange.hpp"
 
 #include <algorithm>
+#include <cmath>
+#include <utility>
 
 #include "core/strcat.hpp"
 
@@ -13,7 +15,24 @@ constexpr double kPollGate = 4;  // RFC 5905 PGATE
 
 Duration from_log2(int8_t log2) { return Duration::from_log2_s(log2); }
 
+// The step of the local clock between two stamps: the change of (realtime − monotonic) when
+// slewing cannot explain it, zero when it can or a stamp lacks its monotonic reading.
+Duration step_between(const LocalTimestamp& a, const LocalTimestamp& b) {
+  if (!a.monotonic || !b.monotonic) return Duration{};
+  const Duration change = (b.time - a.time) - (*b.monotonic - *a.monotonic);
+  const Duration elapsed = (*b.monotonic - *a.monotonic).abs();
+  const Duration allowed = Duration::from_seconds(kMaxSlewRate * elapsed.seconds()) + kStepMargin;
+  return change.abs() > allowed ? change : Duration{};
+}
+
 }  // namespace
+
+Duration randomized_poll_interval(int poll_log2_s, uint64_t random) {
+  const Duration poll = Duration::from_log2_s(poll_log2_s);
+  const double unit = static_cast<double>(random >> 11) * 0x1.0p-53;  // [0, 1)
+  const double spread_ns = static_cast<double>(poll.ns()) * std::ldexp(1.0, -kPollSpreadLog2);
+  return poll + Duration::from_ns(static_cast<int64_t>(std::floor(spread_ns * unit)));
+}
 
 std::string_view to_string(TimestampSource source) {
   switch (source) {
@@ -49,18 +68,41 @@ Exchange::Exchange(SourceConfig config, std::function<uint64_t()> random_u64)
   config_.maxpoll = std::clamp(config_.maxpoll, config_.minpoll, kMaxPoll);
   status_.poll_log2_s = config_.minpoll;
   status_.burst_remaining = config_.iburst ? kBurstCount : 0;
+  poll_floor_log2_s_ = config_.minpoll;
 }
 
-Duration Exchange::next_interval() const {
-  const Duration poll = Duration::from_log2_s(status_.poll_log2_s);
+Duration Exchange::next_interval() {
   // A burst packet follows 2 s after the last, or sooner when the poll itself is shorter
   // (chrony: "2 seconds or less").
-  return status_.burst_remaining > 0 ? std::min(kBurstSpacing, poll) : poll;
+  if (status_.burst_remaining > 0)
+    return std::min(kBurstSpacing, Duration::from_log2_s(status_.poll_log2_s));
+  return randomized_poll_interval(status_.poll_log2_s, random_u64_());
+}
+
+void Exchange::check_for_step(const LocalTimestamp& stamp, Actions& actions) {
+  if (!stamp.monotonic) return;
+  if (last_clock_reading_) {
+    if (const Duration step = step_between(*last_clock_reading_, stamp); step != Duration{}) {
+      // Every local time the estimators hold is on the old scale: a restart is the only way to
+      // compare like with like (the filter's never-older rule would otherwise block every
+      // sample until the clock passed the old T4 again, the envelope would mix both scales).
+      filter_.reset();
+      envelope_.reset();
+      previous_.reset();
+      last_released_offset_.reset();
+      actions.push_back(
+          LogLine{true, strcat(config_.name, ": the local clock was stepped by ", step.to_string(),
+                               "; clock filter, delay envelope and interleaved "
+                               "state start over")});
+    }
+  }
+  last_clock_reading_ = stamp;
 }
 
 Actions Exchange::on_timer(LocalTimestamp now) {
   Actions actions;
   if (status_.state == SourceState::demobilized) return actions;
+  check_for_step(now, actions);
 
   const bool previous_unanswered = awaiting_reply_;
   const uint8_t old_reach = status_.reach;
@@ -144,9 +186,12 @@ Actions Exchange::on_kiss(const Packet& reply) {
             Demobilize{strcat("kiss-o'-death ", text)}};
   }
   if (code == kiss_code("RATE")) {
-    // Back off at least one step and to at least the server's own poll, ending any burst.
+    // Back off at least one step and to at least the server's own poll, ending any burst. The
+    // poll we were kissed at is too fast for this server: never go back to it (chrony raises
+    // its minpoll to the server's poll the same way).
     const int wanted = std::max(status_.poll_log2_s + 1, static_cast<int>(reply.poll));
     status_.poll_log2_s = std::clamp(wanted, config_.minpoll, kMaxPoll);
+    poll_floor_log2_s_ = std::max(poll_floor_log2_s_, status_.poll_log2_s);
     status_.burst_remaining = 0;
     return {LogLine{true, strcat(config_.name, ": kiss-o'-death RATE, poll backs off to ",
                                  Duration::from_log2_s(status_.poll_log2_s).seconds(), " s")},
@@ -177,34 +222,54 @@ Actions Exchange::on_packet(std::span<const uint8_t> bytes, LocalTimestamp rx) {
   awaiting_reply_ = false;
   last_transmit_ = reply.transmit_time;
 
-  if (reply.stratum == 0) return on_kiss(reply);
-  if (reply.leap == Leap::unsynchronized) return reject("server unsynchronized (LI = 3)");
-  if (reply.stratum > 15) return reject(strcat("stratum ", int{reply.stratum}, " is above 15"));
-  if (reply.receive_time.is_zero()) return reject("zero receive timestamp");
+  Actions actions;
+  check_for_step(rx, actions);
+  const auto then = [&actions](Actions more) {
+    actions.insert(actions.end(), std::make_move_iterator(more.begin()),
+                   std::make_move_iterator(more.end()));
+    return std::move(actions);
+  };
+  // The exchange this reply completes in interleaved mode, if any. Whatever this reply turns
+  // out to be, the next request may only name this exchange (set below once its header is
+  // valid) or none: a request naming an older one would pair stamps from long ago.
+  const std::optional<Previous> previous = std::exchange(previous_, std::nullopt);
+
+  if (reply.stratum == 0) return then(on_kiss(reply));
+  if (reply.leap == Leap::unsynchronized) return then(reject("server unsynchronized (LI = 3)"));
+  if (reply.stratum > 15)
+    return then(reject(strcat("stratum ", int{reply.stratum}, " is above 15")));
+  if (reply.receive_time.is_zero()) return then(reject("zero receive timestamp"));
   if (reply.precision < kMinPrecisionLog2 || reply.precision > kMaxPrecisionLog2)
-    return reject(strcat("precision ", int{reply.precision}, " is outside ", kMinPrecisionLog2,
-                         "..", kMaxPrecisionLog2));
+    return then(reject(strcat("precision ", int{reply.precision}, " is outside ", kMinPrecisionLog2,
+                              "..", kMaxPrecisionLog2)));
   // A valid header from the server: it is reachable, whatever the fitness tests below say
   // (RFC 5905 sets the reach bit here, before the distance test).
   status_.reach |= 1;
   status_.state = SourceState::reachable;
 
+  // This exchange becomes the one the next interleaved reply completes (set before the
+  // fitness tests: the server keeps its record of this exchange whether or not we use it),
+  // unless our own T1 and T4 of it straddle a step of the local clock.
+  const bool stepped_during = step_between(t1_, rx) != Duration{};
+  if (!stepped_during) previous_ = Previous{t1_, reply.receive_time, rx, status_.requests_sent};
+  // Interleaved mode completes an exchange from before a step that has since been detected.
+  if (interleaved && !previous)
+    return then(reject("interleaved reply to an exchange from before a step of the local clock"));
   // Basic mode measures this exchange. Interleaved mode measures the previous one: its T1, T2,
   // T4, and the server's real transmit stamp of its reply, which this reply carries as T3.
-  const LocalTimestamp stamp1 = interleaved ? previous_->t1 : t1_;
-  const LocalTimestamp stamp4 = interleaved ? previous_->t4 : rx;
-  const NtpTimestamp wire2 = interleaved ? previous_->t2 : reply.receive_time;
+  const LocalTimestamp stamp1 = interleaved ? previous->t1 : t1_;
+  const LocalTimestamp stamp4 = interleaved ? previous->t4 : rx;
+  const NtpTimestamp wire2 = interleaved ? previous->t2 : reply.receive_time;
+  if (step_between(stamp1, stamp4) != Duration{})
+    return then(reject("the local clock was stepped during the exchange"));
   // T1, T4 are local; T2, T3 are the server's, placed in the era nearest T1.
   const UtcTime t1 = stamp1.time;
   const UtcTime t2 = wire2.to_utc(t1);
   const UtcTime t3 = reply.transmit_time.to_utc(t1);
   const UtcTime t4 = stamp4.time;
-  // This exchange becomes the one the next interleaved reply completes (set before the
-  // fitness tests: the server keeps its record of this exchange whether or not we use it).
-  previous_ = Previous{t1_, reply.receive_time, rx, status_.requests_sent};
   if (t3 - t2 > kMaxServerInterval || t3 < t2)
-    return reject(
-        strcat("server interval T3 - T2 = ", (t3 - t2).to_string(), " is outside 0..4 s"));
+    return then(
+        reject(strcat("server interval T3 - T2 = ", (t3 - t2).to_string(), " is outside 0..4 s")));
   const Duration offset = ((t2 - t1) + (t3 - t4)) / 2;
   const Duration precision = from_log2(stamp4.precision_log2);
   const Duration delay = std::max((t4 - t1) - (t3 - t2), precision);
@@ -216,7 +281,7 @@ Actions Exchange::on_packet(std::span<const uint8_t> bytes, LocalTimestamp rx) {
   const Duration root_dispersion = reply.root_dispersion.to_duration();
   const Duration root_distance = (root_delay + delay) / 2 + root_dispersion + dispersion;
   if (root_distance > kMaxRootDistance)
-    return reject(strcat("root distance ", root_distance.to_string(), " exceeds 16 s"));
+    return then(reject(strcat("root distance ", root_distance.to_string(), " exceeds 16 s")));
 
   Sample sample{
       t4,          offset,        delay,      dispersion, stamp4.source,   stamp1.source,
@@ -226,13 +291,18 @@ Actions Exchange::on_packet(std::span<const uint8_t> bytes, LocalTimestamp rx) {
   status_.last_sample = sample;
 
   // Jitter cannot be finer than the stamps that measure it.
-  std::optional<filter::Estimate> released = filter_.add(offset, delay, dispersion, t4, precision);
+  const uint64_t spikes = filter_.spikes();
+  std::optional<filter::Estimate> released = filter_.add(
+      offset, delay, dispersion, t4, precision, Duration::from_log2_s(status_.poll_log2_s));
   if (released) adjust_poll(*released);
-  Actions actions;
+  if (filter_.spikes() != spikes)
+    actions.push_back(LogLine{
+        false, strcat(config_.name, ": popcorn spike held back (offset ", offset.to_string(),
+                      ", jitter ", filter_.estimate()->jitter.to_string(), ")")});
   // Said once per change: a source that never fits a line has no estimate to lose.
   const uint64_t restarts = envelope_.restarts();
   const bool had_estimate = envelope_.estimate().has_value();
-  auto envelope = envelope_.add(offset, delay, t4);
+  auto envelope = envelope_.add(offset, delay, t1, t4);
   if (envelope_.restarts() != restarts && had_estimate)
     actions.push_back(
         LogLine{true, strcat(config_.name,
@@ -244,9 +314,34 @@ Actions Exchange::on_packet(std::span<const uint8_t> bytes, LocalTimestamp rx) {
 }
 
 std::optional<OffsetEstimate> Exchange::offset_estimate() const {
-  if (const auto& e = envelope_.estimate())
-    return OffsetEstimate{e->offset, e->time, "delay_envelope"};
-  if (const auto& e = filter_.estimate()) return OffsetEstimate{e->offset, e->time, "clock_filter"};
+  const auto& picked = filter_.estimate();
+  const auto& envelope = envelope_.estimate();
+  if (envelope && picked) {
+    // Each estimate refers to its own time: the pick to its sample's, the envelope to its newest
+    // sample's. Both bounds are taken under one assumption about the path: symmetric, with
+    // one-way delays at least D̂ less the queueing the envelope's fastest packets can be expected
+    // to still carry (the samples' mean queueing over their number, as for the minimum of
+    // exponential delays). Without such an assumption (one-way delays ≥ 0) both bounds are
+    // dominated by the same allowance for asymmetry and do not tell the estimators apart (in
+    // the exchange test's model that switch was 40 % worse than the pick at 4 samples). The
+    // filter's bound is then δ/2 less that clearance; the envelope's, how far the lines that keep
+    // that clearance from every bound (any slope the samples allow) put the offset from its
+    // estimate. Ties go to the filter.
+    const Duration expected_queueing =
+        envelope->mean_excess / static_cast<int64_t>(envelope->samples);
+    const Duration clearance = std::max(envelope->half_min_delay - expected_queueing, Duration{});
+    const auto envelope_bound = envelope_.error_bound(clearance);
+    const Duration filter_bound = picked->delay / 2 - clearance;
+    if (envelope_bound && *envelope_bound < filter_bound)
+      return OffsetEstimate{envelope->offset, envelope->time, "delay_envelope",
+                            *envelope_.error_bound()};
+  }
+  if (picked)
+    return OffsetEstimate{picked->offset, picked->time, "clock_filter",
+                          *filter_.error_bound_at(picked->updated)};
+  if (envelope)
+    return OffsetEstimate{envelope->offset, envelope->time, "delay_envelope",
+                          *envelope_.error_bound()};
   return std::nullopt;
 }
 
@@ -271,7 +366,7 @@ void Exchange::adjust_poll(const filter::Estimate& released) {
     poll_counter_ = std::max(poll_counter_ - 2 * step, -kPollLimit - 1);
     if (poll_counter_ < -kPollLimit) {
       poll_counter_ = -kPollLimit;
-      if (poll > config_.minpoll) {
+      if (poll > poll_floor_log2_s_) {
         poll_counter_ = 0;
         --status_.poll_log2_s;
       }

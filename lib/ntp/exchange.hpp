@@ -28,6 +28,30 @@
 //   previous exchange by its origin field (the server's T2 of n−1) and carries a second random
 //   cookie in its receive field; a server that interleaves echoes that cookie as the reply's
 //   origin, one that does not echoes the transmit cookie and the reply is used in basic mode.
+//   Every reply that answers our request replaces the previous exchange: with this one when its
+//   header is valid, with nothing otherwise, so a request never names an exchange older than
+//   the last reply (whose server record, and our T1/T4, may be an hour old).
+// - Steps of the local clock: each local stamp may carry the CLOCK_MONOTONIC time of the same
+//   instant. A change of (stamp − monotonic) between stamps beyond what slewing at 500 ppm over
+//   the time between them can explain (plus kStepMargin) is a step, forward or back: the clock
+//   filter, the delay envelope and the interleaved state start over (their local times no
+//   longer compare with new ones: the filter's never-older rule would block every sample until
+//   the clock passed the old T4 again), and an exchange whose stamps straddle the step is not
+//   used. Logged once per step.
+// - The offset a source reports (offset_estimate) is the delay envelope's when its error bound
+//   is below the clock filter's pick's, else the pick's: with few samples the envelope's
+//   frequency is loose and the pick is the better guess. Both bounds assume a symmetric path
+//   whose one-way delays are at least D̂ less the queueing the envelope's fastest packets are
+//   expected to carry (mean queueing / samples): the pick's is then δ/2 less that, the
+//   envelope's how far lines keeping that clearance from every bound put the offset. (Without
+//   an assumption on the path both bounds are the same allowance for asymmetry, ~D, and do not
+//   tell the two apart.)
+// - Each poll interval is stretched by a random factor in [1, 1 + 1/16) (ntpd stretches by up to
+//   255/4096, chrony by up to 2 %), so clients started together drift apart instead of hitting
+//   a server in step. Never shorter than 2^poll: servers rate-limit against the poll a request
+//   advertises. Burst spacing stays fixed (the RFC's and chrony's 2 s).
+// - KoD RATE raises a floor under the poll interval that the hysteresis never goes below
+//   again (chrony raises its minpoll the same way).
 #pragma once
 
 #include <cstdint>
@@ -62,16 +86,37 @@ inline constexpr int kMaxPrecisionLog2 = 0;
 inline constexpr Duration kMaxServerInterval = Duration::from_s(4);
 // Unanswered requests in a row after which interleaved mode starts over in basic mode.
 inline constexpr int kMaxInterleavedGap = 4;
+// The fastest the local clock can be slewed against CLOCK_MONOTONIC (the kernel's limit), and
+// what a pair of readings may be off on top of that: a larger change of (realtime − monotonic)
+// between two stamps is a step of the local clock.
+inline constexpr double kMaxSlewRate = 500e-6;
+inline constexpr Duration kStepMargin = Duration::from_ms(1);
+// Poll intervals are stretched by up to 2^-kPollSpreadLog2 of themselves.
+inline constexpr int kPollSpreadLog2 = 4;
 
 // How a local timestamp was taken, best last.
 enum class TimestampSource : uint8_t { user, kernel, bpf, hardware };
 std::string_view to_string(TimestampSource source);
 
 struct LocalTimestamp {
+  LocalTimestamp() = default;
+  // Spelled out so the stamps built without a monotonic reading (tests, user-space paths) need
+  // not name it.
+  LocalTimestamp(UtcTime time_, TimestampSource source_, int8_t precision_log2_ = -20,
+                 std::optional<Duration> monotonic_ = std::nullopt)
+      : time(time_), source(source_), precision_log2(precision_log2_), monotonic(monotonic_) {}
+
   UtcTime time;
   TimestampSource source = TimestampSource::user;
   int8_t precision_log2 = -20;  // how finely this kind of stamp resolves the instant, log2 s
+  // CLOCK_MONOTONIC at the same instant (time since boot), when the daemon read it: the
+  // exchange tells steps of the local clock from time passing by comparing the two.
+  std::optional<Duration> monotonic;
 };
+
+// The poll interval 2^poll_log2_s stretched by a factor in [1, 1 + 2^-kPollSpreadLog2) drawn
+// from `random` (uniform over its 64 bits).
+Duration randomized_poll_interval(int poll_log2_s, uint64_t random);
 
 struct SourceConfig {
   std::string name;
@@ -142,6 +187,9 @@ struct OffsetEstimate {
   Duration offset;             // positive: the local clock is behind the source
   UtcTime time;                // the local time it refers to
   std::string_view estimator;  // "delay_envelope" or "clock_filter"
+  // The estimator's bound whatever the path's asymmetry: the pick's δ/2 plus its dispersion
+  // (as of the register's last change); the envelope's range of fitting lines (at `time`).
+  Duration error_bound;
 };
 
 class Exchange {
@@ -164,15 +212,20 @@ class Exchange {
   const SourceStatus& status() const { return status_; }
   const filter::ClockFilter& filter() const { return filter_; }
   const filter::DelayEnvelope& envelope() const { return envelope_; }
-  // The source's offset: its delay envelope once that has fitted a line, the clock filter's
-  // pick before; nullopt before the filter released anything.
+  // The source's offset: its delay envelope's when that has fitted a line with an error bound
+  // below the clock filter's pick's (see the header comment), the pick otherwise; nullopt before
+  // either has one.
   std::optional<OffsetEstimate> offset_estimate() const;
+  // The lowest poll the hysteresis may choose: minpoll, raised by KoD RATE.
+  int poll_floor_log2_s() const { return poll_floor_log2_s_; }
 
  private:
   Actions reject(std::string why);
   Actions on_kiss(const Packet& reply);
   void adjust_poll(const filter::Estimate& released);
-  Duration next_interval() const;
+  Duration next_interval();
+  // Restarts the estimators when `stamp` shows a step of the local clock since the last stamp.
+  void check_for_step(const LocalTimestamp& stamp, Actions& actions);
 
   SourceConfig config_;
   std::function<uint64_t()> random_u64_;
@@ -198,6 +251,8 @@ class Exchange {
   int poll_counter_ = 0;        // RFC 5905 discipline hysteresis counter
   int unanswered_in_a_row_ = 0;
   std::optional<Duration> last_released_offset_;
+  int poll_floor_log2_s_ = 0;
+  std::optional<LocalTimestamp> last_clock_reading_;  // the last stamp that carried monotonic
 };
 
 }  // namespace taid::ntp

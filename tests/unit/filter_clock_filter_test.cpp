@@ -1,4 +1,5 @@
-// Unit tests for the RFC 5905 clock filter: min-delay pick, older-sample rule, dispersion, jitter.
+// Unit tests for the RFC 5905 clock filter: min-delay pick, older-sample rule, dispersion, jitter,
+// the popcorn-spike suppressor and the pick's error bound.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -125,6 +126,61 @@ TEST(ClockFilter, DispersionIsCappedAtMaxdisp) {
   ClockFilter f;
   ASSERT_TRUE(f.add(ms(0), ms(1), Duration::from_s(100), at(0)));
   EXPECT_EQ(f.stages()[0].dispersion, kMaxDispersion);
+}
+
+// RFC 5905 A.5.2 (ntpd's clock_filter): a new best sample whose offset jumps from the last
+// released one by more than SGATE × jitter, within two polls of that release, is a popcorn spike:
+// not released, but kept in the register. A burst at a 64 s poll: the 5 ms sample released at
+// 0 s leaves the register at 16 s, and the new best (0 ms, the others agree within 10 µs) jumps.
+TEST(ClockFilter, PopcornSpikeIsHeldBackWithinTwoPolls) {
+  const Duration poll = Duration::from_s(64), us10 = Duration::from_us(10);
+  ClockFilter f;
+  ASSERT_TRUE(f.add(ms(5), ms(1), Duration{}, at(0), Duration{}, poll));
+  for (int i = 1; i <= 7; ++i)
+    EXPECT_FALSE(f.add(i % 2 ? us10 : -us10, ms(2), Duration{}, at(2 * i), Duration{}, poll)) << i;
+  EXPECT_FALSE(f.add(ms(0), Duration::from_us(1500), Duration{}, at(16), Duration{}, poll));
+  EXPECT_EQ(f.spikes(), 1u);
+  EXPECT_EQ(f.estimate()->offset, ms(5));  // still the last released
+  EXPECT_EQ(f.stages()[0].offset, ms(0));  // the register keeps the spike
+  EXPECT_LT(f.estimate()->jitter, Duration::from_us(20));
+  // Two polls after the last release the same jump is news, not a spike.
+  const auto e = f.add(ms(0), Duration::from_us(1400), Duration{}, at(128), Duration{}, poll);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->offset, ms(0));
+  EXPECT_EQ(f.spikes(), 1u);
+}
+
+// Without a poll (callers that do not pace samples) the suppressor is off; a jump within the
+// jitter gate is no spike at any poll.
+TEST(ClockFilter, NoSpikeWithoutPollOrWithinTheGate) {
+  ClockFilter off;
+  ASSERT_TRUE(off.add(ms(5), ms(1), Duration{}, at(0)));
+  for (int i = 1; i <= 7; ++i) (void)off.add(Duration{}, ms(2), Duration{}, at(2 * i));
+  EXPECT_TRUE(off.add(ms(0), Duration::from_us(1500), Duration{}, at(16)));
+  EXPECT_EQ(off.spikes(), 0u);
+
+  ClockFilter gated;
+  const Duration poll = Duration::from_s(64);
+  ASSERT_TRUE(gated.add(ms(0), ms(3), Duration{}, at(0), Duration{}, poll));
+  (void)gated.add(ms(2), ms(4), Duration{}, at(2), Duration{}, poll);
+  // Best now, 1 ms from the last release; jitter about it (1 ms, 1 ms) is 1 ms: within 3 ×.
+  EXPECT_TRUE(gated.add(ms(1), ms(2), Duration{}, at(4), Duration{}, poll));
+  EXPECT_EQ(gated.spikes(), 0u);
+}
+
+// What the exchange weighs the pick by: half its round trip (asymmetry could put the truth
+// anywhere in it) plus its stage's dispersion, growing at PHI from then on.
+TEST(ClockFilter, ErrorBoundIsHalfTheDelayPlusDispersionGrowingAtPhi) {
+  ClockFilter f;
+  EXPECT_FALSE(f.error_bound_at(at(0)));
+  const auto e = f.add(ms(0), ms(4), ms(1), at(0));
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->error_bound, ms(3));
+  EXPECT_EQ(f.error_bound_at(at(1000)), ms(18));  // + 15 ppm × 1000 s
+  // A later, worse sample is not released; the pick ages with the register.
+  EXPECT_FALSE(f.add(ms(0), ms(9), Duration{}, at(400)));
+  EXPECT_EQ(f.estimate()->error_bound, ms(3) + ms(6));
+  EXPECT_EQ(f.error_bound_at(at(1000)), ms(18));
 }
 
 }  // namespace

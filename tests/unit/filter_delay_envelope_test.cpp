@@ -1,9 +1,12 @@
-// Unit tests for the delay-envelope estimate: exact on a noise-free line, far closer than the
-// clock filter through queueing, and the window's rules (interleaved replacement, span, size).
+// Unit tests for the delay-envelope estimate: exact on a noise-free line (long paths and large
+// frequency errors included), far closer than the clock filter through queueing, an error bound
+// that holds, the hull's ties, and the window's rules (interleaved replacement, span, size).
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <algorithm>
 #include <cstdlib>
+#include <iostream>
 #include <random>
 #include <vector>
 
@@ -28,6 +31,11 @@ Exchange measure(double offset_s, double base_s, double forward_s, double back_s
           Duration::from_seconds(d_forward + d_back)};
 }
 
+// The request left at T1 = T4 − δ (no server turnaround): each bound at the time of its own leg.
+std::optional<EnvelopeEstimate> add(DelayEnvelope& e, const Exchange& x, double t_s) {
+  return e.add(x.offset, x.delay, at_s(t_s) - x.delay, at_s(t_s));
+}
+
 // Exponential queueing from a fully specified generator, so the test is the same everywhere.
 class Queueing {
  public:
@@ -42,15 +50,35 @@ class Queueing {
   double mean_s_;
 };
 
+// Exact timestamps of one exchange when the local clock is behind the source by
+// x(t) = x0 + f·(t − t0) (t local) and the legs take forward_s and back_s local seconds; the server
+// holds the request for turnaround_s. The truth at T4 comes with it.
+struct Timed {
+  Duration offset, delay;
+  UtcTime t1, t4;
+  double truth_at_t4_s;
+};
+Timed exchange_at(double t1_s, double x0_s, double f, double forward_s, double back_s,
+                  double turnaround_s) {
+  const auto x = [&](double t_s) { return x0_s + f * t_s; };   // t relative to t0
+  const double t2_s = t1_s + forward_s + x(t1_s + forward_s);  // server clock
+  const double t3_s = t2_s + turnaround_s;
+  const double departed_s = (t3_s - x0_s) / (1 + f);  // local time the server clock read T3
+  const double t4_s = departed_s + back_s;
+  const Duration d1 = Duration::from_seconds(t1_s), d2 = Duration::from_seconds(t2_s),
+                 d3 = Duration::from_seconds(t3_s), d4 = Duration::from_seconds(t4_s);
+  return {((d2 - d1) + (d3 - d4)) / 2, (d4 - d1) - (d3 - d2), t0 + d1, t0 + d4, x(t4_s)};
+}
+
 TEST(DelayEnvelope, NeedsFourSamplesToFit) {
   DelayEnvelope e;
   for (int i = 0; i < 3; ++i) {
     const Exchange x = measure(1e-3, 1e-3, 0, 0);
-    EXPECT_FALSE(e.add(x.offset, x.delay, at_s(i))) << i;
+    EXPECT_FALSE(add(e, x, i)) << i;
   }
   EXPECT_FALSE(e.estimate());
   const Exchange x = measure(1e-3, 1e-3, 0, 0);
-  const auto estimate = e.add(x.offset, x.delay, at_s(3));
+  const auto estimate = add(e, x, 3);
   ASSERT_TRUE(estimate);
   EXPECT_EQ(estimate->samples, 4u);
 }
@@ -60,15 +88,16 @@ TEST(DelayEnvelope, NoiseFreeLineIsRecoveredExactly) {
   const double x0 = 30e-6, f = 12e-6, base = 400e-6;
   DelayEnvelope e;
   std::optional<EnvelopeEstimate> last;
+  Timed x{};
   for (int i = 0; i < 10; ++i) {
-    const Exchange x = measure(x0 + f * 16 * i, base, 0, 0);
-    last = e.add(x.offset, x.delay, at_s(16 * i));
+    x = exchange_at(16.0 * i, x0, f, base, base, 0);
+    last = e.add(x.offset, x.delay, x.t1, x.t4);
   }
   ASSERT_TRUE(last);
-  EXPECT_NEAR(last->offset.seconds(), x0 + f * 16 * 9, 2e-9);
+  EXPECT_NEAR(last->offset.seconds(), x.truth_at_t4_s, 2e-9);
   EXPECT_NEAR(last->frequency, f, 1e-12);
   EXPECT_NEAR(last->half_min_delay.seconds(), base, 2e-9);
-  EXPECT_EQ(last->time, at_s(144));
+  EXPECT_EQ(last->time, x.t4);
   EXPECT_EQ(last->span, Duration::from_s(144));
 }
 
@@ -86,7 +115,7 @@ TEST(DelayEnvelope, FarCloserThanTheClockFilterThroughQueueing) {
   for (int i = 0; i < 364; ++i) {
     const double t = poll * i, truth = x0 + f * t;
     const Exchange x = measure(truth, base, queue.next(), queue.next());
-    const auto e = envelope.add(x.offset, x.delay, at_s(t));
+    const auto e = add(envelope, x, t);
     clock_filter.add(x.offset, x.delay, Duration{}, at_s(t));
     if (i < 64) continue;  // both windows full
     ASSERT_TRUE(e);
@@ -114,14 +143,14 @@ TEST(DelayEnvelope, InterleavedRemeasurementReplacesTheNewestSample) {
   DelayEnvelope e;
   for (int i = 0; i < 4; ++i) {
     const Exchange x = measure(0, 1e-3, 0, 0);
-    e.add(x.offset, x.delay, at_s(i));
+    add(e, x, i);
   }
   ASSERT_TRUE(e.estimate());
   EXPECT_NEAR(e.estimate()->offset.seconds(), 0, 1e-9);
   // The same instant measured again with the server's real transmit stamp: one sample, and its
   // new bounds count (a line through the three old ones at 0 and this one at 6 µs).
   const Exchange better = measure(6e-6, 1e-3, 0, 0);
-  const auto estimate = e.add(better.offset, better.delay, at_s(3));
+  const auto estimate = add(e, better, 3);
   ASSERT_TRUE(estimate);
   EXPECT_EQ(e.size(), 4u);
   EXPECT_EQ(estimate->time, at_s(3));
@@ -133,10 +162,10 @@ TEST(DelayEnvelope, OutOfOrderSampleIsPlacedByItsTime) {
   DelayEnvelope e;
   for (const double t : {0.0, 1.0, 2.0, 4.0}) {
     const Exchange x = measure(0, 1e-3, 0, 0);
-    e.add(x.offset, x.delay, at_s(t));
+    add(e, x, t);
   }
   const Exchange x = measure(0, 1e-3, 0, 0);
-  const auto estimate = e.add(x.offset, x.delay, at_s(3));
+  const auto estimate = add(e, x, 3);
   ASSERT_TRUE(estimate);
   EXPECT_EQ(e.size(), 5u);
   EXPECT_EQ(estimate->time, at_s(4));  // still the newest
@@ -148,14 +177,14 @@ TEST(DelayEnvelope, SamplesOlderThanTheSpanLeaveTheWindowButNeverBelowFour) {
   DelayEnvelope e;
   for (int i = 0; i < 10; ++i) {
     const Exchange x = measure(0, 1e-3, 0, 0);
-    e.add(x.offset, x.delay, at_s(i));
+    add(e, x, i);
   }
   EXPECT_EQ(e.size(), 10u);
   // After a long silence only the newest old samples stay, enough to fit a line with the new one
   // (at polls of 1024 s every window is like this).
   const double later = 9 + DelayEnvelope::kMaxSpan.seconds() + 1;
   const Exchange x = measure(0.5e-3, 1e-3, 0, 0);
-  const auto estimate = e.add(x.offset, x.delay, at_s(later));
+  const auto estimate = add(e, x, later);
   EXPECT_EQ(e.size(), DelayEnvelope::kMinSamples);
   ASSERT_TRUE(estimate);
   EXPECT_EQ(estimate->samples, DelayEnvelope::kMinSamples);
@@ -167,12 +196,12 @@ TEST(DelayEnvelope, LocalClockSteppedBackStartsOver) {
   DelayEnvelope e;
   for (int i = 0; i < 10; ++i) {
     const Exchange x = measure(0, 1e-3, 0, 0);
-    e.add(x.offset, x.delay, at_s(5000 + i));
+    add(e, x, 5000 + i);
   }
   ASSERT_TRUE(e.estimate());
   // An hour earlier by the local clock: nothing in the window is comparable any more.
   const Exchange x = measure(3600, 1e-3, 0, 0);
-  EXPECT_FALSE(e.add(x.offset, x.delay, at_s(1400)));
+  EXPECT_FALSE(add(e, x, 1400));
   EXPECT_FALSE(e.estimate());
   EXPECT_EQ(e.size(), 1u);
   EXPECT_EQ(e.restarts(), 1u);
@@ -188,7 +217,7 @@ TEST(DelayEnvelope, FlatTopTakesTheMiddleOfThePlateau) {
   std::optional<EnvelopeEstimate> last;
   for (int i = 0; i < 4; ++i) {
     const Exchange x = measure(0, 1e-3, queued[i], queued[i]);
-    last = e.add(x.offset, x.delay, at_s(2 * i));
+    last = add(e, x, 2 * i);
   }
   ASSERT_TRUE(last);
   EXPECT_NEAR(last->offset.seconds(), 0, 2e-9);
@@ -203,7 +232,7 @@ TEST(DelayEnvelope, HugeOffsetsKeepNanoseconds) {
   const Duration years = Duration::from_s(56LL * 365 * 86400) + Duration::from_ns(123456789);
   std::optional<EnvelopeEstimate> last;
   for (int i = 0; i < 6; ++i)
-    last = e.add(years + Duration::from_ns(7 * i), Duration::from_us(300), at_s(i));
+    last = add(e, {years + Duration::from_ns(7 * i), Duration::from_us(300)}, i);
   ASSERT_TRUE(last);
   EXPECT_LE(std::llabs((last->offset - (years + Duration::from_ns(35))).ns()), 1);
   EXPECT_LE(std::llabs((last->half_min_delay - Duration::from_us(150)).ns()), 1);
@@ -214,7 +243,7 @@ TEST(DelayEnvelope, WindowHoldsAtMostMaxSamples) {
   std::optional<EnvelopeEstimate> last;
   for (int i = 0; i < 1100; ++i) {
     const Exchange x = measure(0, 1e-3, 0, 0);
-    last = e.add(x.offset, x.delay, at_s(0.5 * i));
+    last = add(e, x, 0.5 * i);
   }
   ASSERT_TRUE(last);
   EXPECT_EQ(e.size(), DelayEnvelope::kMaxSamples);
@@ -234,14 +263,14 @@ TEST(DelayEnvelope, BandIsTheWidestAndTouchesBothEnvelopes) {
     const double t = 2.0 * i;
     const Exchange x = measure(-40e-6 + 3e-6 * t, 5e-3, queue.next(), queue.next());
     samples.emplace_back(t, x);
-    last = e.add(x.offset, x.delay, at_s(t));
+    last = add(e, x, t);
   }
   ASSERT_TRUE(last);
   const double newest = 998.0;
   const auto width_at = [&](double f, double* top_out = nullptr, double* bottom_out = nullptr) {
     double top = 1e9, bottom = -1e9;
     for (const auto& [t, x] : samples) {
-      const double age = t - newest;
+      const double age = t - x.delay.seconds() / 2 - newest;  // at the exchange's midpoint
       top = std::min(top, (x.offset + x.delay / 2).seconds() - f * age);
       bottom = std::max(bottom, (x.offset - x.delay / 2).seconds() - f * age);
     }
@@ -267,12 +296,12 @@ TEST(DelayEnvelope, StepOfTheSourceDropsTheSamplesBeforeIt) {
   DelayEnvelope e;
   for (int i = 0; i < 20; ++i) {
     const Exchange x = measure(0, 100e-6, 0, 0);
-    ASSERT_EQ(e.add(x.offset, x.delay, at_s(i)).has_value(), i >= 3) << i;
+    ASSERT_EQ(add(e, x, i).has_value(), i >= 3) << i;
   }
   EXPECT_EQ(e.restarts(), 0u);
   for (int i = 20; i < 24; ++i) {
     const Exchange x = measure(1e-3, 100e-6, 0, 0);
-    const auto estimate = e.add(x.offset, x.delay, at_s(i));
+    const auto estimate = add(e, x, i);
     EXPECT_EQ(e.size(), static_cast<std::size_t>(i - 19)) << i;
     EXPECT_EQ(estimate.has_value(), i == 23) << i;
     EXPECT_EQ(e.estimate().has_value(), i == 23) << "a stale estimate must not outlive the step";
@@ -292,7 +321,7 @@ TEST(DelayEnvelope, OscillatorWanderBeyondTheNoiseShortensTheWindow) {
   for (int i = 0; i < 200; ++i) {
     x += (i < 100 ? 0.0 : 50e-6) * 1.0;
     const Exchange m = measure(x, 0.5e-6, 0, 0);
-    last = e.add(m.offset, m.delay, at_s(i));
+    last = add(e, m, i);
   }
   ASSERT_TRUE(last);
   EXPECT_GE(e.restarts(), 1u);
@@ -308,10 +337,147 @@ TEST(DelayEnvelope, NoEstimateForASourceFasterThanAnyClock) {
   DelayEnvelope e;
   for (int i = 0; i < 8; ++i) {
     const Exchange x = measure(2000e-6 * i, 0.5e-3, 0, 0);
-    EXPECT_FALSE(e.add(x.offset, x.delay, at_s(i))) << i;
+    EXPECT_FALSE(add(e, x, i)) << i;
     EXPECT_EQ(e.size(), 1u) << i;
   }
   EXPECT_EQ(e.restarts(), 7u);
+}
+
+// The bounds belong to the middle of the exchange, not to T4. Over a long path (300 ms each way,
+// 200 ms in the server) with the local clock 400 ppm slow, both at T4 would put the offset
+// f × (δ + T3 − T2)/2 = 160 µs off; at the midpoint it is exact.
+TEST(DelayEnvelope, LongPathAndLargeFrequencyErrorStillExact) {
+  const double x0 = 3e-3, f = 400e-6, leg = 0.3, turnaround = 0.2;
+  DelayEnvelope e;
+  std::optional<EnvelopeEstimate> last;
+  Timed x{};
+  for (int i = 0; i < 20; ++i) {
+    x = exchange_at(16.0 * i, x0, f, leg, leg, turnaround);
+    last = e.add(x.offset, x.delay, x.t1, x.t4);
+  }
+  ASSERT_TRUE(last);
+  EXPECT_EQ(last->time, x.t4);
+  EXPECT_NEAR(last->offset.seconds(), x.truth_at_t4_s, 10e-9);
+  EXPECT_NEAR(last->frequency, f, 1e-9);
+  // D̂ is the leg as the local clock runs, less what x moves while the server holds the request.
+  EXPECT_NEAR(last->half_min_delay.seconds(), leg - f * turnaround / 2, 50e-9);  // to O(f²)
+}
+
+// The same through queueing (mean 200 µs each way, seeded): the error stays at the queueing's
+// scale. Beside it, the same samples with both bounds at T4 (sent = received places the
+// midpoint there), as the envelope once placed them: about f × (δ + T3 − T2)/2 = 105 µs off.
+TEST(DelayEnvelope, LongPathAndLargeFrequencyErrorThroughQueueing) {
+  const double x0 = -7e-3, f = -350e-6, leg = 0.25, turnaround = 0.1;
+  Queueing queue(200e-6);
+  DelayEnvelope e, at_t4;
+  double worst = 0, best_at_t4 = 1;
+  for (int i = 0; i < 64; ++i) {
+    const Timed x =
+        exchange_at(16.0 * i, x0, f, leg + queue.next(), leg + queue.next(), turnaround);
+    const auto estimate = e.add(x.offset, x.delay, x.t1, x.t4);
+    const auto misplaced = at_t4.add(x.offset, x.delay, x.t4, x.t4);
+    if (i >= 16) {
+      ASSERT_TRUE(estimate);
+      ASSERT_TRUE(misplaced);
+      worst = std::max(worst, std::abs(estimate->offset.seconds() - x.truth_at_t4_s));
+      best_at_t4 = std::min(best_at_t4, std::abs(misplaced->offset.seconds() - x.truth_at_t4_s));
+    }
+  }
+  std::cout << "worst error " << worst * 1e6 << " us; bounds at T4: at best " << best_at_t4 * 1e6
+            << " us\n";
+  EXPECT_LT(worst, 30e-6);
+  EXPECT_GT(best_at_t4, 60e-6);
+}
+
+// The error bound holds: over a seeded queueing model the truth is always within it, it is
+// never below D̂ (asymmetry could put the truth anywhere in the band), and what it adds to D̂ (the
+// frequency's looseness) falls as the window fills.
+TEST(DelayEnvelope, ErrorBoundHoldsAndTightensAsTheWindowFills) {
+  const double x0 = 120e-6, f = 30e-6, base = 800e-6;
+  Queueing queue(150e-6);
+  DelayEnvelope e;
+  std::vector<double> excess;  // bound − D̂
+  for (int i = 0; i < 200; ++i) {
+    const double t = 8.0 * i, truth = x0 + f * t;
+    const Exchange x = measure(truth, base, queue.next(), queue.next());
+    const auto estimate = add(e, x, t);
+    if (!estimate) continue;
+    const double error = std::abs(estimate->offset.seconds() - truth);
+    const Duration bound = *e.error_bound();
+    EXPECT_LE(error, bound.seconds()) << i;
+    EXPECT_GE(bound, estimate->half_min_delay) << i;
+    excess.push_back((bound - estimate->half_min_delay).seconds());
+  }
+  ASSERT_GT(excess.size(), 100u);
+  const double early = *std::max_element(excess.begin(), excess.begin() + 5);
+  const double late = *std::max_element(excess.end() - 20, excess.end());
+  std::cout << "bound beyond D-hat: " << early * 1e6 << " us in the first 5 estimates, "
+            << late * 1e6 << " us in the last 20\n";
+  EXPECT_GT(early, 3 * late);
+}
+
+// Andrew's chain cannot rank points of equal time by its turn test (their cross product is 0).
+// Three samples whose exchanges share a midpoint (5 s), the oldest of the window, the tightest
+// second: its bounds (0.3 and 0.7 ms) must hold the band, not the looser ones beside it.
+TEST(DelayEnvelope, SamplesWithEqualTimesKeepTheStrictestBound) {
+  struct Sample {
+    Duration offset, delay;
+    UtcTime sent, received;
+  };
+  std::vector<Sample> samples;
+  for (const double t : {10.0, 11.0, 12.0, 13.0})
+    samples.push_back({Duration{}, Duration::from_ms(2), at_s(t) - Duration::from_ms(2), at_s(t)});
+  // Arriving late (interleaved mode carries older T4s), each its midpoint at 5 s.
+  const Duration offsets[] = {Duration{}, Duration::from_us(500), Duration{}};
+  const Duration deltas[] = {Duration::from_ms(2), Duration::from_us(400), Duration::from_ms(4)};
+  for (int k = 0; k < 3; ++k)
+    samples.push_back(
+        {offsets[k], deltas[k], at_s(5) - Duration::from_ms(k), at_s(5) + Duration::from_ms(k)});
+  DelayEnvelope e;
+  std::optional<EnvelopeEstimate> last;
+  for (const Sample& x : samples) last = e.add(x.offset, x.delay, x.sent, x.received);
+  ASSERT_TRUE(last);
+  EXPECT_EQ(e.size(), 7u);
+  EXPECT_NEAR(last->half_min_delay.seconds(), 200e-6, 1e-9);
+  // The band, offset ± D̂ at the newest T4 moving at the frequency, lies inside every bound.
+  for (const Sample& x : samples) {
+    const UtcTime mid = x.sent + (x.received - x.sent) / 2;
+    const double centre = last->offset.seconds() + last->frequency * (mid - last->time).seconds();
+    EXPECT_LE(centre + last->half_min_delay.seconds(), (x.offset + x.delay / 2).seconds() + 1e-9);
+    EXPECT_GE(centre - last->half_min_delay.seconds(), (x.offset - x.delay / 2).seconds() - 1e-9);
+  }
+}
+
+// After the source's clock steps from 56 years off to a millisecond, the samples before the step
+// leave; the bounds of the ones after must then be kept relative to a recent offset, or doubles
+// of ±1.8e9 s leave a quarter of a microsecond of resolution.
+TEST(DelayEnvelope, NanosecondsSurviveARestartFromAHugeOffset) {
+  DelayEnvelope e;
+  const Duration years = Duration::from_s(56LL * 365 * 86400) + Duration::from_ns(123456789);
+  for (int i = 0; i < 6; ++i) add(e, {years + Duration::from_ns(7 * i), Duration::from_us(300)}, i);
+  ASSERT_TRUE(e.estimate());
+  const Duration small = Duration::from_ns(1234567);
+  std::optional<EnvelopeEstimate> last;
+  for (int i = 6; i < 12; ++i)
+    last = add(e, {small + Duration::from_ns(7 * i), Duration::from_us(300)}, i);
+  ASSERT_TRUE(last);
+  EXPECT_EQ(e.restarts(), 1u);
+  EXPECT_EQ(last->samples, 6u);
+  EXPECT_LE(std::llabs((last->offset - (small + Duration::from_ns(77))).ns()), 1);
+  EXPECT_LE(std::llabs((last->half_min_delay - Duration::from_us(150)).ns()), 1);
+}
+
+TEST(DelayEnvelope, ResetForgetsTheWindow) {
+  DelayEnvelope e;
+  for (int i = 0; i < 6; ++i) add(e, measure(0, 1e-3, 0, 0), i);
+  ASSERT_TRUE(e.estimate());
+  e.reset();
+  EXPECT_FALSE(e.estimate());
+  EXPECT_EQ(e.size(), 0u);
+  // A step back of the local clock is no inconsistency of the source: no restart counted.
+  EXPECT_EQ(e.restarts(), 0u);
+  EXPECT_FALSE(add(e, measure(0, 1e-3, 0, 0), -100));
+  EXPECT_EQ(e.size(), 1u);
 }
 
 }  // namespace
