@@ -28,13 +28,14 @@
 // runs off to ±500 ppm; a common instant keeps that plateau flat. What it costs: a sample that
 // was fastest one way and queued q the other way is placed f·q/2 off (5 ns at 10 ppm, 1 ms).
 //
-// The estimate carries its own error bound, the counterpart of a single sample's δ/2: every line
-// of |f| ≤ kMaxFrequency that passes under every upper and over every lower bound is a possible
-// truth (whatever the path's asymmetry), so the true offset at the newest T4 lies in the range
-// of such lines there; the bound is half that range's width. With few samples the frequency is
-// loose and the range wide, which is how the exchange knows when to prefer the clock filter's
-// pick. (The estimate is the band's middle, not the range's, so the bound is a width, like δ/2,
-// not a promise: the estimate is within twice it of any truth the bounds allow.)
+// The estimate has an error bound (error_bound(), on demand): every line of |f| ≤ kMaxFrequency
+// that passes under every upper and over every lower bound is a possible truth, whatever the
+// path's asymmetry, so the true offset at the newest T4 lies in the range of such lines there;
+// the bound is the farther end of that range from the estimate. It is dominated by D̂ (the
+// asymmetry allowance every two-way method has), so to compare with the clock filter the
+// exchange asks for it under a clearance: lines that keep at least that far from every bound,
+// i.e. a symmetric path whose one-way delays are at least the clearance. With few samples the
+// frequency is loose and even those lines spread widely at the newest T4.
 //
 // When no line fits between the bounds any more (the source's clock was stepped, the path's
 // asymmetry changed, the oscillator wandered off a straight line), the older samples are dropped
