@@ -199,7 +199,10 @@ DelayEnvelope::Band DelayEnvelope::widest(const Hulls& h) {
 }
 
 std::optional<double> DelayEnvelope::bound_s(double clearance_s, double max_frequency) const {
-  const auto& [top, bottom] = hulls_;
+  // Plain references, not a structured binding: C++20 lets lambdas capture bindings, clang 14
+  // (the fuzz preset) does not yet.
+  const auto& top = hulls_.top;
+  const auto& bottom = hulls_.bottom;
   // Lines that keep `clearance` from every bound have slopes where the band is at least twice
   // that wide: an interval around the estimate's frequency, as the width is concave. Of those
   // slopes the ones within ±max_frequency count. Over them the top edge (concave) reaches its

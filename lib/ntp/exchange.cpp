@@ -193,6 +193,10 @@ Actions Exchange::on_kiss(const Packet& reply) {
     status_.poll_log2_s = std::clamp(wanted, config_.minpoll, kMaxPoll);
     poll_floor_log2_s_ = std::max(poll_floor_log2_s_, status_.poll_log2_s);
     status_.burst_remaining = 0;
+    // It passed the origin test, so the server answered, only slower than we asked: the reach
+    // bit (chrony updates reachability for it too), though no sample and no state change.
+    // Without the bit, the next poll would call it unreachable and back off a second time.
+    status_.reach |= 1;
     return {LogLine{true, strcat(config_.name, ": kiss-o'-death RATE, poll backs off to ",
                                  Duration::from_log2_s(status_.poll_log2_s).seconds(), " s")},
             SetTimer{next_interval()}};

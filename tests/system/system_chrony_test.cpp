@@ -63,7 +63,9 @@ TEST_F(SystemTest, SyncsToChronyd) {
   EXPECT_EQ(source.value("timestamp_source", ""), "kernel") << source.dump();
 
   // With 8 samples the delay envelope has fitted a line: near 0 offset and frequency (one clock),
-  // a band no wider than the smallest round trip, and it is what tracking reports.
+  // a band no wider than the smallest round trip. Whether it is what tracking reports depends on
+  // whose error bound is smaller (Exchange::offset_estimate); either way tracking and sources
+  // name the same estimator.
   ASSERT_TRUE(source.contains("envelope")) << source.dump();
   const json& envelope = source["envelope"];
   EXPECT_GE(int_field(envelope, "samples").value_or(0), 8) << envelope.dump();
@@ -76,7 +78,9 @@ TEST_F(SystemTest, SyncsToChronyd) {
   const auto tracking = taid_->tracking();
   ASSERT_TRUE(tracking);
   std::cout << "taid tracking: " << tracking->dump() << "\n";
-  EXPECT_EQ(tracking->value("estimator", ""), "delay_envelope") << tracking->dump();
+  const std::string estimator = tracking->value("estimator", "");
+  EXPECT_TRUE(estimator == "delay_envelope" || estimator == "clock_filter") << tracking->dump();
+  EXPECT_EQ(source.value("estimator", ""), estimator) << source.dump();
   EXPECT_TRUE(int_field(*tracking, "offset_ns").has_value()) << tracking->dump();
   EXPECT_TRUE(int_field(*tracking, "frequency_ppb").has_value()) << tracking->dump();
 

@@ -337,19 +337,18 @@ TEST(GenuineKiss, RateWithOurCookieRaisesThePollAndEndsTheBurst) {
   EXPECT_GT(after, Duration::from_s(16)) << after.to_string();
   EXPECT_LE(after, Duration::from_s(64)) << after.to_string();
   EXPECT_EQ(twins.next_timer, Duration::from_s(2));
-  // A KoD sets no reach bit, so the next poll also counts the source unreachable and may back off
-  // further; it never comes back under the RATE floor.
+  // The next poll keeps the RATE poll: the kiss was an answer (RateKissIsAnAnswerNotSilence), and
+  // the poll never comes back under the RATE floor.
   const Actions next = twins.victim.on_timer({t0 + after, TimestampSource::kernel, -20});
   const Duration then = only<SetTimer>(next).after;
   EXPECT_GT(then, Duration::from_s(16)) << then.to_string();
   EXPECT_GE(decode_request(next).poll, 5);
 }
 
-// DEFECT (lib/ntp/exchange.cpp, on_timer): a KoD answers the request but sets no reach bit, so the
-// poll after a genuine RATE counts the source as silent: it logs "unreachable, no reply to 1
-// request(s)" and doubles the poll a second time (2^4 s -> 2^5 by RATE -> 2^6), though the server
-// did reply. Enable once the exchange tells a rate-limited source from a silent one.
-TEST(GenuineKiss, DISABLED_RateKissIsAnAnswerNotSilence) {
+// A genuine RATE kiss is an answer: the poll after it must not count the source as silent (it
+// used to log "unreachable, no reply to 1 request(s)" and double the poll a second time, 2^4 s ->
+// 2^5 by RATE -> 2^6).
+TEST(GenuineKiss, RateKissIsAnAnswerNotSilence) {
   Exchange ex = make({"s", 4, 10, false});
   const Packet request = decode_request(ex.on_timer({t0, TimestampSource::kernel, -20}));
   Packet k = kiss(request, "RATE", t0 + ms(1));
