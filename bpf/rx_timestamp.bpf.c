@@ -85,7 +85,15 @@ static __always_inline void record(void* ctx, int xdp, __u64 tai_ns, __u32 ifind
            sizeof(key.transmit_ts)))
     return;
 
-  struct rx_ts_value value = {.tai_ns = tai_ns, .ifindex = ifindex, .pad = 0};
+  /* Zeroed whole, then filled: an initializer compiles to two 32-bit stores into one 8-byte stack
+   * slot, which Linux 6.1's verifier refuses without CAP_PERFMON ("attempt to corrupt spilled
+   * pointer on stack"), so the packaged service (CAP_BPF + CAP_NET_ADMIN) got no eBPF stamps on
+   * Debian 12. tests/vm runs that case on 6.1.
+   */
+  struct rx_ts_value value;
+  __builtin_memset(&value, 0, sizeof(value));
+  value.tai_ns = tai_ns;
+  value.ifindex = ifindex;
   bpf_map_update_elem(&taid_rx_ts, &key, &value, BPF_ANY);
 }
 

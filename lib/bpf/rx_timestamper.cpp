@@ -43,9 +43,16 @@ constexpr auto kBpfTcxIngress = static_cast<bpf_attach_type>(46);
 
 // libbpf reports through a process-wide callback; route it into our log once.
 int libbpf_print(libbpf_print_level level, const char* format, va_list args) {
-  char line[1024];
-  const int n = std::vsnprintf(line, sizeof line, format, args);
+  // Sized to the message: libbpf hands over the verifier's whole log as one message, and its
+  // last lines say why a program was refused.
+  va_list measure;
+  va_copy(measure, args);
+  const int n = std::vsnprintf(nullptr, 0, format, measure);
+  va_end(measure);
   if (n <= 0) return n;
+  std::string line(static_cast<std::size_t>(n) + 1, '\0');
+  std::vsnprintf(line.data(), line.size(), format, args);
+  line.resize(static_cast<std::size_t>(n));
   std::string_view text(line);
   while (!text.empty() && text.back() == '\n') text.remove_suffix(1);
   // The kernel's netlink notes ("Cannot find specified filter chain" when we look for a
@@ -68,10 +75,13 @@ void route_libbpf_log() {
 // libbpf 1.x returns -errno (and sets errno); keep the positive errno.
 int errno_of(int libbpf_result) { return libbpf_result < 0 ? -libbpf_result : errno; }
 
-// EPERM is what the kernel answers for missing capabilities (EACCES is the verifier's "no").
+// EPERM is what the kernel answers for missing capabilities, EACCES the verifier's "no" (its log,
+// with the reason, went to the log just before); say which, so neither reads like the other.
 Error error_of(int errno_value, std::string context) {
   if (errno_value == EPERM) {
     context += " (needs CAP_BPF and CAP_NET_ADMIN)";
+  } else if (errno_value == EACCES) {
+    context += " (the kernel's verifier refused the program; its log above says why)";
   }
   return Error{errno_value, std::move(context)};
 }
