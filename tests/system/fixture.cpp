@@ -20,6 +20,15 @@ std::optional<std::int64_t> int_field(const json& object, const char* key) {
   return object.at(key).get<std::int64_t>();
 }
 
+std::string str_field(const json& object, const char* key) {
+  if (!object.is_object() || !object.contains(key) || !object.at(key).is_string()) return {};
+  return object.at(key).get<std::string>();
+}
+
+bool contains(const std::string& text, const std::string& needle) {
+  return text.find(needle) != std::string::npos;
+}
+
 std::optional<json> find_source(const json& sources, const std::string& address) {
   if (!sources.contains("sources") || !sources.at("sources").is_array()) return std::nullopt;
   for (const auto& source : sources.at("sources")) {

@@ -18,6 +18,9 @@ namespace taid::system_test {
 
 // An integer member of a JSON object, nullopt if missing or not an integer.
 std::optional<std::int64_t> int_field(const nlohmann::json& object, const char* key);
+// A string member of a JSON object, "" if missing or not a string.
+std::string str_field(const nlohmann::json& object, const char* key);
+bool contains(const std::string& text, const std::string& needle);
 // The entry of `sources` for `address`: taictl may print it bare or as "addr:port".
 std::optional<nlohmann::json> find_source(const nlohmann::json& sources,
                                           const std::string& address);

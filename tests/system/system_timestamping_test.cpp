@@ -33,15 +33,6 @@ namespace {
 
 using json = nlohmann::json;
 
-bool contains(const std::string& text, const std::string& needle) {
-  return text.find(needle) != std::string::npos;
-}
-
-std::string str_field(const json& object, const char* key) {
-  if (!object.is_object() || !object.contains(key) || !object.at(key).is_string()) return {};
-  return object.at(key).get<std::string>();
-}
-
 // ---- what the kernel shows inside the client namespace ----
 
 RunResult run_in_ns(const std::string& ns, const std::vector<std::string>& argv) {

@@ -32,15 +32,6 @@ namespace {
 
 using json = nlohmann::json;
 
-bool contains(const std::string& text, const std::string& needle) {
-  return text.find(needle) != std::string::npos;
-}
-
-std::string str_field(const json& object, const char* key) {
-  if (!object.is_object() || !object.contains(key) || !object.at(key).is_string()) return {};
-  return object.at(key).get<std::string>();
-}
-
 // stdout + stderr of a command run inside `ns`.
 std::string in_ns(const std::string& ns, const std::vector<std::string>& argv) {
   std::vector<std::string> full = NetnsPair::exec_in(ns);

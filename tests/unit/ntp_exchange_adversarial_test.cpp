@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "ntp/exchange.hpp"
+#include "tests/unit/ntp_actions.hpp"
 
 namespace taid::ntp {
 namespace {
@@ -25,21 +26,6 @@ const UtcTime kEra1 = UtcTime::from_unix_ns(((int64_t{1} << 32) - kNtpUnixEpochD
 Duration ms(int64_t v) { return Duration::from_ms(v); }
 Duration us(int64_t v) { return Duration::from_us(v); }
 Duration ns(int64_t v) { return Duration::from_ns(v); }
-
-template <typename T>
-std::vector<T> all_of(const Actions& actions) {
-  std::vector<T> out;
-  for (const Action& a : actions)
-    if (const T* t = std::get_if<T>(&a)) out.push_back(*t);
-  return out;
-}
-
-template <typename T>
-T only(const Actions& actions) {
-  auto v = all_of<T>(actions);
-  EXPECT_EQ(v.size(), 1U);
-  return v.empty() ? T{} : v.front();
-}
 
 std::string last_log(const Actions& actions) {
   auto logs = all_of<LogLine>(actions);

@@ -9,27 +9,13 @@
 #include <random>
 
 #include "ntp/exchange.hpp"
+#include "tests/unit/ntp_actions.hpp"
 
 namespace taid::ntp {
 namespace {
 
 const UtcTime t0 = UtcTime::from_unix_ns(1700000000LL * 1000000000);
 Duration ms(int64_t v) { return Duration::from_ms(v); }
-
-template <typename T>
-std::vector<T> all_of(const Actions& actions) {
-  std::vector<T> out;
-  for (const Action& a : actions)
-    if (const T* t = std::get_if<T>(&a)) out.push_back(*t);
-  return out;
-}
-
-template <typename T>
-T only(const Actions& actions) {
-  auto v = all_of<T>(actions);
-  EXPECT_EQ(v.size(), 1U);
-  return v.empty() ? T{} : v.front();
-}
 
 class ExchangeTest : public ::testing::Test {
  protected:
