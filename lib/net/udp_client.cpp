@@ -177,8 +177,8 @@ UdpRequest::Round UdpRequest::read_replies() {
     }
     if (static_cast<std::size_t>(n) < ntp::kHeaderSize) {  // a truncated packet, or not NTP
       ++drops_->short_datagrams;
-      log_debug(strcat("dropped a ", n, "-byte datagram (an NTP header has ", ntp::kHeaderSize,
-                       ")"));
+      log_debug(
+          strcat("dropped a ", n, "-byte datagram (an NTP header has ", ntp::kHeaderSize, ")"));
       continue;
     }
     on_reply_(std::span<const uint8_t>(data.data(), static_cast<std::size_t>(n)), rx);
