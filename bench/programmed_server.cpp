@@ -103,9 +103,11 @@ double parse_double(std::string_view option, const char* text, double min, doubl
   const double v = std::strtod(text, &end);
   if (end == text || *end != '\0' || errno == ERANGE || !std::isfinite(v))
     usage_error(std::string(option) + ": '" + text + "' is not a number");
-  if (v < min || v > max)
-    usage_error(std::string(option) + ": " + text + " is outside " + std::to_string(min) + ".." +
-                std::to_string(max));
+  if (v < min || v > max) {
+    char range[64];
+    std::snprintf(range, sizeof range, "%g..%g", min, max);
+    usage_error(std::string(option) + ": " + text + " is outside " + range);
+  }
   return v;
 }
 
