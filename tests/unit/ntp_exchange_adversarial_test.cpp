@@ -93,21 +93,6 @@ Packet decode_request(const Actions& actions) {
   return p.ok() ? *p : Packet{};
 }
 
-// A server reply to `request`, received at T2 and sent at T3 (server clock).
-Packet reply_to(const Packet& request, UtcTime t2, UtcTime t3) {
-  Packet r;
-  r.mode = Mode::server;
-  r.stratum = 2;
-  r.poll = request.poll;
-  r.precision = -20;
-  r.reference_id = 0x7f000001;
-  r.reference_time = NtpTimestamp::from_utc(t2 - Duration::from_s(10));
-  r.origin_time = request.transmit_time;
-  r.receive_time = NtpTimestamp::from_utc(t2);
-  r.transmit_time = NtpTimestamp::from_utc(t3);
-  return r;
-}
-
 Packet kiss(const Packet& request, const char (&code)[5], UtcTime t) {
   Packet k = reply_to(request, t, t);
   k.stratum = 0;

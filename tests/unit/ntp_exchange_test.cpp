@@ -35,20 +35,6 @@ class ExchangeTest : public ::testing::Test {
     EXPECT_TRUE(p.ok());
     return p.ok() ? *p : Packet{};
   }
-  // A server reply to `request` received at T2 and sent at T3 (server clock).
-  static Packet reply_to(const Packet& request, UtcTime t2, UtcTime t3) {
-    Packet r;
-    r.mode = Mode::server;
-    r.stratum = 2;
-    r.poll = request.poll;
-    r.precision = -20;
-    r.reference_id = 0x7f000001;
-    r.reference_time = NtpTimestamp::from_utc(t2 - Duration::from_s(10));
-    r.origin_time = request.transmit_time;
-    r.receive_time = NtpTimestamp::from_utc(t2);
-    r.transmit_time = NtpTimestamp::from_utc(t3);
-    return r;
-  }
   static Actions deliver(Exchange& ex, const Packet& p, UtcTime t4,
                          TimestampSource source = TimestampSource::kernel) {
     const auto bytes = encode(p);
