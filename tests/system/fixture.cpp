@@ -29,6 +29,23 @@ bool contains(const std::string& text, const std::string& needle) {
   return text.find(needle) != std::string::npos;
 }
 
+std::string in_ns(const std::string& ns, const std::vector<std::string>& argv) {
+  std::vector<std::string> full = NetnsPair::exec_in(ns);
+  full.insert(full.end(), argv.begin(), argv.end());
+  const RunResult r = run(full, std::chrono::milliseconds(10000));
+  return r.out + r.err;
+}
+
+std::string tc_ingress_filters(const NetnsPair& net) {
+  return in_ns(net.client_ns(), {"tc", "filter", "show", "dev", net.client_interface(), "ingress"});
+}
+std::string tc_qdiscs(const NetnsPair& net) {
+  return in_ns(net.client_ns(), {"tc", "qdisc", "show", "dev", net.client_interface()});
+}
+std::string ip_link(const NetnsPair& net) {
+  return in_ns(net.client_ns(), {"ip", "link", "show", "dev", net.client_interface()});
+}
+
 std::optional<json> find_source(const json& sources, const std::string& address) {
   if (!sources.contains("sources") || !sources.at("sources").is_array()) return std::nullopt;
   for (const auto& source : sources.at("sources")) {

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "tests/system/netns.hpp"
 #include "tests/system/peers.hpp"
@@ -21,6 +22,12 @@ std::optional<std::int64_t> int_field(const nlohmann::json& object, const char* 
 // A string member of a JSON object, "" if missing or not a string.
 std::string str_field(const nlohmann::json& object, const char* key);
 bool contains(const std::string& text, const std::string& needle);
+// stdout + stderr of a command run inside `ns`.
+std::string in_ns(const std::string& ns, const std::vector<std::string>& argv);
+// What the kernel shows on the client end of `net`: tc ingress filters, qdiscs, `ip link`.
+std::string tc_ingress_filters(const NetnsPair& net);
+std::string tc_qdiscs(const NetnsPair& net);
+std::string ip_link(const NetnsPair& net);
 // The entry of `sources` for `address`: taictl may print it bare or as "addr:port".
 std::optional<nlohmann::json> find_source(const nlohmann::json& sources,
                                           const std::string& address);

@@ -42,26 +42,11 @@ RunResult run_in_ns(const std::string& ns, const std::vector<std::string>& argv)
 }
 
 // stdout + stderr of a command run inside `ns` (tc prints its complaints on stderr).
-std::string in_ns(const std::string& ns, const std::vector<std::string>& argv) {
-  const RunResult r = run_in_ns(ns, argv);
-  return r.out + r.err;
-}
-
 json bpftool_json(const std::string& ns, const std::vector<std::string>& args) {
   std::vector<std::string> argv{"bpftool", "-j"};
   argv.insert(argv.end(), args.begin(), args.end());
   auto parsed = json::parse(in_ns(ns, argv), nullptr, false);
   return parsed.is_discarded() ? json::array() : parsed;
-}
-
-std::string tc_ingress_filters(const NetnsPair& net) {
-  return in_ns(net.client_ns(), {"tc", "filter", "show", "dev", net.client_interface(), "ingress"});
-}
-std::string tc_qdiscs(const NetnsPair& net) {
-  return in_ns(net.client_ns(), {"tc", "qdisc", "show", "dev", net.client_interface()});
-}
-std::string ip_link(const NetnsPair& net) {
-  return in_ns(net.client_ns(), {"ip", "link", "show", "dev", net.client_interface()});
 }
 
 bool has_id(const std::vector<std::uint32_t>& ids, std::int64_t id) {

@@ -32,23 +32,6 @@ namespace {
 
 using json = nlohmann::json;
 
-// stdout + stderr of a command run inside `ns`.
-std::string in_ns(const std::string& ns, const std::vector<std::string>& argv) {
-  std::vector<std::string> full = NetnsPair::exec_in(ns);
-  full.insert(full.end(), argv.begin(), argv.end());
-  const RunResult r = run(full, 10000ms);
-  return r.out + r.err;
-}
-
-std::string tc_ingress_filters(const NetnsPair& net) {
-  return in_ns(net.client_ns(), {"tc", "filter", "show", "dev", net.client_interface(), "ingress"});
-}
-std::string tc_qdiscs(const NetnsPair& net) {
-  return in_ns(net.client_ns(), {"tc", "qdisc", "show", "dev", net.client_interface()});
-}
-std::string ip_link(const NetnsPair& net) {
-  return in_ns(net.client_ns(), {"ip", "link", "show", "dev", net.client_interface()});
-}
 bool program_exists(const NetnsPair& net, std::uint32_t id) {
   std::vector<std::string> argv = NetnsPair::exec_in(net.client_ns());
   argv.insert(argv.end(), {"bpftool", "prog", "show", "id", std::to_string(id)});
