@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -53,6 +54,9 @@ class ClockDriver {
   virtual std::string_view name() const = 0;
   virtual UtcTime now() = 0;
   virtual Result<double> frequency_ppb() = 0;
+  // The largest |frequency| set_frequency_ppb() can apply (the kernel's tick and frequency
+  // ranges for the system clock); the servo never asks for more.
+  virtual double max_frequency_ppb() const = 0;
   // Returns the frequency actually applied (a driver may clamp or round, or apply nothing).
   virtual Result<double> set_frequency_ppb(double ppb) = 0;
   virtual Result<void> step(Duration offset) = 0;
@@ -60,6 +64,10 @@ class ClockDriver {
   virtual Result<void> set_sync_status(const SyncStatus& status) = 0;
   virtual Result<void> set_tai_offset(int32_t seconds) = 0;
   virtual Result<KernelTimeState> state() = 0;
+  // A change of the clock that this driver did not make (another process stepped the clock or
+  // set its frequency), described once per change; nullopt when there was none since the last
+  // call. The daemon asks at every clock update and logs the answer.
+  virtual std::optional<std::string> noticed_interference() { return std::nullopt; }
 };
 
 // Reads the system clock's kernel state with one adjtimex(modes = 0); never writes. One call

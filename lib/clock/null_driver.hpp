@@ -19,6 +19,8 @@ class NullClockDriver final : public ClockDriver {
   std::string_view name() const override { return "null"; }
   UtcTime now() override;
   Result<double> frequency_ppb() override;
+  // What the kernel accepts through ADJ_FREQUENCY alone (500 ppm): nothing is written anyway.
+  double max_frequency_ppb() const override { return 500e3; }
   Result<double> set_frequency_ppb(double ppb) override;
   Result<void> step(Duration offset) override;
   Result<void> set_leap(LeapState leap) override;

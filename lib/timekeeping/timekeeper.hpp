@@ -1,0 +1,151 @@
+// The timekeeping core (chrony's sources.c + reference.c): the sources' exchanges, selection
+// among them, the servo, and the clock's sync state — sans-IO. The daemon's engine and the
+// simulator drive the same Timekeeper; both only carry out what it returns.
+//
+//   exchange(id).on_timer / on_packet        the daemon feeds each source as before, then
+//   on_source_event(id, now)                 tells the core: selection runs, and a new sample
+//                                            of a selected source updates the clock
+//   on_timer(now)                            when the last SetTimer expires (slew ends, sync
+//                                            state and maxerror renewal)
+//   apply_clock_actions(...)                 carries clock actions out on a ClockDriver and
+//                                            reports back what was applied
+//                                            (on_frequency_applied / on_stepped), which
+//                                            corrects every source's sample history
+//
+// Units and sign: offsets positive when the local clock is behind true time; frequencies in
+// ppb, kernel sense (positive: faster).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "clock/clock_driver.hpp"
+#include "core/time.hpp"
+#include "ntp/exchange.hpp"
+#include "selection/selection.hpp"
+#include "servo/servo.hpp"
+
+namespace taid::timekeeping {
+
+using SourceId = uint32_t;
+
+struct Settings {
+  selection::Settings selection;
+  servo::Settings servo;
+  servo::Kind servo_kind = servo::Kind::estimate;
+  // maxclockerror PPM (chrony's name and default 1 ppm): how fast the error bound grows with
+  // the time since the last update, on top of the frequency's uncertainty.
+  double max_clock_error_ppm = 1;
+  // Starting frequency (drift file), ppb; the driver's current frequency when nullopt.
+  std::optional<double> initial_frequency_ppb;
+};
+
+// Clock actions, carried out in order.
+struct SetFrequency {
+  double ppb = 0;  // absolute
+};
+struct StepClock {
+  Duration offset;  // positive: forward
+};
+struct SetSyncStatus {
+  clock::SyncStatus status;  // synchronized, maxerror, esterror
+};
+struct SetLeap {
+  clock::LeapState leap = clock::LeapState::none;
+};
+struct SetTimer {
+  Duration after;  // call on_timer() again after this long (replaces any pending timer)
+};
+struct LogLine {
+  bool warning = false;
+  std::string text;
+};
+struct Stop {
+  std::string reason;  // maxchange exhausted: the daemon exits, as chronyd does
+};
+using Action = std::variant<SetFrequency, StepClock, SetSyncStatus, SetLeap, SetTimer, LogLine, Stop>;
+using Actions = std::vector<Action>;
+
+// What `taictl tracking` shows (chronyc tracking's fields).
+struct Tracking {
+  bool synchronized = false;
+  std::optional<SourceId> reference;
+  uint8_t stratum = 16;  // the system peer's + 1
+  uint32_t reference_id = 0;
+  ntp::Leap leap = ntp::Leap::unsynchronized;
+  Duration system_offset;  // what is still being slewed out (positive: the clock is behind)
+  Duration last_offset;    // the offset at the last update
+  Duration rms_offset;     // over recent updates
+  double frequency_ppb = 0;           // base frequency applied (without the slew)
+  double residual_frequency_ppb = 0;  // of the last update's estimate
+  double skew_ppb = 0;
+  Duration root_delay;
+  Duration root_dispersion;
+  Duration update_interval;
+  std::optional<UtcTime> last_update;
+  Duration error_bound;  // maxerror at the last update
+  servo::State servo_state = servo::State::unlocked;
+  std::string no_selection_reason;
+  uint64_t updates = 0;
+  uint64_t steps = 0;
+};
+
+struct SourceView {
+  SourceId id = 0;
+  const ntp::Exchange* exchange = nullptr;
+  selection::Options options;
+  selection::Mark mark = selection::Mark::unusable;
+};
+
+class Timekeeper {
+ public:
+  // `frequency_ppb`: the driver's frequency when the core starts (used unless the settings
+  // carry a drift-file frequency, which the first actions then set).
+  Timekeeper(Settings settings, double frequency_ppb);
+  ~Timekeeper();
+
+  // The first actions: the drift file's frequency, sync status unsynchronized.
+  Actions start(UtcTime now);
+
+  // Sources. The core owns their exchanges; the daemon drives them through exchange(id).
+  SourceId add_source(ntp::SourceConfig config, selection::Options options,
+                      std::function<uint64_t()> random_u64);
+  // The source starts over with a fresh exchange (its address changed).
+  void restart_source(SourceId id);
+  void remove_source(SourceId id);
+  ntp::Exchange& exchange(SourceId id);
+  const ntp::Exchange& exchange(SourceId id) const;
+  std::vector<SourceView> sources() const;
+
+  // After the daemon fed the source's exchange (timer or packet): selection runs again, and a
+  // new estimate from a selected source updates the clock.
+  Actions on_source_event(SourceId id, UtcTime now);
+  Actions on_timer(UtcTime now);
+
+  // Feedback from the carrier: the driver applied this frequency at `when` (also for a change
+  // made behind our back), or stepped the clock by `offset`. Corrects every source's history.
+  void on_frequency_applied(UtcTime when, double applied_ppb);
+  void on_stepped(UtcTime when, Duration offset);
+
+  const Tracking& tracking() const { return tracking_; }
+  const Settings& settings() const { return settings_; }
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  Settings settings_;
+  Tracking tracking_;
+};
+
+// Carries clock actions out on `driver` in order and reports what was applied back to `core`.
+// Returns what is left for the caller: SetTimer, LogLine (driver errors become warnings) and
+// Stop. The engine and the simulator both use it, so neither decides anything.
+Actions apply_clock_actions(const Actions& actions, clock::ClockDriver& driver, Timekeeper& core);
+
+}  // namespace taid::timekeeping
