@@ -21,6 +21,11 @@ namespace taid::clock {
 
 enum class LeapState { none, insert, delete_ };
 
+// The system clock's frequency range through adjtimex: the tick length may move ±10 % from its
+// nominal value (100 000 ppm) and ADJ_FREQUENCY adds ±500 ppm. The simulated system clock has
+// the same range.
+inline constexpr double kSystemClockMaxFrequencyPpb = 100'500'000;
+
 // The kernel's NTP state as ntp_adjtime(modes = 0) and ntp_gettime() report it (read-only).
 struct KernelTimeState {
   int clock_state = 0;       // adjtimex return value: TIME_OK, TIME_INS, ..., TIME_ERROR
