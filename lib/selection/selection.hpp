@@ -30,12 +30,19 @@ struct Settings {
   Duration max_distance = Duration::from_s(3);  // maxdistance: root distance above: unusable
   Duration max_jitter = Duration::from_s(1);    // maxjitter: jitter above: too variable ('~')
   double combine_limit = 3;                     // combinelimit
+  // reselectdist: added to every candidate's distance but the previous system peer's, so a
+  // peer is not dropped for a rival that is better by less than this.
+  Duration reselect_distance = Duration::from_us(100);
+  // stratumweight: each stratum above the lowest among the survivors counts as this much
+  // extra distance when the system peer is chosen.
+  Duration stratum_weight = Duration::from_ms(1);
 };
 
 // One source as selection sees it.
 struct Candidate {
   Options options;
-  // Reachable with an offset estimate. An unusable candidate is marked '?' and takes no part.
+  // Reachable with an offset estimate. An unusable candidate is marked '?' and takes no part;
+  // so is one with stratum 16 or more (unsynchronised, RFC 5905 fit()).
   bool usable = false;
   Duration offset;  // the source's estimate
   // Root distance λ: root delay / 2 + root dispersion (the source's own, plus the path's delay/2,
@@ -47,12 +54,19 @@ struct Candidate {
 
 // Marks as chronyc prints them.
 enum class Mark : char {
-  selected = '*',      // the system peer
-  combined = '+',      // a truechimer combined with it
-  not_combined = '-',  // a truechimer left out of the combination (or noselect)
-  falseticker = 'x',   // outside the intersection
+  selected = '*',  // the system peer
+  combined = '+',  // a truechimer combined with it
+  // A truechimer left out: not combined, dropped by clustering, not prefer while prefer sources
+  // survive, or waiting for minsources / a required source.
+  not_combined = '-',
+  // Outside the intersection; with trusted sources, also a non-trusted source not wholly inside
+  // the trusted sources' interval (chrony's 'T', which chronyc prints as '?'); with no majority,
+  // every candidate that took part.
+  falseticker = 'x',
   too_variable = '~',  // jitter above max_jitter
-  unusable = '?',      // unreachable, no estimate, or root distance above max_distance
+  // Unreachable, no estimate, stratum >= 16, root distance above max_distance, or noselect
+  // (chronyc prints noselect sources as '?' too: chrony's SRC_UNSELECTABLE is "nonselectable").
+  unusable = '?',
 };
 
 struct Result {
@@ -69,8 +83,32 @@ struct Result {
   std::string reason;
 };
 
-// Selects among `candidates`. `previous` is the last system peer: kept while it survives and is
-// not much worse than the best (clock hopping costs more than it gains).
+// The previous system peer is kept while its selection distance is at most this many times the
+// best survivor's (see select()).
+inline constexpr double kReselectRatio = 2.0;
+
+// Clustering (RFC 5905 §11.2.2) stops at this many survivors (the RFC's NMIN; chrony does not
+// cluster, so this only acts with four or more truechimers).
+inline constexpr std::size_t kMinClusterSurvivors = 3;
+
+// Selects among `candidates`, in this order:
+//  1. '?' unusable or noselect, '~' jitter above max_jitter; the rest take part.
+//  2. Intersection (RFC 5905 §11.2.1 as chrony sweeps it): the interval inside the most
+//     correctness intervals [offset − λ, offset + λ], trusted sources counted first. No majority
+//     (of the trusted sources, when some take part): no selection, all 'x'. Truechimers are the
+//     sources whose interval contains that interval or lies inside it; the others 'x'.
+//  3. Fewer truechimers than min_sources, or required sources exist and none is a truechimer: no
+//     selection, truechimers '-'.
+//  4. With prefer truechimers, only they go on; the others '-'.
+//  5. Clustering (RFC 5905 §11.2.2) down to kMinClusterSurvivors; dropped ones '-'.
+//  6. System peer: the least selection distance λ + (stratum − lowest stratum) × stratum_weight
+//     (chrony's ranking, not the RFC's strict stratum order), reselect_distance added to all but
+//     `previous`. `previous` (an index into `candidates`; out of range is ignored) is kept while
+//     it survives and its selection distance is at most kReselectRatio × the best's: clock
+//     hopping costs more than it gains, and chrony gets the same effect from a score it keeps
+//     across updates, which a pure function cannot keep.
+//  7. Combining: survivors with λ ≤ combine_limit × (the peer's λ + reselect_distance) (chrony)
+//     are '+', weighted 1/λ; the others '-'.
 Result select(std::span<const Candidate> candidates, const Settings& settings,
               std::optional<std::size_t> previous = std::nullopt);
 
