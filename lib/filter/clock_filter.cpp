@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "filter/local_clock_change.hpp"
+
 namespace taid::filter {
 
 Duration dispersion_growth(Duration age) {
@@ -44,7 +46,7 @@ void ClockFilter::shift_in(const Stage& stage) {
   last_update_ = last_update_ ? std::max(*last_update_, stage.time) : stage.time;
 }
 
-std::optional<Estimate> ClockFilter::evaluate() {
+ClockFilter::Summary ClockFilter::summarize() {
   // Sort by delay. The RFC's pseudo-code sorts on delay alone; dummy and empty stages carry
   // delay 0, so like ntpd's reference code we rank every invalid stage after the valid ones.
   std::array<const Stage*, kStages> order{};
@@ -71,7 +73,12 @@ std::optional<Estimate> ClockFilter::evaluate() {
   jitter_ = valid > 1 ? Duration::from_seconds(std::sqrt(sum_sq / static_cast<double>(valid - 1)))
                       : Duration{};
   jitter_ = std::max(jitter_, precision_);
+  return {&best, valid};
+}
 
+std::optional<Estimate> ClockFilter::evaluate() {
+  const auto [best_stage, valid] = summarize();
+  const Stage& best = *best_stage;
   if (estimate_) {
     estimate_->dispersion = peer_dispersion_;
     estimate_->jitter = jitter_;
@@ -100,6 +107,46 @@ std::optional<Estimate> ClockFilter::evaluate() {
                        *last_update_,
                        best.delay / 2 + best.dispersion};
   return estimate_;
+}
+
+void ClockFilter::correct_for_local_clock(UtcTime when, double dfrequency, Duration doffset) {
+  const LocalClockChange change{when, dfrequency, doffset};
+  // A stage keeps only T4 and δ; its T1 is taken as T4 − δ, the server's turnaround (T3 − T2,
+  // microseconds as a rule, 4 s at most) being unknown here. That puts its offset off by
+  // turnaround × dfrequency / 2 (5 ps for 10 µs at 1 ppm) and its delay by twice that; a step
+  // alone (dfrequency = 0) is exact. Dummy and empty stages hold no measurement, and their times
+  // are never compared, so they stay as they are. Dispersion is no measurement of the local
+  // clock either: it keeps what it has accrued.
+  const auto remeasured = [&](Duration offset, Duration delay, UtcTime received) {
+    return remeasure(change, offset, delay, received - delay, received);
+  };
+  for (Stage& s : stages_) {
+    if (!s.valid) continue;
+    const Remeasured r = remeasured(s.offset, s.delay, s.time);
+    s.offset = r.offset;
+    s.delay = r.delay;
+    s.time = r.received;
+  }
+  if (last_update_) last_update_ = change.map(*last_update_);
+  if (last_released_time_) last_released_time_ = change.map(*last_released_time_);
+  // The released estimate is remeasured from its own fields (its stage may have left the
+  // register), so the popcorn suppressor compares the next pick with what the new clock would
+  // have released; its error bound follows its delay.
+  if (estimate_) {
+    const Remeasured r = remeasured(estimate_->offset, estimate_->delay, estimate_->time);
+    estimate_->error_bound += (r.delay - estimate_->delay) / 2;
+    estimate_->offset = r.offset;
+    estimate_->delay = r.delay;
+    estimate_->time = r.received;
+    estimate_->updated = change.map(estimate_->updated);
+  }
+  // Jitter (about the best stage, the suppressor's yardstick) and peer dispersion (over the
+  // stages in delay order) of the remeasured register; nothing is released here.
+  summarize();
+  if (estimate_) {
+    estimate_->dispersion = peer_dispersion_;
+    estimate_->jitter = jitter_;
+  }
 }
 
 std::size_t ClockFilter::valid_stages() const {

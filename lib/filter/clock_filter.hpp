@@ -83,8 +83,26 @@ class ClockFilter {
 
   void reset() { *this = ClockFilter{}; }
 
+  // taid changed the local clock at local time `when`: from then on it runs faster by
+  // `dfrequency` (s/s) and it was stepped forward by `doffset` (filter/local_clock_change.hpp).
+  // Each valid stage, the released estimate and the register's times are remeasured as the new
+  // clock would have measured them: t' = t + shift(t), θ' = θ − (shift(T1) + shift(T4))/2,
+  // δ' = δ − shift(T1) + shift(T4), with T1 = T4 − δ; jitter and peer dispersion are recomputed.
+  // The register then behaves as if it had been filled with the new clock. Without this, a
+  // step of ours would be a popcorn spike to the suppressor (the next pick jumping from the last
+  // release), a step back would hold every sample under the never-older rule until the clock
+  // passed the last T4 again, and old picks would carry offsets of the old clock. Releases
+  // nothing. Call it before adding any sample stamped after `when`.
+  void correct_for_local_clock(UtcTime when, double dfrequency, Duration doffset);
+
  private:
+  struct Summary {
+    const Stage* best;  // of the lowest delay; invalid when no stage is
+    std::size_t valid;
+  };
   void shift_in(const Stage& stage);
+  // Sorts the stages by delay; sets peer_dispersion_ and jitter_.
+  Summary summarize();
   std::optional<Estimate> evaluate();
 
   std::array<Stage, kStages> stages_{};

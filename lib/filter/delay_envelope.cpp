@@ -6,6 +6,8 @@
 #include <limits>
 #include <utility>
 
+#include "filter/local_clock_change.hpp"
+
 namespace taid::filter {
 
 void DelayEnvelope::reset() {
@@ -42,6 +44,10 @@ std::optional<EnvelopeEstimate> DelayEnvelope::add(Duration offset, Duration del
   too_old = std::max(too_old, window_.size() > kMaxSamples ? window_.size() - kMaxSamples : 0);
   window_.erase(window_.begin(), window_.begin() + static_cast<std::ptrdiff_t>(too_old));
 
+  return refit(true);
+}
+
+std::optional<EnvelopeEstimate> DelayEnvelope::refit(bool count_restart) {
   Hulls whole = hulls(0);
   Band band = widest(whole);
   if (band.top < band.bottom) {
@@ -58,7 +64,7 @@ std::optional<EnvelopeEstimate> DelayEnvelope::add(Duration offset, Duration del
       (b.top < b.bottom ? inconsistent : consistent) = mid;
     }
     window_.erase(window_.begin(), window_.begin() + static_cast<std::ptrdiff_t>(consistent));
-    ++restarts_;
+    if (count_restart) ++restarts_;
     whole = hulls(0);
     band = widest(whole);
   }
@@ -67,6 +73,7 @@ std::optional<EnvelopeEstimate> DelayEnvelope::add(Duration offset, Duration del
     hulls_ = {};
     return std::nullopt;
   }
+  const UtcTime newest = window_.back().received;
   hulls_ = std::move(whole);
   frequency_ = band.frequency;
   middle_s_ = (band.top + band.bottom) / 2;
@@ -83,6 +90,21 @@ std::optional<EnvelopeEstimate> DelayEnvelope::add(Duration offset, Duration del
   estimate_->mean_excess = std::max(
       half_delays / static_cast<int64_t>(window_.size()) - estimate_->half_min_delay, Duration{});
   return estimate_;
+}
+
+void DelayEnvelope::correct_for_local_clock(UtcTime when, double dfrequency, Duration doffset) {
+  if (window_.empty()) return;
+  const LocalClockChange change{when, dfrequency, doffset};
+  for (Point& p : window_) {
+    const Remeasured r = remeasure(change, p.offset, p.delay, p.sent, p.received);
+    p = Point{r.sent, r.received, r.offset, r.delay};
+  }
+  // A fresh fit of the remapped points, not an adjustment of the old one: the hulls are of the
+  // new points and the band is the widest for them, whatever rounding did. The map is affine in
+  // (time, bound), so a window one line fitted still fits one (but for a slope pushed beyond
+  // ±kMaxFrequency, or a sample's bounds moving apart by dfrequency × its round trip); should it
+  // not, the older samples go as in add(), but that is no change of the source: no restart.
+  refit(false);
 }
 
 std::optional<Duration> DelayEnvelope::error_bound(Duration clearance, double max_frequency) const {

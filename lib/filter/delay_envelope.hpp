@@ -99,6 +99,17 @@ class DelayEnvelope {
   // Forgets every sample: the local clock was stepped, so their times no longer compare.
   void reset();
 
+  // taid changed the local clock at local time `when`: from then on it runs faster by
+  // `dfrequency` (s/s) and it was stepped forward by `doffset` (filter/local_clock_change.hpp).
+  // Every sample is remeasured as the new clock would have measured it (T1, T4 mapped; θ, δ
+  // moved by the shifts of T1 and T4) and the window is fitted afresh, so the estimate is what
+  // the remapped samples give: its frequency f becomes (f − dfrequency)/(1 + dfrequency), its
+  // offset drops by the shift at its time, and no restart is counted. Without this, our own
+  // steering reads as a change of the source: a step beyond the round trip, or a frequency change
+  // whose kink grows past it, leaves no line between the bounds and the window starts over. Call it
+  // before adding any sample stamped after `when`.
+  void correct_for_local_clock(UtcTime when, double dfrequency, Duration doffset);
+
   const std::optional<EnvelopeEstimate>& estimate() const { return estimate_; }
   // The estimate's error bound when the path is symmetric with one-way delays of at least
   // `clearance` and the frequency is within ±`max_frequency`: the farthest from the estimate
@@ -131,6 +142,9 @@ class DelayEnvelope {
   // years off keeps nanoseconds in doubles) and its T4.
   Hulls hulls(std::size_t first) const;
   static Band widest(const Hulls& h);
+  // Fits the window, first dropping its oldest samples if no line fits them all (a restart,
+  // counted when `count_restart`); sets and returns the estimate (nullopt below kMinSamples).
+  std::optional<EnvelopeEstimate> refit(bool count_restart);
   Band fit(std::size_t first) const { return widest(hulls(first)); }
   std::optional<double> bound_s(double clearance_s, double max_frequency) const;
 

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 
 #include "filter/clock_filter.hpp"
 
@@ -181,6 +182,108 @@ TEST(ClockFilter, ErrorBoundIsHalfTheDelayPlusDispersionGrowingAtPhi) {
   EXPECT_FALSE(f.add(ms(0), ms(9), Duration{}, at(400)));
   EXPECT_EQ(f.estimate()->error_bound, ms(3) + ms(6));
   EXPECT_EQ(f.error_bound_at(at(1000)), ms(18));
+}
+
+// --- Changes taid makes to the local clock ----------------------------------------------------
+
+Duration us(int64_t v) { return Duration::from_us(v); }
+
+// Eight samples of a source 5 ms ahead (±10 µs) at a 64 s poll, the pick at 24 s (2.2 ms); then
+// taid steps the clock 10 ms forward and makes it run 20 ppm faster, at 60 s. Told, the register
+// holds what the new clock would have measured: the same as a filter fed those remeasured
+// samples (T4' = T4 + shift(T4), θ' = θ − (shift(T1) + shift(T4))/2, δ' = δ − shift(T1) +
+// shift(T4), T1 = T4 − δ), stage by stage, and it releases the next sample as that filter does.
+// Untold, the register mixes both clocks: its jitter about that pick is the step's size.
+TEST(ClockFilter, CorrectedRegisterPicksAsIfMeasuredWithTheNewClock) {
+  const Duration poll = Duration::from_s(64), precision = us(1), dispersion = us(20);
+  const UtcTime when = at(60);
+  const double dfrequency = 20e-6;
+  const Duration doffset = ms(10);
+  const auto shift = [&](UtcTime t) {
+    return Duration::from_seconds((t - when).seconds() * dfrequency) + doffset;
+  };
+  const int64_t delays_us[] = {3000, 2500, 2800, 2200, 2900, 2600, 2400, 2700};
+  ClockFilter corrected, fresh, untold;
+  for (int i = 0; i < 8; ++i) {
+    const Duration offset = ms(5) + us(i % 2 ? 10 : -10), delay = us(delays_us[i]);
+    const UtcTime t4 = at(8 * i);
+    (void)corrected.add(offset, delay, dispersion, t4, precision, poll);
+    (void)untold.add(offset, delay, dispersion, t4, precision, poll);
+    const Duration s1 = shift(t4 - delay), s4 = shift(t4);
+    (void)fresh.add(offset - (s1 + s4) / 2, delay - s1 + s4, dispersion, t4 + s4, precision, poll);
+  }
+  ASSERT_EQ(corrected.estimate()->time, at(24));
+  corrected.correct_for_local_clock(when, dfrequency, doffset);
+
+  for (std::size_t k = 0; k < ClockFilter::kStages; ++k) {
+    const Stage &a = corrected.stages()[k], &b = fresh.stages()[k];
+    EXPECT_EQ(a.offset, b.offset) << k;
+    EXPECT_EQ(a.delay, b.delay) << k;
+    EXPECT_EQ(a.time, b.time) << k;
+    // Dispersion is no reading of the local clock and keeps what it accrued; the fresh filter
+    // aged its stages by the remapped times, 8 s × (1 + 20 ppm) apart: 2.4 ns more per shift
+    // (rounded to 2).
+    EXPECT_EQ((b.dispersion - a.dispersion).ns(), static_cast<int64_t>(2 * k)) << k;
+  }
+  // Stage 4 (the pick, 36 s before the change): 10 ms − 36 s × 20 ppm = 9.28 ms later, its
+  // offset that much lower, its delay 2.2 ms × 20 ppm = 44 ns longer.
+  EXPECT_EQ(corrected.stages()[4].time, at(24) + us(9280));
+  EXPECT_EQ(corrected.stages()[4].offset, ms(5) + us(10) - us(9280) + Duration::from_ns(22));
+  EXPECT_EQ(corrected.stages()[4].delay, us(2200) + Duration::from_ns(44));
+  const Estimate &a = *corrected.estimate(), &b = *fresh.estimate();
+  EXPECT_EQ(a.offset, b.offset);
+  EXPECT_EQ(a.delay, b.delay);
+  EXPECT_EQ(a.time, b.time);
+  EXPECT_EQ(a.updated, b.updated);
+  EXPECT_EQ(a.jitter, b.jitter);
+  EXPECT_LE(std::llabs((a.dispersion - b.dispersion).ns()), 14);
+  EXPECT_LE(std::llabs((a.error_bound - b.error_bound).ns()), 14);
+  EXPECT_LE(std::llabs((corrected.dispersion_at(at(100)) - fresh.dispersion_at(at(100))).ns()), 14);
+
+  // At 64 s the new clock reads shift(64 s) = 10.08 ms ahead of the old one: the source, still
+  // 5 ms ahead of the old clock, is 5.08 ms behind it. The lowest delay yet.
+  const Duration s64 = shift(at(64));
+  ASSERT_EQ(s64, us(10080));
+  const auto next = [&](ClockFilter& f) {
+    return f.add(ms(5) - s64, us(2000), dispersion, at(64) + s64, precision, poll);
+  };
+  const auto from_corrected = next(corrected), from_fresh = next(fresh), from_untold = next(untold);
+  ASSERT_TRUE(from_corrected);
+  ASSERT_TRUE(from_fresh);
+  EXPECT_EQ(from_corrected->offset, ms(5) - s64);
+  EXPECT_EQ(from_corrected->offset, from_fresh->offset);
+  EXPECT_EQ(from_corrected->jitter, from_fresh->jitter);
+  EXPECT_LE(std::llabs((from_corrected->dispersion - from_fresh->dispersion).ns()), 14);
+  // The jitter is the drift that 20 ppm more gives the older stages (up to 1.2 ms over 60 s),
+  // as a filter fed by the new clock all along sees it.
+  EXPECT_EQ(from_corrected->jitter, Duration::from_ns(716911));
+  // Untold, the register mixes both clocks: the jitter about the same pick is the step.
+  ASSERT_TRUE(from_untold);
+  EXPECT_EQ(from_untold->offset, ms(5) - s64);
+  EXPECT_EQ(from_untold->jitter, Duration::from_ns(10081433));
+  EXPECT_EQ(corrected.spikes() + untold.spikes(), 0u);
+}
+
+// A step back of 50 s, told: the register moves with the clock and the next sample is released
+// at once. Untold, the never-older rule holds it back (its T4 is before the last release's).
+TEST(ClockFilter, CorrectedStepBackKeepsTheNeverOlderRuleOnOneScale) {
+  ClockFilter corrected, untold;
+  for (int i = 0; i < 4; ++i) {
+    (void)corrected.add(ms(1), ms(2) - us(100 * i), Duration{}, at(16 * i));
+    (void)untold.add(ms(1), ms(2) - us(100 * i), Duration{}, at(16 * i));
+  }
+  ASSERT_EQ(corrected.estimate()->time, at(48));
+  corrected.correct_for_local_clock(at(60), 0, -Duration::from_s(50));
+  EXPECT_EQ(corrected.estimate()->time, at(48) - Duration::from_s(50));
+  EXPECT_EQ(corrected.estimate()->offset, ms(1) + Duration::from_s(50));
+  EXPECT_EQ(corrected.stages()[0].time, at(48) - Duration::from_s(50));
+  EXPECT_EQ(corrected.stages()[0].delay, ms(2) - us(300));  // a step leaves delays alone
+  const Duration offset = ms(1) + Duration::from_s(50);
+  const auto e = corrected.add(offset, us(1500), Duration{}, at(14));
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->offset, offset);
+  EXPECT_FALSE(untold.add(offset, us(1500), Duration{}, at(14)));
+  EXPECT_EQ(untold.estimate()->offset, ms(1));
 }
 
 }  // namespace

@@ -480,5 +480,179 @@ TEST(DelayEnvelope, ResetForgetsTheWindow) {
   EXPECT_EQ(e.size(), 1u);
 }
 
+// --- Changes taid makes to the local clock ----------------------------------------------------
+
+// A source on true time and a local clock that reads `start_s` at true time 0 and runs 1 + f0 as
+// fast as true time until true time `change_s`, when taid makes it run 1 + dfrequency times as
+// fast as before and steps it forward by `doffset_s` (what correct_for_local_clock is told).
+struct SteeredClock {
+  double start_s = -2e-3, f0 = 50e-6;
+  double change_s = 1e9, dfrequency = 0, doffset_s = 0;
+  double when_s() const { return start_s + (1 + f0) * change_s; }  // local time of the change
+  double local_s(double true_s) const {
+    if (true_s < change_s) return start_s + (1 + f0) * true_s;
+    return when_s() + (1 + f0) * (1 + dfrequency) * (true_s - change_s) + doffset_s;
+  }
+  UtcTime when() const { return at_s(when_s()); }
+};
+
+// One exchange sent at true time `sent_s` over 1 ms each way, no turnaround; the truth (true time
+// less local time) at its T4 comes with it.
+Timed exchange_with(const SteeredClock& clock, double sent_s) {
+  const double leg = 1e-3, t1 = clock.local_s(sent_s), t2 = sent_s + leg, t4_true = t2 + leg;
+  const double t4 = clock.local_s(t4_true);
+  const Duration d1 = Duration::from_seconds(t1), d2 = Duration::from_seconds(t2),
+                 d4 = Duration::from_seconds(t4);
+  return {((d2 - d1) + (d2 - d4)) / 2, d4 - d1, t0 + d1, t0 + d4, t4_true - t4};
+}
+
+// 40 samples 16 s apart with the local clock 50 ppm fast, then taid slows it to the source's rate
+// (by f0/(1 + f0) of its own rate, 49.9975 ppm) and says so; 20 more samples with the new rate.
+// The remapped window is one line of frequency 0 through the offset the new clock reads, so the
+// estimate carries on without a restart; new samples only add to it.
+TEST(DelayEnvelope, FrequencyChangeOfTheLocalClockIsCorrectedNotARestart) {
+  SteeredClock clock;
+  clock.change_s = 16.0 * 39 + 8;
+  clock.dfrequency = -clock.f0 / (1 + clock.f0);
+  DelayEnvelope e;
+  Timed x{};
+  for (int i = 0; i < 40; ++i) {
+    x = exchange_with(clock, 16.0 * i);
+    e.add(x.offset, x.delay, x.t1, x.t4);
+  }
+  ASSERT_TRUE(e.estimate());
+  EXPECT_NEAR(e.estimate()->frequency, -clock.f0 / (1 + clock.f0), 1e-11);
+  EXPECT_LE(std::abs(e.estimate()->offset.seconds() - x.truth_at_t4_s), 2e-9);
+  const EnvelopeEstimate before = *e.estimate();
+
+  e.correct_for_local_clock(clock.when(), clock.dfrequency, Duration{});
+  ASSERT_TRUE(e.estimate());
+  const EnvelopeEstimate& after = *e.estimate();
+  // The new clock reads the source's time less (when − change), at every instant.
+  const double new_truth = clock.change_s - clock.when_s();
+  EXPECT_NEAR(after.frequency, 0, 1e-11);
+  EXPECT_LE(std::abs(after.offset.seconds() - new_truth), 2e-9);
+  // The newest T4, 7.998 s before the change, moved by its shift, 7.998 s × 49.9975 ppm =
+  // 399.9 µs, and its offset by minus that.
+  const Duration shift =
+      Duration::from_seconds((before.time - clock.when()).seconds() * clock.dfrequency);
+  EXPECT_EQ(shift, Duration::from_ns(399900));
+  EXPECT_EQ(after.time, before.time + shift);
+  EXPECT_LE(std::llabs((after.offset - (before.offset - shift)).ns()), 2);
+  EXPECT_EQ(after.samples, 40u);
+  // The 1 ms legs, which the clock 50 ppm fast had timed as 1.00005 ms, at the source's rate.
+  EXPECT_EQ(before.half_min_delay, Duration::from_ns(1000050));
+  EXPECT_EQ(after.half_min_delay, Duration::from_ms(1));
+  EXPECT_EQ(e.restarts(), 0u);
+
+  for (int i = 40; i < 60; ++i) {
+    x = exchange_with(clock, 16.0 * i);
+    const auto estimate = e.add(x.offset, x.delay, x.t1, x.t4);
+    ASSERT_TRUE(estimate) << i;
+    EXPECT_NEAR(estimate->frequency, 0, 1e-11) << i;
+    EXPECT_LE(std::abs(estimate->offset.seconds() - x.truth_at_t4_s), 2e-9) << i;
+    EXPECT_LE(std::abs(x.truth_at_t4_s - new_truth), 1e-9) << i;
+    EXPECT_EQ(estimate->samples, static_cast<std::size_t>(i + 1)) << i;
+  }
+  EXPECT_EQ(e.restarts(), 0u);
+}
+
+// The control: the same change untold. The window holds a kink of 50 ppm, which no line fits
+// within a 2 ms round trip for long: it restarts again and again, and its frequency is off.
+TEST(DelayEnvelope, FrequencyChangeUntoldRestartsTheWindow) {
+  SteeredClock clock;
+  clock.change_s = 16.0 * 39 + 8;
+  clock.dfrequency = -clock.f0 / (1 + clock.f0);
+  DelayEnvelope e;
+  std::vector<double> frequencies;
+  for (int i = 0; i < 60; ++i) {
+    const Timed x = exchange_with(clock, 16.0 * i);
+    const auto estimate = e.add(x.offset, x.delay, x.t1, x.t4);
+    if (i >= 40 && estimate) frequencies.push_back(estimate->frequency);
+  }
+  // Six restarts in 20 samples, each keeping a few samples from before the change, so 320 s
+  // later the frequency is still 5.7 ppm off where the told envelope says 0 from the start.
+  EXPECT_EQ(e.restarts(), 6u);
+  ASSERT_EQ(frequencies.size(), 20u);
+  EXPECT_LT(frequencies.front(), -49e-6);
+  EXPECT_LT(frequencies.back(), -5.5e-6);
+}
+
+// A step of +10 ms by taid, told: every sample's stamps move by 10 ms and its offset by −10 ms,
+// so the refit is the same band 10 ms lower, bit for bit; the clock still runs 50 ppm fast and
+// the estimate keeps saying so. Untold, the step is beyond the 2 ms round trip: a restart, and
+// no estimate until four new samples.
+TEST(DelayEnvelope, StepOfTheLocalClockIsCorrectedNotARestart) {
+  for (const bool told : {true, false}) {
+    SCOPED_TRACE(told ? "told" : "untold");
+    SteeredClock clock;
+    clock.change_s = 16.0 * 39 + 8;
+    clock.doffset_s = 10e-3;
+    DelayEnvelope e;
+    for (int i = 0; i < 40; ++i) {
+      const Timed x = exchange_with(clock, 16.0 * i);
+      e.add(x.offset, x.delay, x.t1, x.t4);
+    }
+    ASSERT_TRUE(e.estimate());
+    const EnvelopeEstimate before = *e.estimate();
+    if (told) {
+      e.correct_for_local_clock(clock.when(), 0, Duration::from_ms(10));
+      ASSERT_TRUE(e.estimate());
+      EXPECT_EQ(e.estimate()->offset, before.offset - Duration::from_ms(10));
+      EXPECT_EQ(e.estimate()->time, before.time + Duration::from_ms(10));
+      EXPECT_EQ(e.estimate()->frequency, before.frequency);
+      EXPECT_EQ(e.estimate()->half_min_delay, before.half_min_delay);
+    }
+    for (int i = 40; i < 50; ++i) {
+      const Timed x = exchange_with(clock, 16.0 * i);
+      const auto estimate = e.add(x.offset, x.delay, x.t1, x.t4);
+      ASSERT_EQ(estimate.has_value(), told || i >= 43) << i;
+      if (!estimate) continue;
+      EXPECT_LE(std::abs(estimate->offset.seconds() - x.truth_at_t4_s), 2e-9) << i;
+      EXPECT_NEAR(estimate->frequency, -clock.f0 / (1 + clock.f0), 1e-11) << i;
+    }
+    EXPECT_EQ(e.restarts(), told ? 0u : 1u);
+    EXPECT_EQ(e.size(), told ? 50u : 10u);
+  }
+}
+
+// Through queueing, with a frequency change and a step at once: the corrected envelope is exactly
+// the one a fresh envelope fits to the remeasured samples (T1, T4 mapped by t + (t − when)·df +
+// doffset; θ less the mean of the two shifts; δ less the shift of T1 plus that of T4).
+TEST(DelayEnvelope, CorrectionIsAFreshFitOfTheRemeasuredSamples) {
+  Queueing queue(80e-6);
+  const UtcTime when = at_s(700.5);
+  const double dfrequency = 37e-6;
+  const Duration doffset = -Duration::from_us(4321);
+  DelayEnvelope corrected, fresh;
+  for (int i = 0; i < 44; ++i) {
+    const Timed x =
+        exchange_at(16.0 * i, 1.5e-3, -12e-6, 0.7e-3 + queue.next(), 0.7e-3 + queue.next(), 30e-6);
+    corrected.add(x.offset, x.delay, x.t1, x.t4);
+    const auto shift = [&](UtcTime t) {
+      return Duration::from_seconds((t - when).seconds() * dfrequency) + doffset;
+    };
+    const Duration s1 = shift(x.t1), s4 = shift(x.t4);
+    fresh.add(x.offset - (s1 + s4) / 2, x.delay - s1 + s4, x.t1 + s1, x.t4 + s4);
+  }
+  const EnvelopeEstimate before = *corrected.estimate();
+  corrected.correct_for_local_clock(when, dfrequency, doffset);
+  ASSERT_TRUE(corrected.estimate());
+  ASSERT_TRUE(fresh.estimate());
+  const EnvelopeEstimate &a = *corrected.estimate(), &b = *fresh.estimate();
+  EXPECT_EQ(a.offset, b.offset);
+  EXPECT_EQ(a.frequency, b.frequency);
+  EXPECT_EQ(a.half_min_delay, b.half_min_delay);
+  EXPECT_EQ(a.time, b.time);
+  EXPECT_EQ(a.samples, b.samples);
+  EXPECT_EQ(a.span, b.span);
+  EXPECT_EQ(a.mean_excess, b.mean_excess);
+  EXPECT_EQ(corrected.error_bound(), fresh.error_bound());
+  // The frequency f became (f − dfrequency)/(1 + dfrequency).
+  EXPECT_NEAR(a.frequency, (before.frequency - dfrequency) / (1 + dfrequency), 1e-11);
+  EXPECT_NE(a.offset, before.offset);
+  EXPECT_EQ(corrected.restarts(), 0u);
+}
+
 }  // namespace
 }  // namespace taid::filter
