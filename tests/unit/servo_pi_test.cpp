@@ -1,0 +1,367 @@
+// Unit tests for the step policy (chrony's makestep, maxchange, maxdrift) and the "pi" servo
+// (linuxptp's PI controller): exact decisions, and a closed loop on a small clock model.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "servo/pi_servo.hpp"
+#include "servo/step_policy.hpp"
+
+namespace taid::servo {
+namespace {
+
+const UtcTime t0 = UtcTime::from_unix_ns(1700000000LL * 1000000000);
+
+Update at(double t_s, double offset_s, std::optional<double> since_last_s = std::nullopt) {
+  Update update;
+  update.now = t0 + Duration::from_seconds(t_s);
+  update.offset = Duration::from_seconds(offset_s);
+  update.offset_sd = Duration::from_ns(1);
+  if (since_last_s) update.since_last = Duration::from_seconds(*since_last_s);
+  return update;
+}
+
+// ---- makestep ----
+
+TEST(StepPolicy, MakestepStepsAboveTheThresholdDuringTheFirstLimitUpdates) {
+  StepPolicy policy(Settings{});  // makestep 1 3
+  auto step = policy.check(at(0, 1.5), 1234.5);
+  ASSERT_TRUE(step);
+  EXPECT_EQ(step->kind, Decision::Kind::step);
+  EXPECT_EQ(step->correction, Duration::from_ms(1500));
+  EXPECT_EQ(step->frequency_ppb, 1234.5);
+  EXPECT_EQ(step->state, State::jump);
+  EXPECT_EQ(step->reason, "stepping the clock by +1.500000 s (makestep 1 3)");
+  // Exactly the threshold is not above it; the update still counts.
+  EXPECT_FALSE(policy.check(at(16, 1.0), 0));
+  step = policy.check(at(32, -2.25), -7);
+  ASSERT_TRUE(step);
+  EXPECT_EQ(step->correction, Duration::from_ms(-2250));
+  EXPECT_EQ(step->frequency_ppb, -7);
+  EXPECT_EQ(step->reason, "stepping the clock by -2.250000 s (makestep 1 3)");
+  // The fourth update is past the limit: slewed, however large.
+  EXPECT_FALSE(policy.check(at(48, 5), 0));
+  EXPECT_EQ(policy.updates(), 4);
+}
+
+TEST(StepPolicy, MakestepWithANegativeLimitStepsAtAnyUpdate) {
+  Settings settings;
+  settings.makestep_threshold = Duration::from_ms(100);
+  settings.makestep_limit = -1;
+  StepPolicy policy(settings);
+  for (int i = 0; i < 100; ++i) EXPECT_FALSE(policy.check(at(i, 0.1), 0)) << i;
+  const auto step = policy.check(at(100, -0.100001), 0);
+  ASSERT_TRUE(step);
+  EXPECT_EQ(step->correction, Duration::from_ns(-100001000));
+  EXPECT_EQ(step->reason, "stepping the clock by -0.100001 s (makestep 0.1 -1)");
+}
+
+TEST(StepPolicy, MakestepWithLimitZeroNeverSteps) {
+  Settings settings;
+  settings.makestep_limit = 0;
+  StepPolicy policy(settings);
+  EXPECT_FALSE(policy.check(at(0, 1000), 0));
+  EXPECT_EQ(policy.updates(), 1);
+}
+
+// ---- maxchange ----
+
+TEST(StepPolicy, MaxchangeChecksAfterStartIgnoresItsBudgetThenStops) {
+  Settings settings;  // maxchange 1 1 2, no makestep
+  settings.makestep_limit = 0;
+  settings.maxchange_offset = Duration::from_s(1);
+  settings.maxchange_start = 1;
+  settings.maxchange_ignore = 2;
+  StepPolicy policy(settings);
+  EXPECT_FALSE(policy.check(at(0, 5), 0));  // the first `start` updates are not checked
+  auto ignored = policy.check(at(16, 5), 42);
+  ASSERT_TRUE(ignored);
+  EXPECT_EQ(ignored->kind, Decision::Kind::ignore);
+  EXPECT_EQ(ignored->frequency_ppb, 42);
+  EXPECT_EQ(ignored->correction, Duration());
+  EXPECT_EQ(ignored->reason, "ignoring an offset of +5.000000 s (1 ignored; maxchange 1 1 2)");
+  // A good update does not restore the budget: chrony's counter only goes down.
+  EXPECT_FALSE(policy.check(at(32, 0.1), 0));
+  ignored = policy.check(at(48, -3), 0);
+  ASSERT_TRUE(ignored);
+  EXPECT_EQ(ignored->kind, Decision::Kind::ignore);
+  EXPECT_EQ(ignored->reason, "ignoring an offset of -3.000000 s (2 ignored; maxchange 1 1 2)");
+  const auto stop = policy.check(at(64, 2), 42);
+  ASSERT_TRUE(stop);
+  EXPECT_EQ(stop->kind, Decision::Kind::stop);
+  EXPECT_EQ(stop->frequency_ppb, 42);
+  EXPECT_EQ(stop->reason,
+            "an offset of +2.000000 s exceeds the allowed maximum after 2 ignored, stopping "
+            "(maxchange 1 1 2)");
+  EXPECT_EQ(policy.updates(), 2);  // ignored and stopping updates are not counted
+  // reset() (sync lost) gives the budget back.
+  policy.reset();
+  EXPECT_EQ(policy.check(at(80, 2), 0)->kind, Decision::Kind::ignore);
+}
+
+TEST(StepPolicy, MaxchangeWithZeroIgnoreStopsAtOnce) {
+  Settings settings;
+  settings.maxchange_offset = Duration::from_ms(500);
+  settings.maxchange_start = 0;
+  settings.maxchange_ignore = 0;
+  StepPolicy policy(settings);
+  EXPECT_FALSE(policy.check(at(0, 0.5), 0));  // not above
+  EXPECT_EQ(policy.check(at(16, -0.6), 0)->kind, Decision::Kind::stop);
+}
+
+TEST(StepPolicy, IgnoredUpdatesDoNotUseUpMakestepsLimit) {
+  Settings settings;  // makestep 0.5 2, maxchange 1 0 -1 (ignore for ever)
+  settings.makestep_threshold = Duration::from_ms(500);
+  settings.makestep_limit = 2;
+  settings.maxchange_offset = Duration::from_s(1);
+  settings.maxchange_start = 0;
+  settings.maxchange_ignore = -1;
+  StepPolicy policy(settings);
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(policy.check(at(i, 2), 0)->kind, Decision::Kind::ignore);
+  EXPECT_EQ(policy.check(at(10, 0.8), 0)->kind, Decision::Kind::step);
+  EXPECT_EQ(policy.check(at(11, 0.8), 0)->kind, Decision::Kind::step);
+  EXPECT_FALSE(policy.check(at(12, 0.8), 0));
+}
+
+TEST(StepPolicy, ClampFrequencyToMaxdrift) {
+  Settings settings;  // maxdrift 500
+  EXPECT_EQ(clamp_frequency(600000, settings), 500000);
+  EXPECT_EQ(clamp_frequency(-1e6, settings), -500000);
+  EXPECT_EQ(clamp_frequency(123.5, settings), 123.5);
+  settings.max_drift_ppm = 0.5;
+  EXPECT_EQ(clamp_frequency(-700, settings), -500);
+}
+
+// ---- PI gains and state machine ----
+
+TEST(PiServo, GainsFollowLinuxptp) {
+  PiConfig software;
+  auto gains = pi_gains(Duration::from_s(16), software);
+  EXPECT_NEAR(gains.kp_per_s, 0.1 * std::pow(16, -0.3), 1e-15);  // 0.0435, under 0.7 / 16
+  EXPECT_NEAR(gains.kp_per_s, 0.0435275282, 1e-10);
+  EXPECT_NEAR(gains.ki_per_s, 0.0030314331, 1e-10);
+  gains = pi_gains(Duration::from_s(64), software);  // both capped by norm_max
+  EXPECT_DOUBLE_EQ(gains.kp_per_s, 0.7 / 64);
+  EXPECT_DOUBLE_EQ(gains.ki_per_s, 0.3 / 64);
+  PiConfig hardware;
+  hardware.software_timestamps = false;
+  gains = pi_gains(Duration::from_s(16), hardware);
+  EXPECT_DOUBLE_EQ(gains.kp_per_s, 0.7 / 16);
+  EXPECT_DOUBLE_EQ(gains.ki_per_s, 0.3 / 16);
+  PiConfig fixed;
+  fixed.proportional_const = 0.5;
+  fixed.integral_const = 0.2;
+  gains = pi_gains(Duration::from_s(4), fixed);
+  EXPECT_DOUBLE_EQ(gains.kp_per_s, 0.25);  // capped at 1.0 / T
+  EXPECT_DOUBLE_EQ(gains.ki_per_s, 0.2);   // under 2.0 / T
+}
+
+TEST(PiServo, EstimatesTheFrequencyFromTwoSamplesThenIntegrates) {
+  PiServo servo(Settings{});
+  EXPECT_EQ(servo.name(), "pi");
+  Decision d = servo.update(at(0, 0.010), 0);
+  EXPECT_EQ(d.kind, Decision::Kind::slew);
+  EXPECT_EQ(d.state, State::unlocked);
+  EXPECT_EQ(d.frequency_ppb, 0);
+  EXPECT_EQ(d.correction, Duration());
+  // 2 s later is too soon: 0.016 / ki(2 s) = 12.1 s.
+  d = servo.update(at(2, 0.0098, 2), 0);
+  EXPECT_EQ(d.state, State::unlocked);
+  EXPECT_EQ(d.frequency_ppb, 0);
+  // 16 s after the first sample, the clock has run 100 ppm fast.
+  d = servo.update(at(16, 0.0084, 14), 0);
+  EXPECT_EQ(d.kind, Decision::Kind::slew);
+  EXPECT_EQ(d.state, State::locked);
+  EXPECT_NEAR(d.frequency_ppb, -100000, 1e-6);
+  // The proportional part as a slew over the interval: kp(14 s)·14 s·8.4 ms.
+  EXPECT_NEAR(d.correction.seconds(), 0.1 * std::pow(14, 0.7) * 0.0084, 1e-9);
+  EXPECT_EQ(d.slew_duration, Duration::from_s(14));
+  EXPECT_EQ(servo.state(), State::locked);
+  // Locked: the base moves by ki·x, the correction is kp·T·x.
+  d = servo.update(at(32, 0.001, 16), -100000);
+  EXPECT_NEAR(d.frequency_ppb, -96968.566867, 1e-5);
+  EXPECT_NEAR(d.correction.seconds(), 0.00069644045, 1e-9);
+  EXPECT_EQ(d.slew_duration, Duration::from_s(16));
+}
+
+TEST(PiServo, TheBaseIsClampedAndTheSlewRateCapped) {
+  Settings settings;
+  settings.max_slew_rate_ppm = 500;
+  settings.max_drift_ppm = 50;
+  PiServo servo(settings);
+  servo.update(at(0, 0), 0);
+  Decision d = servo.update(at(16, -0.0016), 0);  // no since_last: treated as a first update
+  EXPECT_EQ(d.state, State::unlocked);
+  d = servo.update(at(32, -0.0032, 16), 0);  // -100 ppm, clamped to maxdrift
+  EXPECT_EQ(d.frequency_ppb, -50000);
+  d = servo.update(at(48, 0.5, 16), -50000);
+  EXPECT_EQ(d.correction, Duration::from_ms(8));  // 500 ppm over 16 s, not 0.7 × 0.5 s
+  EXPECT_EQ(d.slew_duration, Duration::from_s(16));
+  EXPECT_EQ(d.frequency_ppb, 50000);  // -50 ppm + ki·0.5 s, clamped
+}
+
+TEST(PiServo, AStepOnTheFirstUpdateKeepsTheFrequencyEstimate) {
+  PiServo servo(Settings{});  // makestep 1 3
+  Decision d = servo.update(at(0, 2.0), 250);
+  EXPECT_EQ(d.kind, Decision::Kind::step);
+  EXPECT_EQ(d.correction, Duration::from_s(2));
+  EXPECT_EQ(d.frequency_ppb, 250);
+  EXPECT_EQ(d.state, State::jump);
+  // After the step the clock was on time; 16 s later it is 1.6 ms ahead.
+  d = servo.update(at(16, -0.0016, 16), 250);
+  EXPECT_EQ(d.state, State::locked);
+  EXPECT_NEAR(d.frequency_ppb, 250 - 0.0001 * (1e9 + 250), 1e-6);
+}
+
+TEST(PiServo, AStepOnTheSecondUpdateSetsTheEstimatedFrequency) {
+  Settings settings;
+  settings.makestep_threshold = Duration::from_ms(100);
+  PiServo servo(settings);
+  servo.update(at(0, 0.099), 0);
+  Decision d = servo.update(at(16, 0.101, 16), 0);
+  EXPECT_EQ(d.kind, Decision::Kind::step);
+  EXPECT_EQ(d.correction, Duration::from_ms(101));
+  EXPECT_NEAR(d.frequency_ppb, 125000, 1e-6);  // 2 ms in 16 s
+  EXPECT_EQ(d.state, State::jump);
+  d = servo.update(at(32, 0, 16), 125000);
+  EXPECT_EQ(d.kind, Decision::Kind::slew);
+  EXPECT_EQ(d.state, State::locked);
+  EXPECT_EQ(d.frequency_ppb, 125000);
+  EXPECT_EQ(d.correction, Duration());
+}
+
+TEST(PiServo, MaxchangeIgnoresWithoutChangingTheStateThenStops) {
+  Settings settings;
+  settings.maxchange_offset = Duration::from_ms(10);
+  settings.maxchange_start = 2;
+  settings.maxchange_ignore = 1;
+  PiServo servo(settings);
+  servo.update(at(0, 0.05), 0);
+  servo.update(at(16, 0.0484, 16), 0);
+  ASSERT_EQ(servo.state(), State::locked);
+  Decision d = servo.update(at(32, 0.02, 16), -100000);
+  EXPECT_EQ(d.kind, Decision::Kind::ignore);
+  EXPECT_EQ(d.state, State::locked);
+  EXPECT_EQ(d.frequency_ppb, -100000);
+  EXPECT_EQ(d.correction, Duration());
+  d = servo.update(at(48, 0.02, 16), -100000);
+  EXPECT_EQ(d.kind, Decision::Kind::stop);
+}
+
+// ---- closed loop ----
+
+// A clock 100 ppm fast whose offset (positive: behind) integrates its frequency error and the
+// slew in progress between updates; it carries out each decision as the timekeeper would.
+struct ClockModel {
+  double natural = 100e-6;  // s/s, fast
+  double offset_s = 0.050;
+  double base_ppb = 0;
+  double slew_rate = 0, slew_left_s = 0;
+
+  double frequency_error() const { return (1 + natural) * (1 + base_ppb * 1e-9) - 1; }
+  void advance(double dt_s) {
+    const double slewing_s = std::min(dt_s, slew_left_s);
+    offset_s -= frequency_error() * dt_s + slew_rate * slewing_s;
+    slew_left_s -= slewing_s;
+  }
+  void apply(const Decision& d) {
+    if (d.kind == Decision::Kind::ignore || d.kind == Decision::Kind::stop) return;
+    base_ppb = d.frequency_ppb;
+    slew_rate = slew_left_s = 0;  // a new decision replaces the slew in progress
+    if (d.kind == Decision::Kind::step) {
+      offset_s -= d.correction.seconds();
+    } else if (d.slew_duration > Duration()) {
+      slew_rate = d.correction.seconds() / d.slew_duration.seconds();
+      slew_left_s = d.slew_duration.seconds();
+    }
+  }
+};
+
+struct LoopRun {
+  int converged_at = -1;   // first update from which |offset| < 10 µs and |f| < 0.1 ppm hold
+  double overshoot_s = 0;  // the largest offset past zero (the start is +50 ms)
+  double final_offset_s = 0, final_error_ppm = 0;
+};
+
+LoopRun run_loop(Servo& servo, int interval_s, int updates) {
+  ClockModel clock;
+  LoopRun run;
+  for (int k = 0; k < updates; ++k) {
+    if (k > 0) clock.advance(interval_s);
+    const double t_s = static_cast<double>(k) * interval_s;
+    const Update update = k == 0 ? at(t_s, clock.offset_s) : at(t_s, clock.offset_s, interval_s);
+    clock.apply(servo.update(update, clock.base_ppb));
+    run.overshoot_s = std::max(run.overshoot_s, -clock.offset_s);
+    const bool within =
+        std::fabs(clock.offset_s) < 10e-6 && std::fabs(clock.frequency_error()) < 0.1e-6;
+    if (!within) {
+      run.converged_at = -1;
+    } else if (run.converged_at < 0) {
+      run.converged_at = k;
+    }
+  }
+  run.final_offset_s = clock.offset_s;
+  run.final_error_ppm = clock.frequency_error() * 1e6;
+  return run;
+}
+
+TEST(PiServo, ClosedLoopEvery16sConverges) {
+  PiServo servo(Settings{});
+  const LoopRun run = run_loop(servo, 16, 400);
+  // The integrator takes up ki·x while the 50 ms are slewed out (ptp4l would have jumped), and
+  // gives it back by overshooting: at most 1.151 ms, at update 7, then a slow tail (the loop's
+  // slower pole is 0.928 per update with ki·T = 0.0485).
+  EXPECT_EQ(run.converged_at, 90);  // 24 min
+  EXPECT_LT(run.overshoot_s, 1.152e-3);
+  EXPECT_GT(run.overshoot_s, 1.150e-3);
+  // Then down to the offsets' 1 ns resolution (ki · 1 ns is 0.003 ppb at 16 s).
+  EXPECT_LT(std::fabs(run.final_offset_s), 1e-9);
+  EXPECT_LT(std::fabs(run.final_error_ppm), 1e-5);
+}
+
+TEST(PiServo, ClosedLoopEvery64sConverges) {
+  PiServo servo(Settings{});
+  const LoopRun run = run_loop(servo, 64, 200);
+  // At 64 s both gains sit at linuxptp's norm_max caps (kp·T = 0.7, ki·T = 0.3): quicker, with
+  // a larger overshoot.
+  EXPECT_EQ(run.converged_at, 16);  // 17 min
+  EXPECT_LT(run.overshoot_s, 3.925e-3);
+  EXPECT_GT(run.overshoot_s, 3.923e-3);
+  // Then down to the offsets' 1 ns resolution (ki · 1 ns is 0.003 ppb at 16 s).
+  EXPECT_LT(std::fabs(run.final_offset_s), 1e-9);
+  EXPECT_LT(std::fabs(run.final_error_ppm), 1e-5);
+}
+
+TEST(PiServo, ResetForgetsTheIntegrator) {
+  PiServo servo(Settings{});
+  run_loop(servo, 16, 50);
+  ASSERT_EQ(servo.state(), State::locked);
+  PiServo kept = servo;
+  servo.reset();
+  EXPECT_EQ(servo.state(), State::unlocked);
+  // Without the reset the next update integrates; after it, the servo starts over exactly like
+  // a new one (offsets under makestep's threshold, so its spent update count does not matter).
+  const Decision without = kept.update(at(1000, 0.004, 16), 300);
+  EXPECT_EQ(without.state, State::locked);
+  EXPECT_NE(without.frequency_ppb, 300);
+  PiServo fresh(Settings{});
+  const std::vector<Update> updates = {at(1000, 0.004, 16), at(1016, 0.0024, 16),
+                                       at(1032, 0.001, 16), at(1048, -0.0003, 16)};
+  double frequency_ppb = 300;
+  for (const Update& update : updates) {
+    const Decision a = servo.update(update, frequency_ppb);
+    const Decision b = fresh.update(update, frequency_ppb);
+    EXPECT_EQ(a.kind, b.kind);
+    EXPECT_EQ(a.state, b.state);
+    EXPECT_EQ(a.frequency_ppb, b.frequency_ppb);
+    EXPECT_EQ(a.correction, b.correction);
+    EXPECT_EQ(a.slew_duration, b.slew_duration);
+    frequency_ppb = a.frequency_ppb;
+  }
+  EXPECT_EQ(servo.state(), State::locked);
+}
+
+}  // namespace
+}  // namespace taid::servo
