@@ -1,0 +1,379 @@
+// The scenario runner: a discrete-event loop that carries out the real core's actions on the
+// simulated clock, network and servers (see simulation.hpp).
+#include "sim/simulation.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <memory>
+#include <ostream>
+#include <queue>
+#include <utility>
+#include <variant>
+
+#include "core/strcat.hpp"
+#include "sim/random.hpp"
+#include "sim/sim_clock_driver.hpp"
+
+namespace taid::sim {
+
+Scenario Scenario::reference() {
+  Scenario s;
+  s.name = "reference";
+  s.clock.initial_offset = Duration::from_ms(100);
+  s.clock.frequency_ppm = 100;
+  s.clock.wander = 1e-9;
+  SourceSetup server;
+  server.path.base_delay = Duration::from_us(100);
+  server.path.jitter_to_server = server.path.jitter_to_client = Duration::from_us(100);
+  server.config.name = "server";
+  server.config.minpoll = 6;
+  server.config.maxpoll = 10;
+  server.config.iburst = true;
+  s.sources.push_back(server);
+  return s;
+}
+
+namespace {
+
+constexpr int8_t kStampPrecisionLog2 = -20;
+
+// Random streams of a run (derive_seed's `stream`): one for the clock, one per path and one per
+// source's request cookies, so adding a source does not change the others' draws.
+constexpr uint64_t kClockStream = 0;
+constexpr uint64_t kPathStream = 1000;
+constexpr uint64_t kCookieStream = 2000;
+
+class Runner {
+ public:
+  explicit Runner(const Scenario& scenario);
+  RunResult run();
+
+ private:
+  struct Source {
+    Source(const SourceSetup& setup, UtcTime start, uint64_t seed, std::size_t index)
+        : server(setup.server, start),
+          path(setup.path, derive_seed(seed, kPathStream + index)),
+          cookies(derive_seed(seed, kCookieStream + index)) {}
+    timekeeping::SourceId id = 0;
+    SimServer server;
+    SimPath path;
+    Random cookies;
+    uint64_t timer_generation = 0;
+    bool demobilized = false;
+  };
+
+  // Events, ordered by true time and then by the order they were scheduled.
+  struct SourceTimer {
+    std::size_t source;
+    uint64_t generation;
+    Duration target_monotonic;
+  };
+  struct CoreTimer {
+    uint64_t generation;
+    Duration target_monotonic;
+  };
+  struct AtServer {
+    std::size_t source;
+    std::vector<uint8_t> bytes;
+  };
+  struct AtClient {
+    std::size_t source;
+    std::vector<uint8_t> bytes;
+  };
+  struct Trace {};
+  struct Interference {
+    std::size_t event;
+  };
+  using Payload = std::variant<SourceTimer, CoreTimer, AtServer, AtClient, Trace, Interference>;
+  struct Event {
+    int64_t at_ns;
+    uint64_t sequence;
+    Payload payload;
+    bool operator>(const Event& o) const {
+      return at_ns != o.at_ns ? at_ns > o.at_ns : sequence > o.sequence;
+    }
+  };
+
+  void schedule(int64_t at_ns, Payload payload) {
+    queue_.push(Event{at_ns, next_sequence_++, std::move(payload)});
+  }
+  // The true time at which CLOCK_MONOTONIC reaches `target` if the frequency stays as it is now
+  // (a timer that fires early is scheduled again for the rest).
+  int64_t when_monotonic_reaches(Duration target) const;
+  ntp::LocalTimestamp stamp() const {
+    return {clock_.local(), ntp::TimestampSource::kernel, kStampPrecisionLog2, clock_.monotonic()};
+  }
+  Duration since_start() const { return Duration::from_ns(clock_.true_ns()); }
+  void log(bool warning, std::string text) {
+    result_.log.push_back({since_start(), warning, std::move(text)});
+  }
+
+  void handle(const Event& event);
+  void poll(std::size_t index);
+  void on_reply(std::size_t index, const std::vector<uint8_t>& bytes);
+  void carry_out(std::size_t index, const ntp::Actions& actions);
+  void carry_out_clock(const timekeeping::Actions& actions);
+  void record_trace();
+
+  const Scenario& scenario_;
+  SimClock clock_;
+  SimClockDriver driver_;
+  timekeeping::Timekeeper core_;
+  std::vector<std::unique_ptr<Source>> sources_;
+  std::priority_queue<Event, std::vector<Event>, std::greater<>> queue_;
+  uint64_t next_sequence_ = 0;
+  uint64_t core_timer_generation_ = 0;
+  RunResult result_;
+};
+
+timekeeping::Settings core_settings(const Scenario& scenario, const clock::ClockDriver& driver) {
+  // As the engine does: the scenario's (config's) settings, the driver's range.
+  timekeeping::Settings settings = scenario.settings;
+  settings.max_frequency_ppb = driver.max_frequency_ppb();
+  return settings;
+}
+
+double driver_frequency(clock::ClockDriver& driver) {
+  auto frequency = driver.frequency_ppb();
+  return frequency ? *frequency : 0;
+}
+
+Runner::Runner(const Scenario& scenario)
+    : scenario_(scenario),
+      clock_(scenario.clock, scenario.start, derive_seed(scenario.seed, kClockStream)),
+      driver_(clock_),
+      core_(core_settings(scenario, driver_), driver_frequency(driver_)) {
+  for (std::size_t i = 0; i < scenario.sources.size(); ++i) {
+    const SourceSetup& setup = scenario.sources[i];
+    auto source = std::make_unique<Source>(setup, scenario.start, scenario.seed, i);
+    Random* cookies = &source->cookies;
+    source->id = core_.add_source(setup.config, setup.options, [cookies] { return cookies->u64(); });
+    sources_.push_back(std::move(source));
+    result_.source_names.push_back(setup.config.name);
+  }
+}
+
+int64_t Runner::when_monotonic_reaches(Duration target) const {
+  const int64_t remaining_ns = (target - clock_.monotonic()).ns();
+  if (remaining_ns <= 0) return clock_.true_ns();
+  const double rate = 1 + clock_.total_frequency_ppb() * 1e-9;
+  const auto true_ns = static_cast<int64_t>(std::ceil(static_cast<double>(remaining_ns) / rate));
+  return clock_.true_ns() + std::max<int64_t>(true_ns, 1);
+}
+
+RunResult Runner::run() {
+  // The engine's start: the core's first actions, then every source polled at once.
+  carry_out_clock(core_.start(clock_.local()));
+  for (std::size_t i = 0; i < sources_.size(); ++i)
+    schedule(0, SourceTimer{i, sources_[i]->timer_generation, clock_.monotonic()});
+  for (std::size_t i = 0; i < scenario_.events.size(); ++i)
+    schedule(scenario_.events[i].at.ns(), Interference{i});
+  schedule(0, Trace{});
+
+  const int64_t end_ns = scenario_.duration.ns();
+  while (!queue_.empty() && queue_.top().at_ns <= end_ns && !result_.stopped) {
+    const Event event = queue_.top();
+    queue_.pop();
+    clock_.advance_to(event.at_ns);
+    ++result_.events;
+    handle(event);
+  }
+  if (!result_.stopped) clock_.advance_to(end_ns);
+  result_.ended = since_start();
+  result_.steps = driver_.steps();
+  result_.clock_updates = core_.tracking().updates;
+  return std::move(result_);
+}
+
+void Runner::handle(const Event& event) {
+  if (const auto* timer = std::get_if<SourceTimer>(&event.payload)) {
+    Source& source = *sources_[timer->source];
+    if (timer->generation != source.timer_generation || source.demobilized) return;
+    if (clock_.monotonic() < timer->target_monotonic) {
+      schedule(when_monotonic_reaches(timer->target_monotonic), *timer);
+      return;
+    }
+    poll(timer->source);
+  } else if (const auto* core_timer = std::get_if<CoreTimer>(&event.payload)) {
+    if (core_timer->generation != core_timer_generation_) return;
+    if (clock_.monotonic() < core_timer->target_monotonic) {
+      schedule(when_monotonic_reaches(core_timer->target_monotonic), *core_timer);
+      return;
+    }
+    carry_out_clock(core_.on_timer(clock_.local()));
+  } else if (const auto* request = std::get_if<AtServer>(&event.payload)) {
+    Source& source = *sources_[request->source];
+    const auto reply = source.server.on_request(request->bytes, clock_.true_ns());
+    if (!reply) return;
+    if (const auto arrival = source.path.transit(Direction::to_client, reply->sent_ns))
+      schedule(*arrival, AtClient{request->source, reply->bytes});
+  } else if (const auto* reply = std::get_if<AtClient>(&event.payload)) {
+    on_reply(reply->source, reply->bytes);
+  } else if (std::holds_alternative<Trace>(event.payload)) {
+    record_trace();
+    schedule(clock_.true_ns() + scenario_.trace_interval.ns(), Trace{});
+  } else if (const auto* interference = std::get_if<Interference>(&event.payload)) {
+    const ClockEvent& e = scenario_.events[interference->event];
+    switch (e.kind) {
+      case ClockEvent::Kind::step:
+        driver_.interfere_step(e.offset);
+        break;
+      case ClockEvent::Kind::set_frequency:
+        driver_.interfere_set_frequency_ppb(e.ppb);
+        break;
+      case ClockEvent::Kind::oscillator_frequency:
+        clock_.change_oscillator_frequency_ppb(e.ppb);
+        break;
+    }
+  }
+}
+
+void Runner::poll(std::size_t index) {
+  Source& source = *sources_[index];
+  carry_out(index, core_.exchange(source.id).on_timer(stamp()));
+  carry_out_clock(core_.on_source_event(source.id, clock_.local()));
+}
+
+void Runner::on_reply(std::size_t index, const std::vector<uint8_t>& bytes) {
+  Source& source = *sources_[index];
+  carry_out(index, core_.exchange(source.id).on_packet(bytes, stamp()));
+  carry_out_clock(core_.on_source_event(source.id, clock_.local()));
+}
+
+void Runner::carry_out(std::size_t index, const ntp::Actions& actions) {
+  Source& source = *sources_[index];
+  for (const ntp::Action& action : actions) {
+    if (const auto* send = std::get_if<ntp::SendRequest>(&action)) {
+      // Leaves now: the poll's stamp is its T1 (a kernel TX stamp would say the same).
+      if (const auto arrival = source.path.transit(Direction::to_server, clock_.true_ns()))
+        schedule(*arrival, AtServer{index, send->bytes});
+    } else if (const auto* timer = std::get_if<ntp::SetTimer>(&action)) {
+      const Duration target = clock_.monotonic() + timer->after;
+      schedule(when_monotonic_reaches(target), SourceTimer{index, ++source.timer_generation, target});
+    } else if (const auto* demobilize = std::get_if<ntp::Demobilize>(&action)) {
+      source.demobilized = true;
+      ++source.timer_generation;
+      log(true, strcat(result_.source_names[index], ": demobilized: ", demobilize->reason));
+    } else if (const auto* line = std::get_if<ntp::LogLine>(&action)) {
+      log(line->warning, line->text);
+    }
+  }
+}
+
+void Runner::carry_out_clock(const timekeeping::Actions& actions) {
+  for (const timekeeping::Action& action :
+       timekeeping::apply_clock_actions(actions, driver_, core_)) {
+    if (const auto* timer = std::get_if<timekeeping::SetTimer>(&action)) {
+      const Duration target = clock_.monotonic() + timer->after;
+      schedule(when_monotonic_reaches(target), CoreTimer{++core_timer_generation_, target});
+    } else if (const auto* line = std::get_if<timekeeping::LogLine>(&action)) {
+      log(line->warning, line->text);
+    } else if (const auto* stop = std::get_if<timekeeping::Stop>(&action)) {
+      log(true, strcat("stopping: ", stop->reason));
+      result_.stopped = stop->reason;
+    }
+  }
+}
+
+void Runner::record_trace() {
+  TracePoint p;
+  p.t = since_start();
+  p.offset_ns = clock_.error_ns();
+  p.frequency_error_ppm = clock_.total_frequency_ppb() / 1000;
+  p.driver_frequency_ppb = clock_.driver_frequency_ppb();
+  const timekeeping::Tracking& tracking = core_.tracking();
+  p.servo_state = tracking.servo_state;
+  p.synchronized = tracking.synchronized;
+  const auto views = core_.sources();
+  for (const auto& source : sources_) {
+    char mark = '?';
+    for (const auto& view : views)
+      if (view.id == source->id) mark = static_cast<char>(view.mark);
+    p.marks.push_back(mark);
+    p.envelope_restarts.push_back(core_.exchange(source->id).envelope().restarts());
+  }
+  result_.trace.push_back(std::move(p));
+}
+
+}  // namespace
+
+RunResult run(const Scenario& scenario) { return Runner(scenario).run(); }
+
+Statistics RunResult::statistics(const Criteria& criteria) const {
+  Statistics s;
+  // Sync time: just after the last trace point that fails the criteria.
+  std::optional<std::size_t> last_failure;
+  for (std::size_t i = 0; i < trace.size(); ++i) {
+    const TracePoint& p = trace[i];
+    if (std::abs(p.offset_ns) >= static_cast<double>(criteria.max_offset.ns()) ||
+        std::abs(p.frequency_error_ppm) >= criteria.max_frequency_error_ppm)
+      last_failure = i;
+  }
+  const std::size_t first_good = last_failure ? *last_failure + 1 : 0;
+  if (first_good < trace.size()) s.sync_time = trace[first_good].t;
+  for (const TracePoint& p : trace) {
+    if (p.synchronized) {
+      s.first_synchronized = p.t;
+      break;
+    }
+  }
+  double sum_offset_sq = 0, sum_frequency_sq = 0;
+  std::size_t n = 0;
+  for (const TracePoint& p : trace) {
+    if (p.t < criteria.settled) continue;
+    s.max_abs_offset_ns = std::max(s.max_abs_offset_ns, std::abs(p.offset_ns));
+    sum_offset_sq += p.offset_ns * p.offset_ns;
+    sum_frequency_sq += p.frequency_error_ppm * p.frequency_error_ppm;
+    ++n;
+  }
+  if (n > 0) {
+    s.rms_offset_ns = std::sqrt(sum_offset_sq / static_cast<double>(n));
+    s.rms_frequency_error_ppm = std::sqrt(sum_frequency_sq / static_cast<double>(n));
+  }
+  if (!trace.empty())
+    for (uint64_t r : trace.back().envelope_restarts) s.envelope_restarts += r;
+  s.steps = steps;
+  s.clock_updates = clock_updates;
+  s.log_lines = log.size();
+  s.warnings = static_cast<uint64_t>(
+      std::count_if(log.begin(), log.end(), [](const LogEntry& e) { return e.warning; }));
+  return s;
+}
+
+std::string Statistics::summary() const {
+  char buf[320];
+  const std::string sync =
+      sync_time ? strcat(sync_time->seconds(), " s") : std::string("never");
+  const std::string first =
+      first_synchronized ? strcat(first_synchronized->seconds(), " s") : std::string("never");
+  std::snprintf(buf, sizeof buf,
+                "sync %s (core synchronized at %s), max |offset| %.1f us, RMS offset %.1f us, "
+                "RMS freq error %.3f ppm, envelope restarts %llu, steps %llu, updates %llu, "
+                "log lines %llu (%llu warnings)",
+                sync.c_str(), first.c_str(), max_abs_offset_ns / 1e3, rms_offset_ns / 1e3,
+                rms_frequency_error_ppm, static_cast<unsigned long long>(envelope_restarts),
+                static_cast<unsigned long long>(steps),
+                static_cast<unsigned long long>(clock_updates),
+                static_cast<unsigned long long>(log_lines),
+                static_cast<unsigned long long>(warnings));
+  return buf;
+}
+
+void RunResult::write_csv(std::ostream& out) const {
+  out << "t_s,offset_ns,frequency_error_ppm,driver_ppb,servo,synchronized";
+  for (const std::string& name : source_names) out << ",mark_" << name << ",restarts_" << name;
+  out << '\n';
+  char buf[160];
+  for (const TracePoint& p : trace) {
+    std::snprintf(buf, sizeof buf, "%.9f,%.3f,%.6f,%.3f,", p.t.seconds(), p.offset_ns,
+                  p.frequency_error_ppm, p.driver_frequency_ppb);
+    out << buf << servo::to_string(p.servo_state) << ',' << (p.synchronized ? 1 : 0);
+    for (std::size_t i = 0; i < p.marks.size(); ++i)
+      out << ',' << p.marks[i] << ',' << p.envelope_restarts[i];
+    out << '\n';
+  }
+}
+
+}  // namespace taid::sim
