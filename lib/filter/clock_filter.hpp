@@ -88,11 +88,11 @@ class ClockFilter {
   // Each valid stage, the released estimate and the register's times are remeasured as the new
   // clock would have measured them: t' = t + shift(t), θ' = θ − (shift(T1) + shift(T4))/2,
   // δ' = δ − shift(T1) + shift(T4), with T1 = T4 − δ; jitter and peer dispersion are recomputed.
-  // The register then behaves as if it had been filled with the new clock. Without this, a
-  // step of ours would be a popcorn spike to the suppressor (the next pick jumping from the last
-  // release), a step back would hold every sample under the never-older rule until the clock
-  // passed the last T4 again, and old picks would carry offsets of the old clock. Releases
-  // nothing. Call it before adding any sample stamped after `when`.
+  // The register then behaves as if it had been filled with the new clock. Without this it
+  // mixes both clocks: a pick of an older stage carries the old clock's offset, the jitter
+  // swells by the size of our correction, and after a step back the never-older rule holds every
+  // sample until the clock passes the last T4 again. Releases nothing. Call it before adding any
+  // sample stamped after `when`.
   void correct_for_local_clock(UtcTime when, double dfrequency, Duration doffset);
 
  private:

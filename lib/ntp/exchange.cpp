@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "core/strcat.hpp"
+#include "filter/local_clock_change.hpp"
 
 namespace taid::ntp {
 namespace {
@@ -97,6 +98,24 @@ void Exchange::check_for_step(const LocalTimestamp& stamp, Actions& actions) {
     }
   }
   last_clock_reading_ = stamp;
+}
+
+void Exchange::correct_for_local_clock(UtcTime when, double dfrequency, Duration doffset) {
+  const filter::LocalClockChange change{when, dfrequency, doffset};
+  const auto remap = [&change](LocalTimestamp& stamp) { stamp.time = change.map(stamp.time); };
+  filter_.correct_for_local_clock(when, dfrequency, doffset);
+  envelope_.correct_for_local_clock(when, dfrequency, doffset);
+  if (status_.requests_sent > 0) remap(t1_);
+  if (previous_) {
+    remap(previous_->t1);
+    remap(previous_->t4);
+  }
+  // adjust_poll takes every release, and a reset clears both, so the last released offset is
+  // the filter's estimate's: remeasured with its stamps just now.
+  if (last_released_offset_ && filter_.estimate())
+    last_released_offset_ = filter_.estimate()->offset;
+  // Only the time moves: (time − monotonic) of the next stamp then matches the new baseline.
+  if (last_clock_reading_) remap(*last_clock_reading_);
 }
 
 Actions Exchange::on_timer(LocalTimestamp now) {

@@ -37,7 +37,11 @@
 //   filter, the delay envelope and the interleaved state start over (their local times no
 //   longer compare with new ones: the filter's never-older rule would block every sample until
 //   the clock passed the old T4 again), and an exchange whose stamps straddle the step is not
-//   used. Logged once per step.
+//   used. Logged once per step. A step taid makes itself is no such event: see the next item.
+// - Changes taid makes to the local clock (correct_for_local_clock): every local time the
+//   exchange holds is remapped, and every offset remeasured, as the new clock would have read
+//   them (filter/local_clock_change.hpp), as chrony's SST_SlewSamples corrects its history; so
+//   our own steering never reads as a change of the source nor as a step of the local clock.
 // - The offset a source reports (offset_estimate) is the delay envelope's when its error bound
 //   is below the clock filter's pick's, else the pick's: with few samples the envelope's
 //   frequency is loose and the pick is the better guess. Both bounds assume a symmetric path
@@ -207,6 +211,26 @@ class Exchange {
 
   // The receive process. `rx` is T4, the best receive stamp the daemon had for these bytes.
   Actions on_packet(std::span<const uint8_t> bytes, LocalTimestamp rx);
+
+  // taid changed the local clock at local time `when`: from then on it runs faster by
+  // `dfrequency` (s/s, relative to its old rate) and it was stepped forward by `doffset`. Call
+  // it right after the change, before handing in any stamp taken after it. Remapped (t' = t +
+  // (t − when)·dfrequency + doffset) and remeasured: the clock filter and delay envelope (their
+  // own correct_for_local_clock), the in-flight request's T1, the interleaved previous
+  // exchange's T1 and T4, and the step detector's last reading (its time only: its monotonic
+  // reading stays, so (time − monotonic) moves by exactly our change and the next stamp shows
+  // no step, while a step by anyone else still shows as one). The poll hysteresis's last
+  // released offset is remeasured with its sample: the residual it compares with the jitter is
+  // then what the source did that our own steering does not explain. (RFC 5905's residual is
+  // the offset left after the discipline's correction; with the servo outside the exchange,
+  // what it can see is the change between releases, and our correction is no part of the
+  // source's behaviour.) Not remapped: status() (last_sample, last_request), the record of
+  // what was measured. Limit: a stamp taken before `when` but handed in after is on the old
+  // scale. After a step, a reply queued in the socket across it reads as a step back and the
+  // next stamp as a step forward (logged; the estimators start over), a late transmit stamp
+  // makes its exchange straddle a step (that sample is dropped); after a frequency change such
+  // a stamp is off by (when − t)·dfrequency. The daemon should hand in what it holds first.
+  void correct_for_local_clock(UtcTime when, double dfrequency, Duration doffset);
 
   const SourceConfig& config() const { return config_; }
   const SourceStatus& status() const { return status_; }

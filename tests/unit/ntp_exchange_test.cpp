@@ -616,6 +616,144 @@ TEST_F(ExchangeTest, SlewingWithinFiveHundredPpmIsNoStep) {
   EXPECT_EQ(ex.envelope().size(), 12U);
 }
 
+// --- Changes taid makes to the local clock -------------------------------------------------
+
+int count_warnings(const Actions& actions) {
+  int n = 0;
+  for (const LogLine& l : all_of<LogLine>(actions)) n += l.warning;
+  return n;
+}
+
+// taid steps the local clock 0.5 s forward and says so: no step of the local clock is seen,
+// nothing starts over, and the source's offset is the new clock's at once, before any new
+// sample. The post-step legs are slower, so the filter keeps picking its remeasured pre-step
+// stages. A step by someone else afterwards is still seen, once.
+TEST_F(ExchangeTest, OwnStepOfTheLocalClockIsCorrectedNotDetected) {
+  Exchange ex = make({"s", 4, 4, false});
+  SteppedClock clock;
+  Duration mono = Duration::from_s(100);
+  for (int i = 0; i < 10; ++i, mono += Duration::from_s(16))
+    ASSERT_EQ(all_of<SampleAccepted>(exchange_once(ex, clock, mono, ms(1))).size(), 1U) << i;
+  ASSERT_EQ(ex.filter().valid_stages(), 8U);
+  ASSERT_EQ(ex.envelope().size(), 10U);
+
+  // 8 s after the last exchange, by the clock as it read before.
+  clock.step = ms(500);
+  ex.correct_for_local_clock(t0 + mono - Duration::from_s(8), 0, ms(500));
+  const Duration expected = ms(3) - ms(500);
+  ASSERT_TRUE(ex.offset_estimate());
+  EXPECT_LE(std::llabs((ex.offset_estimate()->offset - expected).ns()), 2);
+  ASSERT_TRUE(ex.envelope().estimate());
+  EXPECT_LE(std::llabs((ex.envelope().estimate()->offset - expected).ns()), 2);
+  EXPECT_EQ(ex.filter().estimate()->offset, expected);
+
+  for (int i = 0; i < 6; ++i, mono += Duration::from_s(16)) {
+    Actions timer;
+    const Actions a = exchange_once(ex, clock, mono, ms(2), &timer);
+    EXPECT_EQ(count_warnings(timer) + count_warnings(a), 0) << i << ": " << last_log(a);
+    const auto accepted = only<SampleAccepted>(a);
+    EXPECT_EQ(accepted.sample.offset, expected) << i;
+    EXPECT_FALSE(accepted.released) << i << ": the pre-step stages travelled faster";
+    ASSERT_TRUE(ex.offset_estimate()) << i;
+    EXPECT_LE(std::llabs((ex.offset_estimate()->offset - expected).ns()), 2) << i;
+  }
+  EXPECT_EQ(ex.filter().valid_stages(), 8U);
+  EXPECT_EQ(ex.filter().estimate()->offset, expected);
+  EXPECT_EQ(ex.envelope().size(), 16U);
+  EXPECT_EQ(ex.envelope().restarts(), 0U);
+
+  // Someone else steps it 0.5 s further, untold: seen and logged once; both start over.
+  clock.step = ms(1000);
+  Actions timer;
+  const Actions a = exchange_once(ex, clock, mono, ms(2), &timer);
+  EXPECT_EQ(count_step_logs(timer) + count_step_logs(a), 1);
+  EXPECT_EQ(ex.filter().valid_stages(), 1U);
+  EXPECT_EQ(ex.envelope().size(), 1U);
+  EXPECT_EQ(only<SampleAccepted>(a).released->offset, ms(3) - ms(1000));
+}
+
+// The step while a request is in flight: its T1 is remapped with the rest, so the exchange is
+// measured across the step on one scale and used (untold, ExchangeStraddlingAStepIsNotUsed).
+TEST_F(ExchangeTest, OwnStepWhileARequestIsInFlightKeepsTheSample) {
+  Exchange ex = make({"s", 4, 4, false});
+  SteppedClock clock;
+  Duration mono = Duration::from_s(100);
+  for (int i = 0; i < 3; ++i, mono += Duration::from_s(16))
+    ASSERT_EQ(all_of<SampleAccepted>(exchange_once(ex, clock, mono, ms(1))).size(), 1U);
+  const Packet request = *decode(only<SendRequest>(ex.on_timer(clock.at(mono))).bytes);
+  ex.correct_for_local_clock(t0 + mono + ms(1), 0, ms(500));
+  clock.step = ms(500);
+  const UtcTime t2 = t0 + mono + ms(1) + clock.server_ahead;
+  const Actions a = ex.on_packet(encode(reply_to(request, t2, t2 + Duration::from_us(10))),
+                                 clock.at(mono + ms(2) + Duration::from_us(10)));
+  EXPECT_EQ(count_warnings(a), 0) << last_log(a);
+  const auto accepted = only<SampleAccepted>(a);
+  // θ = ((T2 − T1') + (T3 − T4)) / 2 with T1' = T1 + 0.5 s; δ = 2.01 ms − 10 µs.
+  EXPECT_EQ(accepted.sample.offset, ms(3) - ms(500));
+  EXPECT_EQ(accepted.sample.delay, ms(2));
+  EXPECT_EQ(ex.filter().valid_stages(), 4U);
+  EXPECT_EQ(ex.envelope().size(), 4U);
+}
+
+// Interleaved mode measures the previous exchange, made before the step; its T1 and T4 are
+// remapped, so the sample says what the new clock would have measured (untold to the exchange,
+// the old stamps would make it 3 ms, the old clock's offset).
+TEST_F(ExchangeTest, OwnStepRemapsTheInterleavedPreviousExchange) {
+  Exchange ex = make({"s", 4, 6, false, true});
+  SteppedClock clock;
+  const Duration mono = Duration::from_s(100);
+  const Packet first = *decode(only<SendRequest>(ex.on_timer(clock.at(mono))).bytes);
+  const UtcTime t2 = t0 + mono + ms(1) + clock.server_ahead;
+  // The server's T3 estimate is 50 µs late; its real departure, 10 µs after T2, comes next.
+  const Packet r1 = reply_to(first, t2, t2 + Duration::from_us(50));
+  ASSERT_EQ(all_of<SampleAccepted>(ex.on_packet(encode(r1), clock.at(mono + ms(2)))).size(), 1U);
+
+  ex.correct_for_local_clock(t0 + mono + Duration::from_s(8), 0, ms(500));
+  clock.step = ms(500);
+  const Duration mono2 = mono + Duration::from_s(16);
+  const Packet second = *decode(only<SendRequest>(ex.on_timer(clock.at(mono2))).bytes);
+  ASSERT_EQ(second.origin_time, r1.receive_time);
+  const UtcTime t2b = t0 + mono2 + ms(1) + clock.server_ahead;
+  Packet r2 = reply_to(second, t2b, t2 + Duration::from_us(10));
+  r2.origin_time = second.receive_time;  // the server interleaves
+  const Actions a = ex.on_packet(encode(r2), clock.at(mono2 + ms(2)));
+  EXPECT_EQ(count_warnings(a), 0) << last_log(a);
+  const auto s = only<SampleAccepted>(a);
+  ASSERT_TRUE(s.sample.interleaved);
+  // Exchange 1 on the new scale: T1' = 100.5 s, T2 = 100.004 s, T3 = 100.00401 s,
+  // T4' = 100.502 s: θ = 3.005 ms − 0.5 s, δ = 1.99 ms.
+  EXPECT_EQ(s.sample.offset, ms(3) + Duration::from_us(5) - ms(500));
+  EXPECT_EQ(s.sample.delay, Duration::from_us(1990));
+  EXPECT_EQ(s.sample.time, t0 + mono + ms(2) + ms(500));
+}
+
+// Our own steps leave the poll hysteresis alone: an exchange whose clock taid steps by 0.5 s
+// every third poll, telling it, climbs from minpoll to maxpoll exactly as one whose clock is
+// never stepped. (Comparing the release after a step with the last release before it, as
+// measured, would be a residual of 0.5 s: the poll counter would fall instead.)
+TEST_F(ExchangeTest, OwnStepsAreNoResidualToThePollHysteresis) {
+  Exchange stepped = make({"s", 4, 6, false}), steady = make({"s", 4, 6, false});
+  SteppedClock clock, still;
+  Duration mono = Duration::from_s(100);
+  std::vector<int> polls_stepped, polls_steady;
+  for (int i = 0; i < 24; ++i, mono += Duration::from_s(16)) {
+    if (i % 3 == 2) {
+      stepped.correct_for_local_clock(t0 + mono - Duration::from_s(8) + clock.step, 0, ms(500));
+      clock.step += ms(500);
+    }
+    const auto a = only<SampleAccepted>(exchange_once(stepped, clock, mono, ms(1)));
+    const auto b = only<SampleAccepted>(exchange_once(steady, still, mono, ms(1)));
+    ASSERT_TRUE(a.released) << i;
+    ASSERT_TRUE(b.released) << i;
+    EXPECT_EQ(a.released->offset, ms(3) - clock.step) << i;
+    polls_stepped.push_back(stepped.status().poll_log2_s);
+    polls_steady.push_back(steady.status().poll_log2_s);
+  }
+  EXPECT_EQ(polls_stepped, polls_steady);
+  EXPECT_EQ(polls_stepped.back(), 6);
+  EXPECT_EQ(stepped.envelope().restarts(), 0U);
+}
+
 // --- Interleaved mode after replies that are not used ---------------------------------------
 
 // A server that interleaves: it answers a request naming one of its earlier receive stamps with
