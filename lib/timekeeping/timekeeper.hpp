@@ -34,6 +34,7 @@
 namespace taid::timekeeping {
 
 using SourceId = uint32_t;
+struct SourceEstimate;  // timekeeper.cpp
 
 struct Settings {
   selection::Settings selection;
@@ -44,6 +45,11 @@ struct Settings {
   double max_clock_error_ppm = 1;
   // Starting frequency (drift file), ppb; the driver's current frequency when nullopt.
   std::optional<double> initial_frequency_ppb;
+  // The driver's range (ClockDriver::max_frequency_ppb): base + slew stays within it.
+  double max_frequency_ppb = clock::kSystemClockMaxFrequencyPpb;
+  // Observe only (-x): selection and the combined estimate run and are reported, but no clock
+  // action comes out and the servo never runs (the offset is measured, not corrected).
+  bool observe_only = false;
 };
 
 // Clock actions, carried out in order.
@@ -116,8 +122,9 @@ class Timekeeper {
   // Sources. The core owns their exchanges; the daemon drives them through exchange(id).
   SourceId add_source(ntp::SourceConfig config, selection::Options options,
                       std::function<uint64_t()> random_u64);
-  // The source starts over with a fresh exchange (its address changed).
-  void restart_source(SourceId id);
+  // The source starts over with a fresh exchange (its address changed); references to its
+  // exchange stay valid.
+  void restart_source(SourceId id, ntp::SourceConfig config);
   void remove_source(SourceId id);
   ntp::Exchange& exchange(SourceId id);
   const ntp::Exchange& exchange(SourceId id) const;
@@ -138,6 +145,8 @@ class Timekeeper {
 
  private:
   struct Impl;
+  void record_update(const servo::Update& update, const selection::Result& result, SourceId peer,
+                     const SourceEstimate& pe, servo::State state, bool stepped);
   std::unique_ptr<Impl> impl_;
   Settings settings_;
   Tracking tracking_;

@@ -1,0 +1,392 @@
+// The timekeeping core: selection over the sources' estimates, the servo's decision turned into
+// clock actions, the sync state, and the correction of every source's history for what taid
+// did to the clock.
+#include "timekeeping/timekeeper.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+
+#include "core/strcat.hpp"
+#include "servo/step_policy.hpp"
+
+namespace taid::timekeeping {
+
+namespace {
+
+// How much of the RMS offset a new update carries (chrony's tracking RMS is a running average).
+constexpr double kRmsWeight = 1.0 / 8;
+// Before a first update the bound is the RFC's MAXDISP: nothing is known.
+constexpr Duration kUnknownBound = Duration::from_s(16);
+
+}  // namespace
+
+struct Timekeeper::Impl {
+  struct Entry {
+    ntp::SourceConfig config;
+    selection::Options options;
+    std::function<uint64_t()> random_u64;
+    std::unique_ptr<ntp::Exchange> exchange;
+    selection::Mark mark = selection::Mark::unusable;
+    uint64_t samples_used = 0;  // the exchange's sample count at the last update it took part in
+  };
+  std::map<SourceId, Entry> sources;
+  SourceId next_id = 1;
+  std::unique_ptr<servo::Servo> servo;
+
+  double applied_ppb = 0;  // what the driver last applied (base + slew)
+  double base_ppb = 0;     // the servo's base frequency
+  // The slew in progress: extra frequency until `slew_end` (local time).
+  double slew_ppb = 0;
+  std::optional<UtcTime> slew_end;
+  UtcTime slew_start;
+
+  std::optional<std::size_t> previous_peer;  // index into the last candidate list
+  std::vector<SourceId> previous_ids;        // ids of that candidate list
+  std::string last_reason;
+  double rms_sq = 0;
+  bool any_update = false;
+  bool announce_sync = false;
+};
+
+Timekeeper::Timekeeper(Settings settings, double frequency_ppb)
+    : impl_(std::make_unique<Impl>()), settings_(std::move(settings)) {
+  impl_->servo = servo::make_servo(settings_.servo_kind, settings_.servo);
+  impl_->applied_ppb = frequency_ppb;
+  impl_->base_ppb = frequency_ppb;
+  tracking_.frequency_ppb = frequency_ppb;
+  tracking_.error_bound = kUnknownBound;
+}
+
+Timekeeper::~Timekeeper() = default;
+
+Actions Timekeeper::start(UtcTime) {
+  Actions actions;
+  if (settings_.observe_only) return actions;
+  if (settings_.initial_frequency_ppb) {
+    impl_->base_ppb = servo::clamp_frequency(*settings_.initial_frequency_ppb, settings_.servo);
+    actions.push_back(SetFrequency{impl_->base_ppb});
+    actions.push_back(LogLine{false, strcat("starting at the drift file's frequency ",
+                                            impl_->base_ppb / 1000, " ppm")});
+  }
+  actions.push_back(SetSyncStatus{{false, kUnknownBound, kUnknownBound}});
+  return actions;
+}
+
+SourceId Timekeeper::add_source(ntp::SourceConfig config, selection::Options options,
+                                std::function<uint64_t()> random_u64) {
+  const SourceId id = impl_->next_id++;
+  auto exchange = std::make_unique<ntp::Exchange>(config, random_u64);
+  impl_->sources.emplace(id, Impl::Entry{std::move(config), options, std::move(random_u64),
+                                         std::move(exchange)});
+  return id;
+}
+
+void Timekeeper::restart_source(SourceId id, ntp::SourceConfig config) {
+  auto& entry = impl_->sources.at(id);
+  entry.config = std::move(config);
+  // Assigned in place, so references the daemon holds stay valid.
+  *entry.exchange = ntp::Exchange(entry.config, entry.random_u64);
+  entry.samples_used = 0;
+  entry.mark = selection::Mark::unusable;
+}
+
+void Timekeeper::remove_source(SourceId id) { impl_->sources.erase(id); }
+
+ntp::Exchange& Timekeeper::exchange(SourceId id) { return *impl_->sources.at(id).exchange; }
+const ntp::Exchange& Timekeeper::exchange(SourceId id) const {
+  return *impl_->sources.at(id).exchange;
+}
+
+std::vector<SourceView> Timekeeper::sources() const {
+  std::vector<SourceView> views;
+  for (const auto& [id, entry] : impl_->sources)
+    views.push_back({id, entry.exchange.get(), entry.options, entry.mark});
+  return views;
+}
+
+// A source's estimate as selection and the servo use it.
+struct SourceEstimate {
+  Duration offset;  // at `now`
+  Duration root_distance;
+  Duration root_delay;
+  Duration root_dispersion;
+  Duration jitter;
+  std::optional<double> frequency;  // residual, s/s
+  double skew = 0;
+  uint8_t stratum = 16;
+  uint32_t reference_id = 0;
+  ntp::Leap leap = ntp::Leap::none;
+};
+
+namespace {
+
+std::optional<SourceEstimate> estimate_of(const ntp::Exchange& exchange, UtcTime now) {
+  const auto& status = exchange.status();
+  const auto& picked = exchange.filter().estimate();
+  if (status.state != ntp::SourceState::reachable || !picked || !status.last_sample)
+    return std::nullopt;
+  const auto offset = exchange.offset_estimate();
+  if (!offset) return std::nullopt;
+  const ntp::Sample& last = *status.last_sample;
+  SourceEstimate e;
+  e.offset = offset->offset;
+  e.jitter = picked->jitter;
+  e.root_delay = last.root_delay + picked->delay;
+  e.root_dispersion = last.root_dispersion + exchange.filter().dispersion_at(now) + picked->jitter;
+  e.root_distance = e.root_delay / 2 + e.root_dispersion;
+  e.stratum = last.stratum;
+  e.reference_id = last.reference_id;
+  e.leap = last.leap;
+  if (const auto& envelope = exchange.envelope().estimate()) {
+    e.frequency = envelope->frequency;
+    // The envelope's own offset refers to its newest sample; carry it to `now`.
+    if (offset->estimator == std::string_view("delay_envelope"))
+      e.offset = e.offset + Duration::from_seconds(envelope->frequency * (now - offset->time).seconds());
+    // Its frequency's uncertainty, as a regression's over the same window would be (the
+    // envelope does better; this errs on the safe side): σ √(12/n) / span, σ the queueing.
+    const double span_s = std::max(envelope->span.seconds(), 1e-3);
+    const double sigma_s = std::max(envelope->mean_excess.seconds(), 1e-9);
+    e.skew = sigma_s * std::sqrt(12.0 / static_cast<double>(envelope->samples)) / span_s;
+  }
+  return e;
+}
+
+}  // namespace
+
+Actions Timekeeper::on_source_event(SourceId id, UtcTime now) {
+  Actions actions;
+  // Selection over every source.
+  std::vector<SourceId> ids;
+  std::vector<std::optional<SourceEstimate>> estimates;
+  std::vector<selection::Candidate> candidates;
+  for (const auto& [sid, entry] : impl_->sources) {
+    ids.push_back(sid);
+    estimates.push_back(estimate_of(*entry.exchange, now));
+    selection::Candidate c;
+    c.options = entry.options;
+    if (const auto& e = estimates.back()) {
+      c.usable = true;
+      c.offset = e->offset;
+      c.root_distance = e->root_distance;
+      c.jitter = e->jitter;
+      c.stratum = e->stratum;
+    }
+    candidates.push_back(c);
+  }
+  std::optional<std::size_t> previous;
+  if (tracking_.reference) {
+    const auto it = std::find(ids.begin(), ids.end(), *tracking_.reference);
+    if (it != ids.end()) previous = static_cast<std::size_t>(it - ids.begin());
+  }
+  const selection::Result result = selection::select(candidates, settings_.selection, previous);
+  for (std::size_t i = 0; i < ids.size(); ++i) impl_->sources.at(ids[i]).mark = result.marks[i];
+
+  if (!result.system_peer) {
+    tracking_.no_selection_reason = result.reason;
+    if (result.reason != impl_->last_reason) {
+      impl_->last_reason = result.reason;
+      actions.push_back(LogLine{true, strcat("cannot synchronise: ", result.reason)});
+    }
+    if (tracking_.synchronized) {
+      // chrony: no selectable source makes the clock unsynchronised (STA_UNSYNC, LI 3). The
+      // frequency stays; a slew in progress runs out.
+      tracking_.synchronized = false;
+      tracking_.reference.reset();
+      tracking_.stratum = 16;
+      tracking_.leap = ntp::Leap::unsynchronized;
+      actions.push_back(SetSyncStatus{{false, kUnknownBound, kUnknownBound}});
+      actions.push_back(LogLine{true, "clock unsynchronised: no source can be selected"});
+      impl_->servo->reset();
+    }
+    return actions;
+  }
+  if (!impl_->last_reason.empty()) {
+    impl_->last_reason.clear();
+    tracking_.no_selection_reason.clear();
+  }
+
+  // The clock is updated when a combined source brought a sample it has not used yet.
+  const auto self = std::find(ids.begin(), ids.end(), id);
+  if (self == ids.end()) return actions;
+  const std::size_t index = static_cast<std::size_t>(self - ids.begin());
+  auto& entry = impl_->sources.at(id);
+  const uint64_t samples = entry.exchange->status().samples;
+  if (result.weights[index] <= 0 || samples == entry.samples_used) return actions;
+  for (std::size_t i = 0; i < ids.size(); ++i)
+    if (result.weights[i] > 0)
+      impl_->sources.at(ids[i]).samples_used = impl_->sources.at(ids[i]).exchange->status().samples;
+
+  // The combined estimate.
+  const std::size_t peer = *result.system_peer;
+  const SourceEstimate& pe = *estimates[peer];
+  double frequency = 0, frequency_weight = 0, skew_sq = 0;
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    if (result.weights[i] <= 0 || !estimates[i]->frequency) continue;
+    frequency += result.weights[i] * *estimates[i]->frequency;
+    frequency_weight += result.weights[i];
+    skew_sq += result.weights[i] * estimates[i]->skew * estimates[i]->skew;
+  }
+  servo::Update update;
+  update.now = now;
+  update.offset = result.offset;
+  update.offset_sd = std::max(result.jitter, Duration::from_ns(1));
+  if (frequency_weight > 0) {
+    update.residual_frequency = frequency / frequency_weight;
+    update.skew = std::sqrt(skew_sq / frequency_weight);
+  }
+  if (tracking_.last_update) update.since_last = now - *tracking_.last_update;
+  if (settings_.observe_only) {
+    // Measured, never corrected: the offset is the clock's error as it stands.
+    record_update(update, result, ids[peer], pe, servo::State::unlocked, false);
+    return actions;
+  }
+  const servo::Decision decision = impl_->servo->update(update, impl_->applied_ppb);
+
+  if (decision.kind == servo::Decision::Kind::stop) {
+    actions.push_back(LogLine{true, decision.reason});
+    actions.push_back(Stop{decision.reason});
+    return actions;
+  }
+  if (decision.kind == servo::Decision::Kind::ignore) {
+    actions.push_back(LogLine{true, decision.reason});
+    return actions;
+  }
+
+  impl_->base_ppb = decision.frequency_ppb;
+  const double max_ppb = std::min(settings_.max_frequency_ppb, settings_.servo.max_slew_rate_ppm * 1e3 +
+                                                                   std::abs(impl_->base_ppb));
+  if (decision.kind == servo::Decision::Kind::step) {
+    impl_->slew_ppb = 0;
+    impl_->slew_end.reset();
+    actions.push_back(SetFrequency{impl_->base_ppb});
+    actions.push_back(StepClock{decision.correction});
+    actions.push_back(LogLine{true, decision.reason});
+    ++tracking_.steps;
+  } else {
+    double slew_ppb = 0;
+    Duration duration = decision.slew_duration;
+    if (decision.correction != Duration{} && duration > Duration{}) {
+      slew_ppb = decision.correction.seconds() / duration.seconds() * 1e9;
+      // The driver's range bounds base + slew; a slew cut short there takes longer.
+      const double total = std::clamp(impl_->base_ppb + slew_ppb, -max_ppb, max_ppb);
+      if (total != impl_->base_ppb + slew_ppb) {
+        slew_ppb = total - impl_->base_ppb;
+        duration = Duration::from_seconds(decision.correction.seconds() / (slew_ppb * 1e-9));
+      }
+    }
+    impl_->slew_ppb = slew_ppb;
+    if (slew_ppb != 0) {
+      impl_->slew_start = now;
+      impl_->slew_end = now + duration;
+      actions.push_back(SetFrequency{impl_->base_ppb + slew_ppb});
+      actions.push_back(SetTimer{duration});
+    } else {
+      impl_->slew_end.reset();
+      actions.push_back(SetFrequency{impl_->base_ppb});
+    }
+  }
+
+  record_update(update, result, ids[peer], pe, decision.state,
+                decision.kind == servo::Decision::Kind::step);
+  actions.push_back(SetSyncStatus{{true, tracking_.error_bound, update.offset_sd}});
+  if (tracking_.updates == 1 || impl_->announce_sync) {
+    impl_->announce_sync = false;
+    actions.push_back(LogLine{false, strcat("synchronised to source ", ids[peer], ", offset ",
+                                            result.offset.to_string())});
+  }
+  return actions;
+}
+
+void Timekeeper::record_update(const servo::Update& update, const selection::Result& result,
+                               SourceId peer, const SourceEstimate& pe, servo::State state,
+                               bool stepped) {
+  const Duration offset = result.offset;
+  tracking_.update_interval = update.since_last.value_or(Duration{});
+  tracking_.last_update = update.now;
+  tracking_.last_offset = offset;
+  const double offset_s = offset.seconds();
+  impl_->rms_sq = impl_->any_update
+                      ? impl_->rms_sq + kRmsWeight * (offset_s * offset_s - impl_->rms_sq)
+                      : offset_s * offset_s;
+  impl_->any_update = true;
+  tracking_.rms_offset = Duration::from_seconds(std::sqrt(impl_->rms_sq));
+  tracking_.frequency_ppb = settings_.observe_only ? impl_->applied_ppb : impl_->base_ppb;
+  tracking_.residual_frequency_ppb = update.residual_frequency.value_or(0) * 1e9;
+  tracking_.skew_ppb = update.skew * 1e9;
+  tracking_.servo_state = state;
+  tracking_.reference = peer;
+  tracking_.reference_id = pe.reference_id;
+  tracking_.stratum = static_cast<uint8_t>(std::min(pe.stratum + 1, 16));
+  tracking_.leap = pe.leap;
+  tracking_.root_delay = pe.root_delay;
+  tracking_.root_dispersion = pe.root_dispersion + result.jitter;
+  tracking_.system_offset = stepped ? Duration{} : offset;
+  ++tracking_.updates;
+  // |true − clock| ≤ |offset| + root delay / 2 + root dispersion (issue 10's bound, at the
+  // update; the kernel adds its own 500 ppm per second to maxerror from there).
+  tracking_.error_bound = offset.abs() + tracking_.root_delay / 2 + tracking_.root_dispersion;
+  if (!tracking_.synchronized) impl_->announce_sync = true;
+  tracking_.synchronized = true;
+}
+
+Actions Timekeeper::on_timer(UtcTime now) {
+  Actions actions;
+  if (impl_->slew_end) {
+    if (now >= *impl_->slew_end - Duration::from_us(1)) {
+      impl_->slew_end.reset();
+      impl_->slew_ppb = 0;
+      actions.push_back(SetFrequency{impl_->base_ppb});
+      tracking_.system_offset = Duration{};
+    } else {
+      actions.push_back(SetTimer{*impl_->slew_end - now});
+    }
+  }
+  return actions;
+}
+
+void Timekeeper::on_frequency_applied(UtcTime when, double applied_ppb) {
+  const double dfrequency = (applied_ppb - impl_->applied_ppb) * 1e-9;
+  impl_->applied_ppb = applied_ppb;
+  if (dfrequency == 0) return;
+  for (auto& [id, entry] : impl_->sources)
+    entry.exchange->correct_for_local_clock(when, dfrequency, Duration{});
+}
+
+void Timekeeper::on_stepped(UtcTime when, Duration offset) {
+  for (auto& [id, entry] : impl_->sources)
+    entry.exchange->correct_for_local_clock(when, 0, offset);
+}
+
+Actions apply_clock_actions(const Actions& actions, clock::ClockDriver& driver, Timekeeper& core) {
+  Actions left;
+  for (const Action& action : actions) {
+    if (const auto* f = std::get_if<SetFrequency>(&action)) {
+      if (auto applied = driver.set_frequency_ppb(f->ppb))
+        core.on_frequency_applied(driver.now(), *applied);
+      else
+        left.push_back(LogLine{true, strcat("cannot set the frequency: ", applied.error().message())});
+    } else if (const auto* s = std::get_if<StepClock>(&action)) {
+      if (auto done = driver.step(s->offset); done)
+        core.on_stepped(driver.now(), s->offset);
+      else
+        left.push_back(LogLine{true, strcat("cannot step the clock: ", done.error().message())});
+    } else if (const auto* st = std::get_if<SetSyncStatus>(&action)) {
+      if (auto done = driver.set_sync_status(st->status); !done)
+        left.push_back(LogLine{true, strcat("cannot set the sync status: ", done.error().message())});
+    } else if (const auto* l = std::get_if<SetLeap>(&action)) {
+      if (auto done = driver.set_leap(l->leap); !done)
+        left.push_back(LogLine{true, strcat("cannot set the leap flag: ", done.error().message())});
+    } else {
+      left.push_back(action);
+    }
+  }
+  if (auto noticed = driver.noticed_interference()) {
+    left.push_back(LogLine{true, strcat("clock interference: ", *noticed)});
+    // Whatever was done behind our back, measure from the frequency the clock has now.
+    if (auto frequency = driver.frequency_ppb()) core.on_frequency_applied(driver.now(), *frequency);
+  }
+  return left;
+}
+
+}  // namespace taid::timekeeping
