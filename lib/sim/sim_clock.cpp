@@ -34,15 +34,19 @@ double SimClock::error_ns() const {
 void SimClock::integrate(int64_t to_ns) {
   const int64_t dt_ns = to_ns - true_ns_;
   if (dt_ns <= 0) return;
-  // ppb × ns / 1e9 = ns. Divided (not multiplied by 1e-9) so whole numbers stay exact.
-  double extra_ns = (base_ppb_ + wander_ppb_ + driver_ppb_) * static_cast<double>(dt_ns) / 1e9;
+  // (1 + o)(1 + d) − 1 = o + d + o·d, in ppb; ppb × ns / 1e9 = ns. Divided (not multiplied by
+  // 1e-9) so whole numbers stay exact.
+  const double o_ppb = base_ppb_ + wander_ppb_;
+  const double rate_ppb = o_ppb + driver_ppb_ + o_ppb * driver_ppb_ * 1e-9;
+  double extra_ns = rate_ppb * static_cast<double>(dt_ns) / 1e9;
   if (model_.temperature_amplitude_ppm != 0) {
     // ∫ A sin(2πs/P) ds = A·P/(2π)·(cos(2πt₀/P) − cos(2πt₁/P)); A in ppb, P in s: ns.
     const double period_s = model_.temperature_period.seconds();
     const double w = 2 * std::numbers::pi / period_s;
     const double t0 = static_cast<double>(true_ns_) * 1e-9;
     const double t1 = static_cast<double>(to_ns) * 1e-9;
-    extra_ns += model_.temperature_amplitude_ppm * 1000 / w * (std::cos(w * t0) - std::cos(w * t1));
+    extra_ns += model_.temperature_amplitude_ppm * 1000 / w * (std::cos(w * t0) - std::cos(w * t1)) *
+                (1 + driver_ppb_ * 1e-9);
   }
   const double sum = local_fraction_ + extra_ns;
   const double whole = std::floor(sum);

@@ -4,10 +4,13 @@
 // True time t is nanoseconds since the start of the simulation (int64). The local clock reads
 //     L(t) = start + initial_offset + t + ∫₀ᵗ f(s) ds + steps
 // with the frequency error (s/s; positive: the clock runs fast)
-//     f(t) = frequency + w(t) + A·sin(2πt/P) + driver frequency
-// where w is a random walk that takes a step of wander × N(0,1) at every whole true second, A·sin
-// is a temperature cycle, and the driver frequency is what set_driver_frequency_ppb() applied
-// (kernel sense). Between events every term is piecewise constant or integrated analytically, and
+//     1 + f(t) = (1 + o(t)) · (1 + d),    o(t) = frequency + w(t) + A·sin(2πt/P)
+// where o is the oscillator's own error — w a random walk that takes a step of wander × N(0,1) at
+// every whole true second, A·sin a temperature cycle — and d the driver frequency that
+// set_driver_frequency_ppb() applied (kernel sense). The product, not the sum: the kernel scales
+// the nanoseconds the oscillator counted, so a change of d changes the rate by (1 + d')/(1 + d)
+// whatever o is, which is what the core assumes when it remaps its samples (the sum differs by
+// o·d, 8 ppm in a 83 000 ppm slew of a 100 ppm oscillator). Between events every term is piecewise constant or integrated analytically, and
 // the integral is kept as int64 ns plus a double fraction of a nanosecond below 1, so nothing
 // accumulates float error over a long run: a +100 ppm clock is exactly 1 ms ahead after 10 s.
 // CLOCK_MONOTONIC runs at the same rate (Linux slews it with the NTP frequency too) but is not
@@ -56,8 +59,11 @@ class SimClock {
   double oscillator_frequency_ppb() const;
   // The frequency the kernel applies on top of it, ppb.
   double driver_frequency_ppb() const { return driver_ppb_; }
-  // How fast the clock runs against true time now, ppb: oscillator + driver.
-  double total_frequency_ppb() const { return oscillator_frequency_ppb() + driver_ppb_; }
+  // How fast the clock runs against true time now, ppb: (1 + oscillator)(1 + driver) − 1.
+  double total_frequency_ppb() const {
+    const double o = oscillator_frequency_ppb();
+    return o + driver_ppb_ + o * driver_ppb_ * 1e-9;
+  }
 
   // Kernel writes (the driver, or another process): from now on the clock runs with this
   // frequency; the clock jumps by `offset` (CLOCK_MONOTONIC does not).

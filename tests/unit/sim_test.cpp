@@ -43,12 +43,15 @@ TEST(SimClock, UnevenStepsKeepTheFractionOfANanosecond) {
   ClockModel model;
   model.initial_offset = Duration::from_ms(100);
   model.frequency_ppm = 100;
-  model.initial_driver_frequency_ppb = -33'333;  // 66.667 ppm net
+  model.initial_driver_frequency_ppb = -33'333;
   SimClock clock(model, kStart, 1);
+  // The kernel scales the oscillator's count: (1 + 100 ppm)(1 − 33.333 ppm) − 1.
+  const double net_ppb = 100'000.0 - 33'333.0 - 100'000.0 * 33'333.0 * 1e-9;
+  EXPECT_DOUBLE_EQ(clock.total_frequency_ppb(), net_ppb);
   // 1 000 000 steps of 10 000 007 ns (about 10 000 s): each adds a fraction of a ns.
   int64_t t = 0;
   for (int i = 0; i < 1000000; ++i) clock.advance_to(t += 10000007);
-  const double expected = 1e8 + 66'667.0 * static_cast<double>(t) / 1e9;
+  const double expected = 1e8 + net_ppb * static_cast<double>(t) / 1e9;
   EXPECT_NEAR(clock.error_ns(), expected, 1e-3);
   EXPECT_EQ(clock.local().unix_ns(),
             kStart.unix_ns() + t + static_cast<int64_t>(std::floor(expected)));
