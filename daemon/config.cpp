@@ -7,14 +7,20 @@
 #include <array>
 #include <cerrno>
 #include <charconv>
+#include <cmath>
 #include <cstring>
+#include <limits>
+#include <span>
 #include <string>
 #include <system_error>
 #include <utility>
 #include <vector>
 
 #include "core/fd.hpp"
+#include "core/time.hpp"
 #include "core/log.hpp"
+#include "servo/servo.hpp"
+#include "timekeeping/timekeeper.hpp"
 
 namespace taid::daemon {
 namespace {
@@ -74,11 +80,18 @@ constexpr std::array<IntOption, 4> kIntOptions{{
 // A word-only option of server/pool lines.
 struct FlagOption {
   std::string_view name;
-  bool SourceDirective::*field;
+  void (*set)(SourceDirective&);
 };
 
-constexpr std::array<FlagOption, 2> kFlagOptions{
-    {{"iburst", &SourceDirective::iburst}, {"xleave", &SourceDirective::xleave}}};
+constexpr std::array<FlagOption, 6> kFlagOptions{{
+    {"iburst", [](SourceDirective& s) { s.iburst = true; }},
+    {"xleave", [](SourceDirective& s) { s.xleave = true; }},
+    // Selection options (chrony's), for lib/selection.
+    {"prefer", [](SourceDirective& s) { s.options.prefer = true; }},
+    {"noselect", [](SourceDirective& s) { s.options.noselect = true; }},
+    {"trust", [](SourceDirective& s) { s.options.trust = true; }},
+    {"require", [](SourceDirective& s) { s.options.require = true; }},
+}};
 
 const IntOption* find_int_option(std::string_view name) {
   for (const auto& o : kIntOptions) {
@@ -141,7 +154,7 @@ void parse_source(ParseState& st, const Line& line, bool pool) {
     const std::string_view word = line.words[i];
     if (const FlagOption* flag = find_flag_option(word)) {
       note_given(flag->name);
-      source.*(flag->field) = true;
+      flag->set(source);
       continue;
     }
     const IntOption* option = find_int_option(word);
@@ -154,6 +167,17 @@ void parse_source(ParseState& st, const Line& line, bool pool) {
     note_given(option->name);
     if (i + 1 >= line.words.size()) st.fail(line, strcat(option->name, ": missing value"));
     option->set(source, parse_int(st, line, *option, line.words[++i]));
+  }
+
+  // A noselect source is never selectable: prefer and trust would say nothing, and require
+  // would hold every clock update back while it is the only required source.
+  if (source.options.noselect) {
+    for (const std::string_view other : {"prefer", "trust", "require"}) {
+      if (was_given(other)) {
+        st.fail(line, strcat(directive, ": '", other,
+                             "' contradicts 'noselect' (a noselect source is never selected)"));
+      }
+    }
   }
 
   if (source.minpoll > source.maxpoll) {
@@ -283,6 +307,179 @@ void parse_bpfattach(ParseState& st, const Line& line) {
   st.config.bpf_attach = parse_single_choice(st, line, "bpfattach", kBpfAttachModes);
 }
 
+constexpr std::array<Choice<servo::Kind>, 2> kServoKinds{{
+    {"estimate", servo::Kind::estimate},
+    {"pi", servo::Kind::pi},
+}};
+
+// servo estimate|pi (ours): the strategy, parsed here so the config needs only the header.
+void parse_servo(ParseState& st, const Line& line) {
+  st.config.timekeeping.servo_kind = parse_single_choice(st, line, "servo", kServoKinds);
+}
+
+// The numbers of chrony's selection and clock directives: each directive's fields, their kind
+// and range declared once, checked once, then stored into timekeeping::Settings.
+enum class NumberKind {
+  integer,  // decimal int
+  real,     // decimal floating point ("0.5", "1e-3")
+  seconds,  // real, kept to whole nanoseconds (a Duration) before its range is checked
+};
+
+inline constexpr double kUnbounded = std::numeric_limits<double>::infinity();
+// Seconds become int64 nanoseconds (±292 years); 10^9 s stays far from that edge.
+inline constexpr double kMaxSeconds = 1e9;
+
+struct NumberField {
+  std::string_view name;  // after the directive's name in messages; empty for a lone number
+  NumberKind kind;
+  double min;          // -kUnbounded: none
+  bool min_exclusive;  // the value must be greater than min, not equal to it
+  double max;          // kUnbounded: none (seconds are still held to kMaxSeconds)
+};
+
+struct NumericDirective {
+  std::string_view name;
+  std::size_t count;  // fields used
+  std::array<NumberField, 3> fields;
+  void (*store)(timekeeping::Settings&, std::span<const double>);
+};
+
+Duration seconds_of(double value) { return Duration::from_seconds(value); }
+
+constexpr std::array<NumericDirective, 10> kNumericDirectives{{
+    {"minsources",
+     1,
+     {{{"", NumberKind::integer, 1, false, kUnbounded}}},
+     [](timekeeping::Settings& t, std::span<const double> v) {
+       t.selection.min_sources = static_cast<int>(v[0]);
+     }},
+    {"maxdistance",
+     1,
+     {{{"", NumberKind::seconds, 0, true, kMaxSeconds}}},
+     [](timekeeping::Settings& t, std::span<const double> v) {
+       t.selection.max_distance = seconds_of(v[0]);
+     }},
+    {"maxjitter",
+     1,
+     {{{"", NumberKind::seconds, 0, true, kMaxSeconds}}},
+     [](timekeeping::Settings& t, std::span<const double> v) {
+       t.selection.max_jitter = seconds_of(v[0]);
+     }},
+    // 0 turns combining off: only the system peer steers the clock (chrony).
+    {"combinelimit",
+     1,
+     {{{"", NumberKind::real, 0, false, kUnbounded}}},
+     [](timekeeping::Settings& t, std::span<const double> v) { t.selection.combine_limit = v[0]; }},
+    // A negative limit steps at any update (chrony).
+    {"makestep",
+     2,
+     {{{"threshold", NumberKind::seconds, 0, false, kMaxSeconds},
+       {"limit", NumberKind::integer, -kUnbounded, false, kUnbounded}}},
+     [](timekeeping::Settings& t, std::span<const double> v) {
+       t.servo.makestep_threshold = seconds_of(v[0]);
+       t.servo.makestep_limit = static_cast<int>(v[1]);
+     }},
+    // chrony takes any rate and lets the driver clamp it; 100000 ppm is the most any of chrony's
+    // drivers can set (Linux's, tick ±10 %), so a larger rate could only be a mistake.
+    {"maxslewrate",
+     1,
+     {{{"", NumberKind::real, 0, true, 100000}}},
+     [](timekeeping::Settings& t, std::span<const double> v) { t.servo.max_slew_rate_ppm = v[0]; }},
+    // A negative ignore count ignores every large offset and never stops (chrony).
+    {"maxchange",
+     3,
+     {{{"offset", NumberKind::seconds, 0, true, kMaxSeconds},
+       {"start", NumberKind::integer, 0, false, kUnbounded},
+       {"ignore", NumberKind::integer, -kUnbounded, false, kUnbounded}}},
+     [](timekeeping::Settings& t, std::span<const double> v) {
+       t.servo.maxchange_offset = seconds_of(v[0]);
+       t.servo.maxchange_start = static_cast<int>(v[1]);
+       t.servo.maxchange_ignore = static_cast<int>(v[2]);
+     }},
+    // chrony's default 500000 ppm means "the driver's limit"; more cannot mean anything.
+    {"maxdrift",
+     1,
+     {{{"", NumberKind::real, 0, true, 500000}}},
+     [](timekeeping::Settings& t, std::span<const double> v) { t.servo.max_drift_ppm = v[0]; }},
+    {"corrtimeratio",
+     1,
+     {{{"", NumberKind::real, 0, true, kUnbounded}}},
+     [](timekeeping::Settings& t, std::span<const double> v) { t.servo.corr_time_ratio = v[0]; }},
+    // 0 would claim a perfect oscillator: the error bound would never grow between updates.
+    {"maxclockerror",
+     1,
+     {{{"", NumberKind::real, 0, true, kUnbounded}}},
+     [](timekeeping::Settings& t, std::span<const double> v) { t.max_clock_error_ppm = v[0]; }},
+}};
+
+// A bound as a message shows it: "0", "83333.333", "1000000000".
+std::string bound_text(double bound) {
+  char buffer[64];
+  const auto [end, ec] =
+      std::to_chars(buffer, buffer + sizeof buffer, bound, std::chars_format::fixed);
+  return ec == std::errc() ? std::string(buffer, end) : std::string("?");
+}
+
+double parse_number(const ParseState& st, const Line& line, std::string_view what,
+                    const NumberField& field, std::string_view text) {
+  const char* const first = text.data();
+  const char* const last = text.data() + text.size();
+  double value = 0;
+  if (field.kind == NumberKind::integer) {
+    int integer = 0;
+    const auto [end, ec] = std::from_chars(first, last, integer);
+    if (ec == std::errc::invalid_argument || end != last) {
+      st.fail(line, strcat(what, " '", text, "' is not an integer"));
+    }
+    if (ec == std::errc::result_out_of_range) {
+      st.fail(line, strcat(what, " ", text, " is outside the int range"));
+    }
+    value = integer;
+  } else {
+    const auto [end, ec] = std::from_chars(first, last, value);
+    if (ec == std::errc::invalid_argument || end != last) {
+      st.fail(line, strcat(what, " '", text, "' is not a number"));
+    }
+    if (ec == std::errc::result_out_of_range || !std::isfinite(value)) {
+      st.fail(line, strcat(what, " '", text, "' is not a finite number"));
+    }
+    // Check what will be used: "1e-10" s is 0 ns.
+    if (field.kind == NumberKind::seconds && std::fabs(value) <= kMaxSeconds) {
+      value = std::round(value * 1e9) / 1e9;
+    }
+  }
+  if (field.min_exclusive ? !(value > field.min) : value < field.min) {
+    st.fail(line, strcat(what, " ", text,
+                         field.min_exclusive ? " must be greater than " : " must be at least ",
+                         bound_text(field.min)));
+  }
+  if (value > field.max) {
+    st.fail(line, strcat(what, " ", text, " must be at most ", bound_text(field.max)));
+  }
+  return value;
+}
+
+void parse_numeric(ParseState& st, const Line& line, const NumericDirective& directive) {
+  const std::size_t given = line.words.size() - 1;
+  if (given < directive.count) {
+    const std::string_view missing = directive.fields[given].name;
+    st.fail(line, strcat(directive.name, ": missing ", missing.empty() ? "value" : missing));
+  }
+  if (given > directive.count) {
+    st.fail(line, strcat(directive.name, ": unexpected argument '", line.words[directive.count + 1],
+                         "'"));
+  }
+  std::array<double, 3> values{};
+  for (std::size_t i = 0; i < directive.count; ++i) {
+    const NumberField& field = directive.fields[i];
+    const std::string what =
+        field.name.empty() ? std::string(directive.name) : strcat(directive.name, " ", field.name);
+    values[i] = parse_number(st, line, what, field, line.words[i + 1]);
+  }
+  note_single(st, line, directive.name);
+  directive.store(st.config.timekeeping, std::span<const double>(values.data(), directive.count));
+}
+
 void parse_logdir(ParseState& st, const Line& line) {
   parse_path<&Config::logdir>(st, line, "logdir");
 }
@@ -336,15 +533,31 @@ void check_whole_config(const ParseState& st) {
                              ": log: needs a logdir line naming "
                              "the directory"));
   }
-  if (st.config.timestamping != TimestampingMode::hardware ||
-      !st.config.hwtimestamp_interfaces.empty()) {
-    return;
+  auto line_of = [&st](std::string_view directive) {
+    for (const auto& [seen, at] : st.seen) {
+      if (seen == directive) return at;
+    }
+    return 0;
+  };
+  if (st.config.timestamping == TimestampingMode::hardware &&
+      st.config.hwtimestamp_interfaces.empty()) {
+    throw ConfigError(strcat(st.where(line_of("timestamping")),
+                             ": timestamping hardware needs an hwtimestamp "
+                             "line naming the interface (or '*')"));
   }
-  for (const auto& [seen, at] : st.seen) {
-    if (seen == "timestamping") {
-      throw ConfigError(strcat(st.where(at),
-                               ": timestamping hardware needs an hwtimestamp "
-                               "line naming the interface (or '*')"));
+  // A minsources no file can meet would hold every clock update back. Without any source the
+  // daemon only serves its control socket, and minsources has nothing to count.
+  const int min_sources = st.config.timekeeping.selection.min_sources;
+  if (!st.config.sources.empty() && line_of("minsources") != 0) {
+    int selectable = 0;
+    for (const SourceDirective& s : st.config.sources) {
+      if (!s.options.noselect) selectable += s.pool ? s.max_sources : 1;
+    }
+    if (min_sources > selectable) {
+      throw ConfigError(strcat(st.where(line_of("minsources")), ": minsources ", min_sources,
+                               " is more than the ", selectable,
+                               " selectable sources the file can give (a server each, "
+                               "maxsources per pool, noselect ones not counted)"));
     }
   }
 }
@@ -355,7 +568,7 @@ struct Directive {
   void (*handle)(ParseState&, const Line&);
 };
 
-constexpr std::array<Directive, 9> kDirectives{{
+constexpr std::array<Directive, 10> kDirectives{{
     {"server", parse_server},
     {"pool", parse_pool},
     {"bindcmdaddress", parse_bindcmdaddress},
@@ -365,6 +578,7 @@ constexpr std::array<Directive, 9> kDirectives{{
     {"bpfattach", parse_bpfattach},
     {"logdir", parse_logdir},
     {"log", parse_log},
+    {"servo", parse_servo},
 }};
 
 bool is_blank(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f'; }
@@ -418,8 +632,16 @@ Config parse_config(std::string_view text, std::string_view file_name) {
     for (const auto& d : kDirectives) {
       if (iequals(d.name, line.words[0])) directive = &d;
     }
-    if (directive == nullptr) st.fail(line, strcat("unknown directive '", line.words[0], "'"));
-    directive->handle(st, line);
+    if (directive != nullptr) {
+      directive->handle(st, line);
+      continue;
+    }
+    const NumericDirective* numeric = nullptr;
+    for (const auto& d : kNumericDirectives) {
+      if (iequals(d.name, line.words[0])) numeric = &d;
+    }
+    if (numeric == nullptr) st.fail(line, strcat("unknown directive '", line.words[0], "'"));
+    parse_numeric(st, line, *numeric);
   }
   check_whole_config(st);
   return std::move(st.config);

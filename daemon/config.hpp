@@ -2,27 +2,46 @@
 //
 // Directives (chrony's names and meanings; names and options match case-insensitively as in
 // chrony):
-//   server NAME [iburst] [xleave] [minpoll N] [maxpoll N] [port N]
-//   pool NAME [iburst] [xleave] [minpoll N] [maxpoll N] [port N] [maxsources N]
+//   server NAME [iburst] [xleave] [minpoll N] [maxpoll N] [port N] [prefer] [noselect] [trust]
+//          [require]
+//   pool NAME (server's options) [maxsources N]
 //   bindcmdaddress PATH   control socket, an absolute path (at most 107 bytes)
 //   driftfile PATH        an absolute path
 //   hwtimestamp IFACE     hardware timestamping on IFACE (chrony's directive, without its
 //                         options); one line per interface, "*" for every interface
 //   logdir PATH           where log files go; log measurements   one CSV line per sample
-// and two of ours:
+// Source selection (lib/selection), chrony's defaults when absent:
+//   minsources N          integer >= 1 (1)
+//   maxdistance SECONDS   > 0 (3)           maxjitter SECONDS   > 0 (1)
+//   combinelimit LIMIT    >= 0 (3; 0: only the system peer steers the clock)
+// The clock (lib/servo, lib/timekeeping); defaults are the structs' (servo.hpp, timekeeper.hpp):
+//   makestep THRESHOLD LIMIT        threshold >= 0 s; limit an integer, negative: at any update
+//   maxslewrate PPM                 0 < PPM <= 100000 (what Linux can slew)
+//   maxchange OFFSET START IGNORE   offset > 0 s, start an integer >= 0, ignore an integer
+//                                   (negative: ignore every large offset, never stop)
+//   maxdrift PPM                    0 < PPM <= 500000 (chrony's default, i.e. no limit)
+//   corrtimeratio RATIO             > 0
+//   maxclockerror PPM               > 0
+// and three of ours:
 //   timestamping auto|hardware|bpf|kernel|user   how packets are stamped (default auto)
 //   bpfattach auto|tc|tcx|xdp-generic|xdp-native where the eBPF RX program attaches
+//   servo estimate|pi     the servo strategy (servo.hpp; default estimate, chrony's way)
 // minpoll/maxpoll are log2 seconds in -6..17 (below 4, i.e. 16 s, only for links one owns, as
-// in chrony), port 1..65535, maxsources 1..16. A line whose first
-// non-blank character is # ! ; or % is a comment (as in chrony, not after other text). A config
-// with no server or pool is valid: the daemon then only serves its control socket.
+// in chrony), port 1..65535, maxsources 1..16. Numbers are decimal ("0.5", "1e-3"; no sign "+",
+// no hex, no "inf"/"nan"); seconds at most 10^9 (they become int64 nanoseconds). chrony checks
+// none of the ranges above but minsources': it takes any number its sscanf reads. A line whose
+// first non-blank character is # ! ; or % is a comment (as in chrony, not after other text). A
+// config with no server or pool is valid: the daemon then only serves its control socket.
 //
-// Where chrony quietly repairs, we refuse: an unknown option, a repeated option, a repeated
-// bindcmdaddress/driftfile/timestamping, the same hwtimestamp interface twice, or minpoll >
+// Where chrony quietly repairs, we refuse: an unknown option, a repeated option, any repeated
+// directive but server/pool/hwtimestamp/log, the same hwtimestamp interface twice, or minpoll >
 // maxpoll when both are written are errors. When only one of minpoll/maxpoll is written and it
 // crosses the other's default, the default follows it (chrony does the same), so
 // "server x minpoll 12" means minpoll 12, maxpoll 12. "timestamping hardware" without an
-// hwtimestamp line is an error: it would name no interface to stamp on.
+// hwtimestamp line is an error: it would name no interface to stamp on. noselect with prefer,
+// trust or require on one line is an error (a noselect source is never selectable, so a
+// "require" on it could block every update), and so is a minsources above the sources the file
+// can ever give (a server each, maxsources per pool, noselect ones not counted).
 #pragma once
 
 #include <cstdint>
@@ -32,6 +51,8 @@
 #include <vector>
 
 #include "net/stamp_choice.hpp"
+#include "selection/selection.hpp"
+#include "timekeeping/timekeeper.hpp"
 
 namespace taid::daemon {
 
@@ -72,6 +93,7 @@ struct SourceDirective {
   int maxpoll = kDefaultMaxpoll;  // log2 seconds
   uint16_t port = kDefaultPort;
   int max_sources = kDefaultMaxSources;  // pool only: how many of its addresses to use
+  selection::Options options;            // prefer, noselect, trust, require
   std::string origin;                    // "file:line", for messages about this source
 };
 
@@ -85,6 +107,9 @@ struct Config {
   BpfAttach bpf_attach = BpfAttach::auto_;
   std::string logdir;             // empty: no log files
   bool log_measurements = false;  // `log measurements`: one CSV line per sample in logdir
+  // Selection, servo and clock settings; the structs' defaults where the file says nothing.
+  // initial_frequency_ppb is left empty: the drift file's content is read at start, not here.
+  timekeeping::Settings timekeeping;
 };
 
 // A fatal configuration error; what() reads "file:line: message".

@@ -1,8 +1,10 @@
 // Tests for the chrony.conf-syntax config parser: a full good config, defaults, comments and
-// line numbers, timestamping/hwtimestamp, and every error kind with its exact "file:line: message".
+// line numbers, timestamping/hwtimestamp, selection/servo/clock directives and server selection
+// options, and every error kind with its exact "file:line: message".
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <stdexcept>
@@ -198,7 +200,7 @@ TEST(Config, EachErrorNamesFileLineAndValue) {
       {"driftfile\n", "t.conf:1: driftfile: missing path"},
       {"driftfile /a /b\n", "t.conf:1: driftfile: unexpected argument '/b'"},
       // Unknown options, including chrony ones we do not implement.
-      {"server a prefer\n", "t.conf:1: server: unknown option 'prefer'"},
+      {"server a burst\n", "t.conf:1: server: unknown option 'burst'"},
       {"pool a nts\n", "t.conf:1: pool: unknown option 'nts'"},
       {"server a maxsources 2\n", "t.conf:1: server: unknown option 'maxsources' (pool only)"},
       {"server a # trailing\n", "t.conf:1: server: unknown option '#'"},  // as chrony
@@ -323,6 +325,234 @@ TEST(Config, SocketPathMustFitSockaddrUn) {
 
 TEST(Config, ConfigErrorIsARuntimeError) {
   EXPECT_THROW(parse_config("nope\n", "t.conf"), std::runtime_error);
+}
+
+// ---- Selection, servo and clock directives (chrony's), and `servo` (ours) ----
+
+TEST(TimekeepingConfig, EveryDirectiveWithExactValues) {
+  const Config c = parse_config(
+      "server a\nserver b\npool p maxsources 2\n"
+      "minsources 3\n"
+      "maxdistance 1.5\n"
+      "maxjitter 0.000250\n"
+      "combinelimit 2.5\n"
+      "makestep 0.1 -1\n"
+      "maxslewrate 500\n"
+      "maxchange 1000 1 2\n"
+      "maxdrift 250.5\n"
+      "corrtimeratio 10\n"
+      "maxclockerror 0.1\n"
+      "servo pi\n",
+      "t.conf");
+  const timekeeping::Settings& t = c.timekeeping;
+  EXPECT_EQ(t.selection.min_sources, 3);
+  EXPECT_EQ(t.selection.max_distance, Duration::from_ms(1500));
+  EXPECT_EQ(t.selection.max_jitter, Duration::from_us(250));
+  EXPECT_EQ(t.selection.combine_limit, 2.5);
+  EXPECT_EQ(t.servo.makestep_threshold, Duration::from_ms(100));
+  EXPECT_EQ(t.servo.makestep_limit, -1);
+  EXPECT_EQ(t.servo.max_slew_rate_ppm, 500);
+  ASSERT_TRUE(t.servo.maxchange_offset.has_value());
+  EXPECT_EQ(*t.servo.maxchange_offset, Duration::from_s(1000));
+  EXPECT_EQ(t.servo.maxchange_start, 1);
+  EXPECT_EQ(t.servo.maxchange_ignore, 2);
+  EXPECT_EQ(t.servo.max_drift_ppm, 250.5);
+  EXPECT_EQ(t.servo.corr_time_ratio, 10);
+  EXPECT_EQ(t.max_clock_error_ppm, 0.1);
+  EXPECT_EQ(t.servo_kind, servo::Kind::pi);
+  // The drift file's frequency is the daemon's to read at start, never the parser's.
+  EXPECT_FALSE(t.initial_frequency_ppb.has_value());
+}
+
+TEST(TimekeepingConfig, AbsentDirectivesLeaveTheStructsDefaults) {
+  const timekeeping::Settings d;
+  for (const char* text : {"", "server a\npool b\ndriftfile /var/lib/taid/drift\n"}) {
+    const timekeeping::Settings& t = parse_config(text, "t.conf").timekeeping;
+    EXPECT_EQ(t.selection.min_sources, d.selection.min_sources) << text;
+    EXPECT_EQ(t.selection.max_distance, d.selection.max_distance);
+    EXPECT_EQ(t.selection.max_jitter, d.selection.max_jitter);
+    EXPECT_EQ(t.selection.combine_limit, d.selection.combine_limit);
+    EXPECT_EQ(t.servo.makestep_threshold, d.servo.makestep_threshold);
+    EXPECT_EQ(t.servo.makestep_limit, d.servo.makestep_limit);
+    EXPECT_EQ(t.servo.max_slew_rate_ppm, d.servo.max_slew_rate_ppm);
+    EXPECT_EQ(t.servo.maxchange_offset, d.servo.maxchange_offset);
+    EXPECT_EQ(t.servo.maxchange_start, d.servo.maxchange_start);
+    EXPECT_EQ(t.servo.maxchange_ignore, d.servo.maxchange_ignore);
+    EXPECT_EQ(t.servo.max_drift_ppm, d.servo.max_drift_ppm);
+    EXPECT_EQ(t.servo.corr_time_ratio, d.servo.corr_time_ratio);
+    EXPECT_EQ(t.servo_kind, d.servo_kind);
+    EXPECT_EQ(t.max_clock_error_ppm, d.max_clock_error_ppm);
+    EXPECT_EQ(t.initial_frequency_ppb, d.initial_frequency_ppb);
+  }
+  // maxchange is off unless written (chrony).
+  EXPECT_FALSE(d.servo.maxchange_offset.has_value());
+}
+
+TEST(TimekeepingConfig, EdgesOfEachRangeAreAccepted) {
+  const Config c = parse_config(
+      "MINSOURCES 1\nmaxdistance 1e-9\nmaxjitter 1000000000\ncombinelimit 0\nmakestep 0 0\n"
+      "maxslewrate 100000\nmaxchange 0.000000001 0 -1\nmaxdrift 500000\ncorrtimeratio 0.5\n"
+      "maxclockerror 1e-3\nServo Estimate\n",
+      "t.conf");
+  const timekeeping::Settings& t = c.timekeeping;
+  EXPECT_EQ(t.selection.min_sources, 1);
+  EXPECT_EQ(t.selection.max_distance, Duration::from_ns(1));
+  EXPECT_EQ(t.selection.max_jitter, Duration::from_s(1000000000));
+  EXPECT_EQ(t.selection.combine_limit, 0);
+  EXPECT_EQ(t.servo.makestep_threshold, Duration());
+  EXPECT_EQ(t.servo.makestep_limit, 0);
+  EXPECT_EQ(t.servo.max_slew_rate_ppm, 100000);
+  EXPECT_EQ(t.servo.maxchange_offset, Duration::from_ns(1));
+  EXPECT_EQ(t.servo.maxchange_start, 0);
+  EXPECT_EQ(t.servo.maxchange_ignore, -1);  // ignore every large offset, never stop
+  EXPECT_EQ(t.servo.max_drift_ppm, 500000);
+  EXPECT_EQ(t.servo.corr_time_ratio, 0.5);
+  EXPECT_EQ(t.max_clock_error_ppm, 1e-3);
+  EXPECT_EQ(t.servo_kind, servo::Kind::estimate);
+}
+
+TEST(TimekeepingConfig, SecondsRoundToTheNearestNanosecond) {
+  EXPECT_EQ(parse_config("maxdistance 0.0000000014\n", "t.conf").timekeeping.selection.max_distance,
+            Duration::from_ns(1));
+  EXPECT_EQ(parse_config("makestep 2.5e-7 3\n", "t.conf").timekeeping.servo.makestep_threshold,
+            Duration::from_ns(250));
+  // 0.4 ns is 0 ns, which maxdistance does not allow; makestep 0 does.
+  EXPECT_EQ(error_of("maxdistance 4e-10\n"), "t.conf:1: maxdistance 4e-10 must be greater than 0");
+  EXPECT_EQ(parse_config("makestep 4e-10 1\n", "t.conf").timekeeping.servo.makestep_threshold,
+            Duration());
+}
+
+TEST(TimekeepingConfig, EachBadValueNamesTheDirectiveFieldAndValue) {
+  const std::vector<ErrorCase> cases{
+      // Missing and extra arguments.
+      {"minsources\n", "t.conf:1: minsources: missing value"},
+      {"maxdistance 1 2\n", "t.conf:1: maxdistance: unexpected argument '2'"},
+      {"makestep 1\n", "t.conf:1: makestep: missing limit"},
+      {"makestep\n", "t.conf:1: makestep: missing threshold"},
+      {"makestep 1 3 x\n", "t.conf:1: makestep: unexpected argument 'x'"},
+      {"maxchange 1000\n", "t.conf:1: maxchange: missing start"},
+      {"maxchange 1000 1\n", "t.conf:1: maxchange: missing ignore"},
+      {"maxchange 1000 1 2 3\n", "t.conf:1: maxchange: unexpected argument '3'"},
+      {"servo\n", "t.conf:1: servo: missing value (one of estimate, pi)"},
+      {"servo pi estimate\n", "t.conf:1: servo: unexpected argument 'estimate'"},
+      {"servo pll\n", "t.conf:1: servo: unknown value 'pll' (one of estimate, pi)"},
+      // Not numbers, or not integers where an integer is due.
+      {"minsources 1.5\n", "t.conf:1: minsources '1.5' is not an integer"},
+      {"minsources +2\n", "t.conf:1: minsources '+2' is not an integer"},
+      {"minsources 99999999999\n", "t.conf:1: minsources 99999999999 is outside the int range"},
+      {"maxdistance 3s\n", "t.conf:1: maxdistance '3s' is not a number"},
+      {"maxjitter +1\n", "t.conf:1: maxjitter '+1' is not a number"},
+      {"combinelimit 0x10\n", "t.conf:1: combinelimit '0x10' is not a number"},
+      {"maxslewrate inf\n", "t.conf:1: maxslewrate 'inf' is not a finite number"},
+      {"maxdrift nan\n", "t.conf:1: maxdrift 'nan' is not a finite number"},
+      {"corrtimeratio 1e999\n", "t.conf:1: corrtimeratio '1e999' is not a finite number"},
+      {"makestep one 3\n", "t.conf:1: makestep threshold 'one' is not a number"},
+      {"makestep 1 3.5\n", "t.conf:1: makestep limit '3.5' is not an integer"},
+      {"maxchange 1000 x 2\n", "t.conf:1: maxchange start 'x' is not an integer"},
+      {"maxchange 1000 1 -\n", "t.conf:1: maxchange ignore '-' is not an integer"},
+      // Out of range, named by field.
+      {"minsources 0\n", "t.conf:1: minsources 0 must be at least 1"},
+      {"minsources -3\n", "t.conf:1: minsources -3 must be at least 1"},
+      {"maxdistance 0\n", "t.conf:1: maxdistance 0 must be greater than 0"},
+      {"maxdistance -1\n", "t.conf:1: maxdistance -1 must be greater than 0"},
+      {"maxdistance 1000000001\n", "t.conf:1: maxdistance 1000000001 must be at most 1000000000"},
+      {"maxjitter 0\n", "t.conf:1: maxjitter 0 must be greater than 0"},
+      {"combinelimit -0.5\n", "t.conf:1: combinelimit -0.5 must be at least 0"},
+      {"makestep -1 3\n", "t.conf:1: makestep threshold -1 must be at least 0"},
+      {"makestep 1e10 3\n", "t.conf:1: makestep threshold 1e10 must be at most 1000000000"},
+      {"makestep 1 99999999999\n", "t.conf:1: makestep limit 99999999999 is outside the int range"},
+      {"maxslewrate 0\n", "t.conf:1: maxslewrate 0 must be greater than 0"},
+      {"maxslewrate 100000.001\n", "t.conf:1: maxslewrate 100000.001 must be at most 100000"},
+      {"maxchange 0 1 2\n", "t.conf:1: maxchange offset 0 must be greater than 0"},
+      {"maxchange 1000 -1 2\n", "t.conf:1: maxchange start -1 must be at least 0"},
+      {"maxdrift 0\n", "t.conf:1: maxdrift 0 must be greater than 0"},
+      {"maxdrift 500001\n", "t.conf:1: maxdrift 500001 must be at most 500000"},
+      {"corrtimeratio 0\n", "t.conf:1: corrtimeratio 0 must be greater than 0"},
+      {"maxclockerror 0\n", "t.conf:1: maxclockerror 0 must be greater than 0"},
+      {"maxclockerror -1\n", "t.conf:1: maxclockerror -1 must be greater than 0"},
+      // Each once, like every single-valued directive; names match case-insensitively.
+      {"minsources 1\nminsources 2\n",
+       "t.conf:2: duplicate directive 'minsources' (first at t.conf:1)"},
+      {"maxdistance 1\n# c\nMAXDISTANCE 1\n",
+       "t.conf:3: duplicate directive 'maxdistance' (first at t.conf:1)"},
+      {"maxjitter 1\nmaxjitter 1\n",
+       "t.conf:2: duplicate directive 'maxjitter' (first at t.conf:1)"},
+      {"combinelimit 1\ncombinelimit 1\n",
+       "t.conf:2: duplicate directive 'combinelimit' (first at t.conf:1)"},
+      {"makestep 1 3\nmakestep 1 -1\n",
+       "t.conf:2: duplicate directive 'makestep' (first at t.conf:1)"},
+      {"maxslewrate 1\nmaxslewrate 1\n",
+       "t.conf:2: duplicate directive 'maxslewrate' (first at t.conf:1)"},
+      {"maxchange 1 1 1\nmaxchange 1 1 1\n",
+       "t.conf:2: duplicate directive 'maxchange' (first at t.conf:1)"},
+      {"maxdrift 1\nmaxdrift 1\n", "t.conf:2: duplicate directive 'maxdrift' (first at t.conf:1)"},
+      {"corrtimeratio 1\ncorrtimeratio 1\n",
+       "t.conf:2: duplicate directive 'corrtimeratio' (first at t.conf:1)"},
+      {"maxclockerror 1\nmaxclockerror 1\n",
+       "t.conf:2: duplicate directive 'maxclockerror' (first at t.conf:1)"},
+      {"servo pi\nservo PI\n", "t.conf:2: duplicate directive 'servo' (first at t.conf:1)"},
+      // A bad value on a later line is reported there, after the good lines before it.
+      {"server a\nmaxdistance 2\n\nmaxjitter -0.1\n",
+       "t.conf:4: maxjitter -0.1 must be greater than 0"},
+  };
+  for (const ErrorCase& c : cases) EXPECT_EQ(error_of(c.text), c.message) << c.text;
+}
+
+TEST(TimekeepingConfig, MinsourcesMustBeReachableByTheFilesSources) {
+  // Two servers and a pool of up to 3: at most 5 selectable sources.
+  EXPECT_EQ(parse_config("server a\nserver b\npool p maxsources 3\nminsources 5\n", "t.conf")
+                .timekeeping.selection.min_sources,
+            5);
+  EXPECT_EQ(error_of("server a\nserver b\npool p maxsources 3\nminsources 6\n"),
+            "t.conf:4: minsources 6 is more than the 5 selectable sources the file can give (a "
+            "server each, maxsources per pool, noselect ones not counted)");
+  // noselect sources are never selectable, so they do not count.
+  EXPECT_EQ(error_of("minsources 2\nserver a\nserver b noselect\n"),
+            "t.conf:1: minsources 2 is more than the 1 selectable sources the file can give (a "
+            "server each, maxsources per pool, noselect ones not counted)");
+  // A pool counts its default maxsources (4).
+  EXPECT_NO_THROW(parse_config("pool p\nminsources 4\n", "t.conf"));
+  EXPECT_NE(error_of("pool p\nminsources 5\n"), "");
+  // With no source at all the daemon only serves its control socket: nothing to count.
+  EXPECT_EQ(parse_config("minsources 3\n", "t.conf").timekeeping.selection.min_sources, 3);
+}
+
+TEST(SourceOptions, SelectionOptionsOnServerAndPool) {
+  const Config c = parse_config(
+      "server a prefer\nserver b TRUST Require iburst\npool p noselect maxsources 2\nserver d\n"
+      "server e prefer trust require\n",
+      "t.conf");
+  ASSERT_EQ(c.sources.size(), 5U);
+  const auto flags = [](const SourceDirective& s) {
+    return std::vector<bool>{s.options.prefer, s.options.noselect, s.options.trust,
+                             s.options.require};
+  };
+  EXPECT_EQ(flags(c.sources[0]), (std::vector<bool>{true, false, false, false}));
+  EXPECT_EQ(flags(c.sources[1]), (std::vector<bool>{false, false, true, true}));
+  EXPECT_TRUE(c.sources[1].iburst);
+  EXPECT_EQ(flags(c.sources[2]), (std::vector<bool>{false, true, false, false}));
+  EXPECT_TRUE(c.sources[2].pool);
+  EXPECT_EQ(c.sources[2].max_sources, 2);
+  EXPECT_EQ(flags(c.sources[3]), (std::vector<bool>{false, false, false, false}));
+  EXPECT_EQ(flags(c.sources[4]), (std::vector<bool>{true, false, true, true}));
+}
+
+TEST(SourceOptions, BadSelectionOptionsNameTheLine) {
+  const std::vector<ErrorCase> cases{
+      {"server prefer\n", "t.conf:1: server: missing host name before option 'prefer'"},
+      {"pool noselect\n", "t.conf:1: pool: missing host name before option 'noselect'"},
+      {"server a prefer PREFER\n", "t.conf:1: server: duplicate option 'prefer'"},
+      {"server a trust iburst trust\n", "t.conf:1: server: duplicate option 'trust'"},
+      {"server a require 1\n", "t.conf:1: server: unknown option '1'"},
+      {"server a noselect prefer\n",
+       "t.conf:1: server: 'prefer' contradicts 'noselect' (a noselect source is never selected)"},
+      {"\npool p trust noselect\n",
+       "t.conf:2: pool: 'trust' contradicts 'noselect' (a noselect source is never selected)"},
+      {"server a require noselect\n",
+       "t.conf:1: server: 'require' contradicts 'noselect' (a noselect source is never selected)"},
+      {"server a noselect noselect\n", "t.conf:1: server: duplicate option 'noselect'"},
+  };
+  for (const ErrorCase& c : cases) EXPECT_EQ(error_of(c.text), c.message) << c.text;
 }
 
 class TempDir {
