@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
@@ -103,6 +104,110 @@ TEST(SimScenario, TraceExportsAsCsv) {
   std::size_t rows = 1;
   for (std::string line; std::getline(lines, line);) ++rows;
   EXPECT_EQ(rows, 11U);
+}
+
+// The reference clock and path with `n` servers, named s1..sn.
+Scenario with_servers(const std::string& name, int n) {
+  Scenario scenario = Scenario::reference();
+  scenario.name = name;
+  const SourceSetup one = scenario.sources.front();
+  scenario.sources.clear();
+  for (int i = 1; i <= n; ++i) {
+    SourceSetup s = one;
+    s.config.name = "s" + std::to_string(i);
+    scenario.sources.push_back(s);
+  }
+  return scenario;
+}
+
+bool logged(const RunResult& result, const std::string& text) {
+  for (const LogEntry& e : result.log)
+    if (e.text.find(text) != std::string::npos) return true;
+  return false;
+}
+
+// The mean of local − true over trace points in [from, to).
+double mean_offset_ns(const RunResult& result, Duration from, Duration to) {
+  double sum = 0;
+  int n = 0;
+  for (const TracePoint& p : result.trace)
+    if (p.t >= from && p.t < to) {
+      sum += p.offset_ns;
+      ++n;
+    }
+  return n > 0 ? sum / n : 0;
+}
+
+TEST(SimScenario, LyingServerIsOutvoted) {
+  // Three true servers and one 50 ms off: the liar is a falseticker, the clock follows the rest.
+  Scenario scenario = with_servers("liar among four", 4);
+  scenario.sources[3].server.kind = ServerModel::Kind::lying;
+  scenario.sources[3].server.offset = Duration::from_ms(50);
+  const RunResult result = run_and_report(scenario);
+  const Statistics stats = result.statistics();
+  ASSERT_FALSE(result.trace.empty());
+  std::cout << "marks at the end: " << result.trace.back().marks << '\n';
+  EXPECT_EQ(result.trace.back().marks[3], 'x');
+  EXPECT_NE(result.trace.back().marks.substr(0, 3).find('*'), std::string::npos);
+  ASSERT_TRUE(stats.sync_time);
+  EXPECT_LE(stats.sync_time->seconds(), 210);
+  EXPECT_LE(stats.max_abs_offset_ns, 1e6);
+  EXPECT_LE(stats.rms_offset_ns, 300e3);
+  if (HasFailure()) print_warnings(result);
+}
+
+TEST(SimScenario, StepBehindTheDaemonsBackIsNoticedAndCorrected) {
+  // Another process steps the clock by +10 s at 3000 s. The driver reports it at the next
+  // clock update; makestep's three updates are long used up, so the core slews it out.
+  Scenario scenario = Scenario::reference();
+  scenario.name = "step behind the back";
+  scenario.events.push_back({ClockEvent::Kind::step, Duration::from_s(3000), Duration::from_s(10)});
+  const RunResult result = run_and_report(scenario);
+  EXPECT_TRUE(logged(result, "clock stepped by another process by +10.000 s"));
+  EXPECT_EQ(result.steps, 0U);
+  // Back within 1 ms from 5000 s on (10 s at 83 333 ppm takes 120 s to slew out).
+  Criteria from_5000_s;
+  from_5000_s.settled = Duration::from_s(5000);
+  const Statistics late = result.statistics(from_5000_s);
+  EXPECT_LE(late.max_abs_offset_ns, 1e6);
+  ASSERT_TRUE(late.sync_time);
+  EXPECT_LE(late.sync_time->seconds(), 5000);
+  if (HasFailure()) print_warnings(result);
+}
+
+TEST(SimScenario, DeadServerLeavesTheClockUnsynchronisedOnItsFrequency) {
+  Scenario scenario = Scenario::reference();
+  scenario.name = "server dies at 3000 s";
+  scenario.sources[0].server.kind = ServerModel::Kind::dying;
+  scenario.sources[0].server.at = Duration::from_s(3000);
+  const RunResult result = run_and_report(scenario);
+  ASSERT_FALSE(result.trace.empty());
+  EXPECT_FALSE(result.trace.back().synchronized);
+  EXPECT_EQ(result.trace.back().marks, "?");
+  EXPECT_TRUE(logged(result, "unreachable"));
+  // Free running on the frequency it had: a 1e-9/√s walk moves it by ~0.1 ppm over 7000 s,
+  // ~0.5 ms of offset; 2 ms is far outside that.
+  const TracePoint& end = result.trace.back();
+  EXPECT_LE(std::abs(end.offset_ns), 2e6);
+  EXPECT_LE(std::abs(end.frequency_error_ppm), 1);
+  if (HasFailure()) print_warnings(result);
+}
+
+TEST(SimScenario, AsymmetricRouteBiasesByHalfTheAsymmetry) {
+  // At 5000 s the route changes: 5 ms base each way and 1 ms more towards the server. No two-way
+  // method can see that; the daemon believes the clock is 0.5 ms behind and moves it forward.
+  Scenario scenario = Scenario::reference();
+  scenario.name = "asymmetric route from 5000 s";
+  scenario.sources[0].path.route_change =
+      PathModel::RouteChange{Duration::from_s(5000), Duration::from_ms(5), Duration::from_ms(1)};
+  const RunResult result = run_and_report(scenario);
+  const double before = mean_offset_ns(result, Duration::from_s(3000), Duration::from_s(5000));
+  const double after = mean_offset_ns(result, Duration::from_s(8000), Duration::from_s(10001));
+  std::cout << "mean offset 3000-5000 s: " << before / 1e3 << " us, 8000-10000 s: " << after / 1e3
+            << " us\n";
+  EXPECT_NEAR(before, 0, 100e3);
+  EXPECT_NEAR(after, 500e3, 150e3);
+  if (HasFailure()) print_warnings(result);
 }
 
 }  // namespace
