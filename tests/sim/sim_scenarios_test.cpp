@@ -62,6 +62,21 @@ TEST(SimScenario, Reference) {
   if (HasFailure()) print_warnings(result);
 }
 
+// The reference limits are no lucky draw: they hold for other seeds too.
+TEST(SimScenario, ReferenceOverTenSeeds) {
+  for (uint64_t seed = 2; seed <= 11; ++seed) {
+    Scenario scenario = Scenario::reference();
+    scenario.seed = seed;
+    const RunResult result = run_and_report(scenario);
+    const Statistics stats = result.statistics();
+    ASSERT_TRUE(stats.sync_time) << "seed " << seed;
+    EXPECT_LE(stats.sync_time->seconds(), 210) << "seed " << seed;
+    EXPECT_LE(stats.max_abs_offset_ns, 1e6) << "seed " << seed;
+    EXPECT_LE(stats.rms_offset_ns, 300e3) << "seed " << seed;
+    EXPECT_LE(stats.rms_frequency_error_ppm, 10) << "seed " << seed;
+  }
+}
+
 TEST(SimScenario, SameSeedSameRunOtherSeedAnother) {
   Scenario scenario = Scenario::reference();
   scenario.duration = Duration::from_s(2000);
