@@ -135,9 +135,10 @@ int64_t error_bound_us(Duration error) {
   return std::min(us, kMaxErrorUs);
 }
 
-std::optional<Duration> unexplained_step(Duration observed_change, Duration own_steps) {
+std::optional<Duration> unexplained_step(Duration observed_change, Duration own_steps,
+                                         Duration uncertainty) {
   const Duration rest = observed_change - own_steps;
-  if (rest.abs() > kStepInterferenceThreshold) return rest;
+  if (rest.abs() > kStepInterferenceThreshold + uncertainty) return rest;
   return std::nullopt;
 }
 
@@ -199,14 +200,23 @@ Result<std::unique_ptr<AdjtimexDriver>> AdjtimexDriver::open() {
   return d;
 }
 
-Duration AdjtimexDriver::realtime_minus_boottime() {
-  // BOOTTIME read on both sides of REALTIME, so the reading is good to half the time the reads
-  // take (microseconds), far below the 1 ms threshold.
-  timespec boot1{}, real{}, boot2{};
-  clock_gettime(CLOCK_BOOTTIME, &boot1);
-  clock_gettime(CLOCK_REALTIME, &real);
-  clock_gettime(CLOCK_BOOTTIME, &boot2);
-  return timespec_diff(real, boot1) - timespec_diff(boot2, boot1) / 2;
+ClockDifference AdjtimexDriver::realtime_minus_boottime() {
+  // BOOTTIME read on both sides of REALTIME, so a reading is good to half the time the reads
+  // take: microseconds, unless the thread was preempted in between (milliseconds in a loaded
+  // VM), hence the narrowest of a few.
+  ClockDifference best{Duration{}, Duration::from_s(1000)};
+  for (int i = 0; i < 5; ++i) {
+    timespec boot1{}, real{}, boot2{};
+    clock_gettime(CLOCK_BOOTTIME, &boot1);
+    clock_gettime(CLOCK_REALTIME, &real);
+    clock_gettime(CLOCK_BOOTTIME, &boot2);
+    const Duration half_bracket = timespec_diff(boot2, boot1) / 2;
+    if (half_bracket < best.uncertainty) {
+      best = {timespec_diff(real, boot1) - half_bracket, half_bracket};
+    }
+    if (best.uncertainty < Duration::from_us(20)) break;
+  }
+  return best;
 }
 
 UtcTime AdjtimexDriver::now() { return realtime_now(); }
@@ -287,13 +297,18 @@ std::optional<std::string> AdjtimexDriver::noticed_interference() {
       applied_ = kernel;  // reported once; the next set_frequency_ppb() takes over again
     }
   }
-  const Duration now = realtime_minus_boottime();
-  if (auto step = unexplained_step(now - realtime_minus_boottime_, own_steps_)) {
-    if (!report.empty()) report += "; ";
-    report += step_interference_message(*step);
+  const ClockDifference now = realtime_minus_boottime();
+  // A reading too uncertain to judge by is skipped: the baseline and our steps since it stay,
+  // so a step made meanwhile is still found at the next check.
+  if (now.uncertainty <= kMaxReadingUncertainty) {
+    if (auto step = unexplained_step(now.value - realtime_minus_boottime_.value, own_steps_,
+                                     now.uncertainty + realtime_minus_boottime_.uncertainty)) {
+      if (!report.empty()) report += "; ";
+      report += step_interference_message(*step);
+    }
+    realtime_minus_boottime_ = now;
+    own_steps_ = Duration{};
   }
-  realtime_minus_boottime_ = now;
-  own_steps_ = Duration{};
   if (report.empty()) return std::nullopt;
   return report;
 }

@@ -91,9 +91,20 @@ inline constexpr int64_t kMaxErrorUs = 16'000'000;
 // negative one, at most kMaxErrorUs.
 int64_t error_bound_us(Duration error);
 
-// A step of the clock nobody here made: |observed − own_steps| above kStepInterferenceThreshold.
+// A step of the clock nobody here made: |observed − own_steps| above kStepInterferenceThreshold
+// plus the uncertainty of the two readings behind observed_change.
 inline constexpr Duration kStepInterferenceThreshold = Duration::from_ms(1);
-std::optional<Duration> unexplained_step(Duration observed_change, Duration own_steps);
+std::optional<Duration> unexplained_step(Duration observed_change, Duration own_steps,
+                                         Duration uncertainty = Duration{});
+
+// One reading of CLOCK_REALTIME − CLOCK_BOOTTIME, good to ± uncertainty (half the time between
+// the BOOTTIME reads around the REALTIME one: a stalled vCPU or a preempted thread widens it).
+struct ClockDifference {
+  Duration value;
+  Duration uncertainty;
+};
+// A reading this uncertain is not used to judge a step; the next check tries again.
+inline constexpr Duration kMaxReadingUncertainty = Duration::from_us(250);
 
 // The one-line reports of noticed_interference().
 std::string frequency_interference_message(double kernel_ppb, double taid_ppb);
@@ -106,7 +117,9 @@ class AdjtimexDriver final : public ClockDriver {
   // Switches the kernel PLL off and clears its offset and any adjtime() slew in progress (like
   // chrony's start), adopts the kernel's tick and frequency as the starting point, and takes
   // the first REALTIME − BOOTTIME reading. Without CAP_SYS_TIME it writes nothing and fails
-  // with check_clock_privilege()'s error.
+  // with check_clock_privilege()'s error. A PLL offset that was being slewed keeps slewing
+  // until the kernel's next second boundary (its share for the current second is already in
+  // the tick length), so the first frequency measurement should start a second after open().
   static Result<std::unique_ptr<AdjtimexDriver>> open();
 
   std::string_view name() const override { return "adjtimex"; }
@@ -133,8 +146,8 @@ class AdjtimexDriver final : public ClockDriver {
  private:
   AdjtimexDriver() = default;
 
-  // CLOCK_REALTIME − CLOCK_BOOTTIME now (see the header comment).
-  static Duration realtime_minus_boottime();
+  // CLOCK_REALTIME − CLOCK_BOOTTIME now (see the header comment), the best of a few readings.
+  static ClockDifference realtime_minus_boottime();
 
   int64_t user_hz_ = 100;
   uint32_t status_before_open_ = 0;
@@ -142,7 +155,7 @@ class AdjtimexDriver final : public ClockDriver {
   // The tick and frequency word the kernel reported after our last write (or at open()).
   TickAndFrequency applied_;
   // REALTIME − BOOTTIME at the last check, and the sum of our steps since then.
-  Duration realtime_minus_boottime_;
+  ClockDifference realtime_minus_boottime_;
   Duration own_steps_;
 };
 

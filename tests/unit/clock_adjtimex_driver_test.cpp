@@ -161,6 +161,11 @@ TEST(AdjtimexInterference, OnlyAStepOverOneMillisecondNotOursCounts) {
   EXPECT_EQ(
       unexplained_step(Duration::from_ms(-1500) + Duration::from_us(200), Duration::from_ms(-1500)),
       std::nullopt);
+  // The readings' uncertainty widens the threshold.
+  EXPECT_EQ(unexplained_step(Duration::from_us(1200), Duration{}, Duration::from_us(300)),
+            std::nullopt);
+  EXPECT_EQ(unexplained_step(Duration::from_us(-1400), Duration{}, Duration::from_us(300)),
+            Duration::from_us(-1400));
   // Ours was -1.5 s, the clock moved +0.5 s: another process stepped it +2 s.
   EXPECT_EQ(unexplained_step(Duration::from_ms(500), Duration::from_ms(-1500)),
             Duration::from_s(2));
