@@ -45,8 +45,8 @@ void SimClock::integrate(int64_t to_ns) {
     const double w = 2 * std::numbers::pi / period_s;
     const double t0 = static_cast<double>(true_ns_) * 1e-9;
     const double t1 = static_cast<double>(to_ns) * 1e-9;
-    extra_ns += model_.temperature_amplitude_ppm * 1000 / w * (std::cos(w * t0) - std::cos(w * t1)) *
-                (1 + driver_ppb_ * 1e-9);
+    extra_ns += model_.temperature_amplitude_ppm * 1000 / w *
+                (std::cos(w * t0) - std::cos(w * t1)) * (1 + driver_ppb_ * 1e-9);
   }
   const double sum = local_fraction_ + extra_ns;
   const double whole = std::floor(sum);

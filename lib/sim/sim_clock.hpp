@@ -10,11 +10,11 @@
 // set_driver_frequency_ppb() applied (kernel sense). The product, not the sum: the kernel scales
 // the nanoseconds the oscillator counted, so a change of d changes the rate by (1 + d')/(1 + d)
 // whatever o is, which is what the core assumes when it remaps its samples (the sum differs by
-// o·d, 8 ppm in a 83 000 ppm slew of a 100 ppm oscillator). Between events every term is piecewise constant or integrated analytically, and
-// the integral is kept as int64 ns plus a double fraction of a nanosecond below 1, so nothing
-// accumulates float error over a long run: a +100 ppm clock is exactly 1 ms ahead after 10 s.
-// CLOCK_MONOTONIC runs at the same rate (Linux slews it with the NTP frequency too) but is not
-// stepped.
+// o·d, 8 ppm in a 83 000 ppm slew of a 100 ppm oscillator). Between events every term is piecewise
+// constant or integrated analytically, and the integral is kept as int64 ns plus a double fraction
+// of a nanosecond below 1, so nothing accumulates float error over a long run: a +100 ppm clock is
+// exactly 1 ms ahead after 10 s. CLOCK_MONOTONIC runs at the same rate (Linux slews it with the NTP
+// frequency too) but is not stepped.
 #pragma once
 
 #include <cstdint>
@@ -25,7 +25,7 @@
 namespace taid::sim {
 
 struct ClockModel {
-  Duration initial_offset;  // local − true at the start
+  Duration initial_offset;   // local − true at the start
   double frequency_ppm = 0;  // the oscillator's own frequency error (positive: fast)
   // Random-walk frequency noise: each true second the frequency moves by wander × N(0,1) (s/s).
   double wander = 0;
@@ -52,7 +52,9 @@ class SimClock {
   // CLOCK_REALTIME now (the nanosecond the exact reading lies in).
   UtcTime local() const { return UtcTime::from_unix_ns(local_ns_); }
   // CLOCK_MONOTONIC now.
-  Duration monotonic() const { return Duration::from_ns(local_ns_ - steps_ns_ - monotonic_base_ns_); }
+  Duration monotonic() const {
+    return Duration::from_ns(local_ns_ - steps_ns_ - monotonic_base_ns_);
+  }
   // local − true, ns, with the fraction of a nanosecond the int64 reading drops.
   double error_ns() const;
   // The oscillator's own frequency error now (frequency + wander + temperature), ppb.

@@ -22,8 +22,8 @@ struct ServerModel {
     stepping,  // truthful until `at`, true time + offset from then on
   };
   Kind kind = Kind::truthful;
-  Duration offset;  // lying, stepping
-  Duration at;      // dying, stepping: true time since the start
+  Duration offset;                              // lying, stepping
+  Duration at;                                  // dying, stepping: true time since the start
   Duration processing = Duration::from_us(10);  // T3 − T2
   uint8_t stratum = 1;
   int8_t precision_log2 = -20;

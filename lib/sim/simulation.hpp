@@ -70,8 +70,8 @@ struct Scenario {
 
 // The state every trace_interval of true time.
 struct TracePoint {
-  Duration t;                     // true time since the start
-  double offset_ns = 0;           // local − true (positive: the clock is ahead)
+  Duration t;                      // true time since the start
+  double offset_ns = 0;            // local − true (positive: the clock is ahead)
   double frequency_error_ppm = 0;  // oscillator + driver: how fast the clock runs against truth
   double driver_frequency_ppb = 0;
   servo::State servo_state = servo::State::unlocked;

@@ -103,9 +103,11 @@ TEST(SimClock, MonotonicIsSlewedButNotStepped) {
   SimClock clock(model, kStart, 1);
   clock.set_driver_frequency_ppb(1'000'000);  // +1000 ppm
   clock.advance_to(10 * kS);
-  EXPECT_EQ(clock.monotonic(), Duration::from_s(500) + Duration::from_s(10) + Duration::from_ms(10));
+  EXPECT_EQ(clock.monotonic(),
+            Duration::from_s(500) + Duration::from_s(10) + Duration::from_ms(10));
   clock.step(Duration::from_s(10));
-  EXPECT_EQ(clock.monotonic(), Duration::from_s(500) + Duration::from_s(10) + Duration::from_ms(10));
+  EXPECT_EQ(clock.monotonic(),
+            Duration::from_s(500) + Duration::from_s(10) + Duration::from_ms(10));
   EXPECT_EQ(clock.local(), kStart + Duration::from_s(20) + Duration::from_ms(10));
   EXPECT_EQ(clock.stepped(), Duration::from_s(10));
   EXPECT_EQ(clock.true_utc(), kStart + Duration::from_s(10));
@@ -237,8 +239,8 @@ TEST(SimPath, AsymmetryAndRouteChange) {
   PathModel model;
   model.jitter_to_server = model.jitter_to_client = Duration();
   model.asymmetry = Duration::from_us(40);
-  model.route_change = PathModel::RouteChange{Duration::from_s(100), Duration::from_ms(5),
-                                              Duration::from_us(-60)};
+  model.route_change =
+      PathModel::RouteChange{Duration::from_s(100), Duration::from_ms(5), Duration::from_us(-60)};
   SimPath path(model, 5);
   EXPECT_EQ(*path.transit(Direction::to_server, 0), 140000);
   EXPECT_EQ(*path.transit(Direction::to_client, 0), 100000);
@@ -272,8 +274,7 @@ TEST_F(SimServerTest, ReplyDecodesWithOriginT2AndT3) {
   EXPECT_EQ(decoded->precision, -20);
   EXPECT_EQ(ntp::reference_id_to_string(decoded->reference_id, 1), "GPS");
   EXPECT_EQ(decoded->origin_time, req.transmit_time);
-  EXPECT_EQ(decoded->receive_time,
-            NtpTimestamp::from_utc(kStart + Duration::from_ns(arrival)));
+  EXPECT_EQ(decoded->receive_time, NtpTimestamp::from_utc(kStart + Duration::from_ns(arrival)));
   EXPECT_EQ(decoded->transmit_time,
             NtpTimestamp::from_utc(kStart + Duration::from_ns(arrival + 10000)));
 }
@@ -282,7 +283,8 @@ TEST_F(SimServerTest, TheExchangeMeasuresTheClockAgainstIt) {
   // Local clock 100 ms ahead; 150 µs out, 250 µs back: θ = −100 ms + (150 − 250)/2 µs.
   SimServer server({}, kStart);
   const Duration ahead = Duration::from_ms(100);
-  const auto reply = server.on_request(request(kStart + Duration::from_s(5) + ahead), 5 * kS + 150000);
+  const auto reply =
+      server.on_request(request(kStart + Duration::from_s(5) + ahead), 5 * kS + 150000);
   ASSERT_TRUE(reply);
   const UtcTime t4 = kStart + Duration::from_ns(reply->sent_ns + 250000) + ahead;
   const auto actions = exchange_.on_packet(reply->bytes, {t4, ntp::TimestampSource::kernel, -20});
@@ -295,7 +297,8 @@ TEST_F(SimServerTest, LyingDyingAndStepping) {
   ServerModel lying;
   lying.kind = ServerModel::Kind::lying;
   lying.offset = Duration::from_ms(-30);
-  EXPECT_EQ(SimServer(lying, kStart).clock_at(kS), kStart + Duration::from_s(1) - Duration::from_ms(30));
+  EXPECT_EQ(SimServer(lying, kStart).clock_at(kS),
+            kStart + Duration::from_s(1) - Duration::from_ms(30));
 
   ServerModel dying;
   dying.kind = ServerModel::Kind::dying;
