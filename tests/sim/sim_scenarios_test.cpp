@@ -190,6 +190,48 @@ TEST(SimScenario, StepBehindTheDaemonsBackIsNoticedAndCorrected) {
   if (HasFailure()) print_warnings(result);
 }
 
+TEST(SimScenario, FrequencySetBehindTheDaemonsBackIsNoticedAndCorrected) {
+  // Another process sets the kernel frequency to 0 at 3000 s: the clock runs 100 ppm fast again
+  // until the next update reports the change and the core measures from the new frequency.
+  Scenario scenario = Scenario::reference();
+  scenario.name = "frequency set behind the back";
+  ClockEvent reset;
+  reset.kind = ClockEvent::Kind::set_frequency;
+  reset.at = Duration::from_s(3000);
+  reset.ppb = 0;
+  scenario.events.push_back(reset);
+  const RunResult result = run_and_report(scenario);
+  EXPECT_TRUE(logged(result, "frequency changed behind taid's back: now 0.000 ppm"));
+  Criteria from_5000_s;
+  from_5000_s.settled = Duration::from_s(5000);
+  const Statistics late = result.statistics(from_5000_s);
+  EXPECT_LE(late.max_abs_offset_ns, 1e6);
+  EXPECT_LE(late.rms_frequency_error_ppm, 10);
+  if (HasFailure()) print_warnings(result);
+}
+
+TEST(SimScenario, OscillatorJumpIsFollowed) {
+  // The oscillator's frequency jumps by 5 ppm at 5000 s (a temperature shock).
+  Scenario scenario = Scenario::reference();
+  scenario.name = "oscillator +5 ppm at 5000 s";
+  ClockEvent jump;
+  jump.kind = ClockEvent::Kind::oscillator_frequency;
+  jump.at = Duration::from_s(5000);
+  jump.ppb = 5000;
+  scenario.events.push_back(jump);
+  const RunResult result = run_and_report(scenario);
+  Criteria from_7000_s;
+  from_7000_s.settled = Duration::from_s(7000);
+  const Statistics late = result.statistics(from_7000_s);
+  EXPECT_LE(late.max_abs_offset_ns, 1e6);
+  EXPECT_LE(late.rms_offset_ns, 300e3);
+  EXPECT_LE(late.rms_frequency_error_ppm, 10);
+  // 5 ppm for up to one 1024 s poll is 5 ms at most before the next update sees it.
+  const Statistics whole = result.statistics();
+  EXPECT_LE(whole.max_abs_offset_ns, 6e6);
+  if (HasFailure()) print_warnings(result);
+}
+
 TEST(SimScenario, DeadServerLeavesTheClockUnsynchronisedOnItsFrequency) {
   Scenario scenario = Scenario::reference();
   scenario.name = "server dies at 3000 s";
