@@ -22,12 +22,13 @@ using nlohmann::json;
 
 struct Engine::Source {
   Source(asio::io_context& io, std::string name_, asio::ip::udp::endpoint endpoint_,
-         ntp::SourceConfig config, SourceDirective directive_)
+         timekeeping::Timekeeper& core, ntp::SourceConfig config, SourceDirective directive_)
       : name(std::move(name_)),
         endpoint(std::move(endpoint_)),
         origin(directive_.origin),
         directive(std::move(directive_)),
-        exchange(std::move(config), random_u64),
+        id(core.add_source(std::move(config), directive.options, random_u64)),
+        exchange(core.exchange(id)),
         timer(io),
         resolver(io) {}
 
@@ -43,7 +44,8 @@ struct Engine::Source {
   asio::ip::udp::endpoint endpoint;
   std::string origin;
   SourceDirective directive;  // the server/pool line: the name to resolve again
-  ntp::Exchange exchange;
+  timekeeping::SourceId id;   // in the timekeeping core, which owns the exchange
+  ntp::Exchange& exchange;
   asio::steady_timer timer;
   // Resolves the name again while the source is unreachable (Engine::re_resolve).
   asio::ip::udp::resolver resolver;
@@ -66,20 +68,75 @@ struct Engine::Pending {
   int retry_log2_s = 4;  // 16 s, doubling up to the directive's maxpoll
 };
 
-Engine::Engine(asio::io_context& io, Config config, clock::ClockDriver& driver)
-    : io_(io), config_(std::move(config)), driver_(driver), chooser_(config_.timestamping) {
+namespace {
+
+// The core's settings: the config's, the driver's range, the drift file's frequency.
+timekeeping::Settings core_settings(const Config& config, const clock::ClockDriver& driver,
+                                    bool observe_only, const std::optional<DriftFile>& drift) {
+  timekeeping::Settings settings = config.timekeeping;
+  settings.observe_only = observe_only;
+  settings.max_frequency_ppb = driver.max_frequency_ppb();
+  if (drift && !observe_only) settings.initial_frequency_ppb = drift->frequency_ppm * 1000;
+  return settings;
+}
+
+// A drift file that cannot be used is logged with its path and ignored: taid runs on.
+std::optional<DriftFile> load_drift_file(const std::string& path, bool observe_only) {
+  if (path.empty()) return std::nullopt;
+  auto read = read_drift_file(path);
+  if (!read) {
+    log_warning(strcat(read.error().message(), "; drift file ignored"));
+    return std::nullopt;
+  }
+  if (!*read) {
+    log_info(strcat(path, ": no drift file yet"));
+    return std::nullopt;
+  }
+  const DriftFile& drift = **read;
+  // Observe-only mode never writes the clock, so the drift file is read for reporting only
+  // (chronyd -x does not update it either).
+  log_info(strcat(path, ": frequency ", drift.frequency_ppm, " ppm",
+                  observe_only ? " (observe only: not applied)" : ""));
+  return drift;
+}
+
+double driver_frequency_ppb(clock::ClockDriver& driver) {
+  auto frequency = driver.frequency_ppb();
+  if (!frequency) {
+    log_warning(strcat("cannot read the clock's frequency: ", frequency.error().message()));
+    return 0;
+  }
+  return *frequency;
+}
+
+}  // namespace
+
+Engine::Engine(asio::io_context& io, Config config, clock::ClockDriver& driver, bool observe_only)
+    : io_(io),
+      config_(std::move(config)),
+      driver_(driver),
+      observe_only_(observe_only),
+      drift_file_(load_drift_file(config_.driftfile, observe_only)),
+      core_(core_settings(config_, driver_, observe_only_, drift_file_),
+            driver_frequency_ppb(driver_)),
+      core_timer_(io),
+      drift_timer_(io),
+      chooser_(config_.timestamping) {
   precision_.kernel_log2 = net::measure_clock_precision_log2();
   precision_.user_log2 = std::max(net::kUserStampPrecisionLog2, precision_.kernel_log2);
 }
 
-Engine::~Engine() = default;
+Engine::~Engine() {
+  if (!observe_only_) write_drift_file();
+}
 
 void Engine::start() {
   log_info(strcat("taid starting: clock driver '", driver_.name(), "', clock precision 2^",
                   int{precision_.kernel_log2}, " s, ", config_.sources.size(),
-                  " server/pool line(s)"));
-  read_drift_file();
+                  " server/pool line(s)", observe_only_ ? " (observe only: -x)" : ""));
   set_up_timestamping();
+  carry_out_clock(core_.start(driver_.now()));
+  if (!observe_only_) schedule_drift_write();
   if (config_.log_measurements) {
     const std::string path = config_.logdir + "/measurements.log";
     measurements_.open(path, std::ios::app);
@@ -97,22 +154,24 @@ void Engine::start() {
   }
 }
 
-void Engine::read_drift_file() {
+void Engine::write_drift_file() {
+  // Only a frequency the core has estimated is worth keeping (chronyd waits for one too).
+  if (config_.driftfile.empty() || core_.tracking().updates == 0) return;
+  const auto& t = core_.tracking();
+  if (auto written = daemon::write_drift_file(config_.driftfile, t.frequency_ppb / 1000,
+                                              t.skew_ppb / 1000);
+      !written)
+    log_warning(written.error().message());
+}
+
+void Engine::schedule_drift_write() {
   if (config_.driftfile.empty()) return;
-  std::ifstream in(config_.driftfile);
-  if (!in) {
-    log_info(strcat(config_.driftfile, ": no drift file yet"));
-    return;
-  }
-  double ppm = 0;
-  if (!(in >> ppm)) {
-    log_warning(strcat(config_.driftfile, ":1: frequency: not a number, drift file ignored"));
-    return;
-  }
-  drift_file_ppm_ = ppm;
-  // Observe-only mode never writes the clock, so the drift file is read for reporting only
-  // (chronyd -x does not update it either).
-  log_info(strcat(config_.driftfile, ": frequency ", ppm, " ppm (observe only: not applied)"));
+  drift_timer_.expires_after(std::chrono::hours(1));
+  drift_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec) return;
+    write_drift_file();
+    schedule_drift_write();
+  });
 }
 
 void Engine::set_up_timestamping() {
@@ -256,7 +315,7 @@ void Engine::on_resolved(Pending& pending, const boost::system::error_code& ec,
 void Engine::add_source(std::string name, const asio::ip::udp::endpoint& endpoint,
                         const SourceDirective& d) {
   ntp::SourceConfig config{name, d.minpoll, d.maxpoll, d.iburst, d.xleave};
-  sources_.push_back(std::make_unique<Source>(io_, std::move(name), endpoint, config, d));
+  sources_.push_back(std::make_unique<Source>(io_, std::move(name), endpoint, core_, config, d));
   Source& source = *sources_.back();
   find_interface(source);
   log_info(strcat(source.name, ": polling ", endpoint.address().to_string(), " port ",
@@ -342,8 +401,8 @@ void Engine::replace_address(Source& source, const asio::ip::udp::endpoint& endp
   source.last_tx.reset();
   source.endpoint = endpoint;
   if (d.pool) source.name = strcat(d.name, "/", address);
-  source.exchange = ntp::Exchange(
-      ntp::SourceConfig{source.name, d.minpoll, d.maxpoll, d.iburst, d.xleave}, Source::random_u64);
+  core_.restart_source(source.id,
+                       ntp::SourceConfig{source.name, d.minpoll, d.maxpoll, d.iburst, d.xleave});
   ++source.address_changes;
   log_warning(strcat(old_name, ": unreachable at ", old_address, "; '", d.name,
                      "' now resolves to ", address, ": polling ", address, " instead",
@@ -354,6 +413,8 @@ void Engine::replace_address(Source& source, const asio::ip::udp::endpoint& endp
 
 namespace {
 
+// Every local stamp then goes through the core's cooked scale (Timekeeper::cook) before an
+// exchange sees it.
 // The exchange tells a step of the local clock from time passing by CLOCK_MONOTONIC. A stamp gets
 // the monotonic time of its own instant from a back-to-back reading of both clocks, so however
 // late it is handled, its (realtime - monotonic) is the clock's at handling time. A reading that
@@ -380,8 +441,9 @@ ntp::LocalTimestamp with_monotonic(ntp::LocalTimestamp stamp) {
 
 void Engine::poll(Source& source) {
   const ntp::LocalTimestamp now =
-      with_monotonic({driver_.now(), ntp::TimestampSource::user, precision_.kernel_log2});
+      core_.cook(with_monotonic({driver_.now(), ntp::TimestampSource::user, precision_.kernel_log2}));
   carry_out(source, source.exchange.on_timer(now));
+  on_source_event(source);
   // While unreachable, the name is resolved again at every poll: as rarely as the back-off polls.
   re_resolve(source);
 }
@@ -411,7 +473,7 @@ void Engine::on_reply(Source& source, std::span<const uint8_t> bytes, const net:
   candidates[ntp::TimestampSource::user] = stamps.user;
   candidates[ntp::TimestampSource::kernel] = stamps.kernel;
   candidates[ntp::TimestampSource::bpf] = bpf_stamp(source, bytes);
-  const ntp::LocalTimestamp rx = with_monotonic(chooser_.pick(candidates));
+  const ntp::LocalTimestamp rx = core_.cook(with_monotonic(chooser_.pick(candidates)));
   const ntp::Actions actions = source.exchange.on_packet(bytes, rx);
   // Only a reply the exchange accepted may teach the chooser or show up in `taictl sources`:
   // anything else may be forged.
@@ -424,6 +486,29 @@ void Engine::on_reply(Source& source, std::span<const uint8_t> bytes, const net:
   }
   if (auto message = chooser_.take_message()) log_info(*message);
   carry_out(source, actions);
+  on_source_event(source);
+}
+
+void Engine::on_source_event(Source& source) {
+  carry_out_clock(core_.on_source_event(source.id, driver_.now()));
+}
+
+void Engine::carry_out_clock(const timekeeping::Actions& actions) {
+  for (const timekeeping::Action& action :
+       timekeeping::apply_clock_actions(actions, driver_, core_)) {
+    if (const auto* timer = std::get_if<timekeeping::SetTimer>(&action)) {
+      core_timer_.expires_after(std::chrono::nanoseconds(timer->after.ns()));
+      core_timer_.async_wait([this](const boost::system::error_code& ec) {
+        if (!ec) carry_out_clock(core_.on_timer(driver_.now()));
+      });
+    } else if (const auto* line = std::get_if<timekeeping::LogLine>(&action)) {
+      log(line->warning ? LogLevel::warning : LogLevel::info, line->text);
+    } else if (const auto* stop = std::get_if<timekeeping::Stop>(&action)) {
+      log_error(strcat("stopping: ", stop->reason));
+      stop_reason_ = stop->reason;
+      io_.stop();
+    }
+  }
 }
 
 void Engine::write_measurement(const Source& source, const ntp::SampleAccepted& accepted) {
@@ -449,9 +534,9 @@ void Engine::carry_out(Source& source, const ntp::Actions& actions) {
       // A fresh socket per request: a late reply to the previous one can no longer arrive.
       net::UdpRequest::OnTransmitStamp on_transmit;
       if (config_.timestamping != TimestampingMode::user) {
-        on_transmit = [&source](ntp::LocalTimestamp tx) {
+        on_transmit = [this, &source](ntp::LocalTimestamp tx) {
           source.last_tx = tx;
-          source.exchange.on_transmit_timestamp(with_monotonic(tx));
+          source.exchange.on_transmit_timestamp(core_.cook(with_monotonic(tx)));
         };
       }
       auto opened = net::UdpRequest::open(
@@ -476,7 +561,7 @@ void Engine::carry_out(Source& source, const ntp::Actions& actions) {
       // The stamp send() takes just before the syscall is closer to the wire than the one taken
       // before on_timer; a kernel TX stamp, when it comes, replaces both.
       source.exchange.on_transmit_timestamp(
-          with_monotonic({*sent, ntp::TimestampSource::user, precision_.user_log2}));
+          core_.cook(with_monotonic({*sent, ntp::TimestampSource::user, precision_.user_log2})));
     } else if (const auto* timer = std::get_if<ntp::SetTimer>(&action)) {
       source.timer.expires_after(std::chrono::nanoseconds(timer->after.ns()));
       source.timer.async_wait([this, &source](const boost::system::error_code& ec) {
@@ -536,6 +621,15 @@ json envelope_json(const filter::EnvelopeEstimate& e, UtcTime now) {
 // Estimated error of one measurement: half the round trip plus its dispersion.
 Duration sample_error(const ntp::Sample& s) { return s.delay / 2 + s.dispersion; }
 
+json options_json(const selection::Options& o) {
+  json list = json::array();
+  if (o.prefer) list.push_back("prefer");
+  if (o.noselect) list.push_back("noselect");
+  if (o.trust) list.push_back("trust");
+  if (o.require) list.push_back("require");
+  return list;
+}
+
 std::string octal(uint8_t v) {
   std::ostringstream out;
   out << std::oct << int{v};
@@ -555,6 +649,8 @@ json Engine::sources_json() const {
            {"origin", source->origin},
            {"state", ntp::to_string(st.state)},
            {"selected", system_peer() == source.get()},
+           {"mark", std::string(1, static_cast<char>(mark_of(source->id)))},
+           {"options", options_json(source->directive.options)},
            {"poll_log2_s", st.poll_log2_s},
            {"reach", st.reach},
            {"reach_octal", octal(st.reach)},
@@ -611,28 +707,66 @@ json Engine::sources_json() const {
 }
 
 const Engine::Source* Engine::system_peer() const {
-  // Until selection/cluster/combine lands, the system peer is the reachable source with the
-  // smallest root distance — the RFC's ranking within a cluster.
-  const Source* best = nullptr;
-  Duration best_distance;
+  // The core's reference: selection's system peer at the last update (while synchronized).
+  const auto& reference = core_.tracking().reference;
+  if (!reference) return nullptr;
+  for (const auto& source : sources_)
+    if (source->id == *reference) return source.get();
+  return nullptr;
+}
+
+selection::Mark Engine::mark_of(timekeeping::SourceId id) const {
+  for (const timekeeping::SourceView& view : core_.sources())
+    if (view.id == id) return view.mark;
+  return selection::Mark::unusable;
+}
+
+json Engine::sourcestats_json() const {
+  // chronyc sourcestats: per source, the statistics the estimate comes from — here the delay
+  // envelope's window (samples, span, residual frequency) and the clock filter's jitter.
+  json list = json::array();
   const UtcTime now = driver_.now();
   for (const auto& source : sources_) {
-    const auto& st = source->exchange.status();
-    const auto& estimate = source->exchange.filter().estimate();
-    if (st.state != ntp::SourceState::reachable || !estimate || !st.last_sample) continue;
-    const Duration distance = (st.last_sample->root_delay + estimate->delay) / 2 +
-                              st.last_sample->root_dispersion +
-                              source->exchange.filter().dispersion_at(now) + estimate->jitter;
-    if (!best || distance < best_distance) {
-      best = source.get();
-      best_distance = distance;
+    json j{{"name", source->name}, {"address", source->endpoint.address().to_string()}};
+    const auto& envelope = source->exchange.envelope();
+    j["samples"] = envelope.size();
+    j["envelope_restarts"] = envelope.restarts();
+    if (const auto& e = envelope.estimate()) {
+      j["span_s"] = e->span.seconds();
+      j["residual_frequency_ppb"] = e->frequency * 1e9;
+      j["half_min_delay_ns"] = e->half_min_delay.ns();
+      j["mean_queueing_ns"] = e->mean_excess.ns();
+      if (auto bound = envelope.error_bound()) j["error_bound_ns"] = bound->ns();
     }
+    if (const auto offset = source->exchange.offset_estimate()) {
+      j["offset_ns"] = offset->offset.ns();
+      j["estimator"] = offset->estimator;
+      j["age_s"] = (now - offset->time).seconds();
+    }
+    if (const auto& f = source->exchange.filter().estimate()) j["std_dev_ns"] = f->jitter.ns();
+    list.push_back(std::move(j));
   }
-  return best;
+  return json{{"sourcestats", std::move(list)}};
 }
 
 json Engine::tracking_json() const {
-  json j{{"mode", "observe"}, {"clock_driver", driver_.name()}};
+  json j{{"mode", observe_only_ ? "observe" : "discipline"}, {"clock_driver", driver_.name()}};
+  const timekeeping::Tracking& t = core_.tracking();
+  j["synchronized"] = t.synchronized;
+  j["servo"] = servo::to_string(config_.timekeeping.servo_kind);
+  j["servo_state"] = servo::to_string(t.servo_state);
+  j["updates"] = t.updates;
+  j["steps"] = t.steps;
+  j["system_time_offset_ns"] = t.system_offset.ns();
+  // The core's (chronyc tracking's) quantities; the peer's own follow below.
+  j["update_offset_ns"] = t.last_offset.ns();
+  j["rms_offset_ns"] = t.rms_offset.ns();
+  j["clock_frequency_ppb"] = t.frequency_ppb;
+  j["residual_frequency_ppb"] = t.residual_frequency_ppb;
+  j["skew_ppb"] = t.skew_ppb;
+  j["update_interval_s"] = t.update_interval.seconds();
+  j["error_bound_ns"] = t.error_bound.ns();
+  if (!t.no_selection_reason.empty()) j["no_selection"] = t.no_selection_reason;
   json paths = json::array();
   for (const net::PathLateness& p : chooser_.lateness())
     paths.push_back({{"source", ntp::to_string(p.source)},
@@ -652,7 +786,7 @@ json Engine::tracking_json() const {
       {"bpf_programs", std::move(attached)},
       {"bpf_error", bpf_error_},
       {"hardware", hardware_notes_}};
-  if (drift_file_ppm_) j["drift_file_freq_ppm"] = *drift_file_ppm_;
+  if (drift_file_) j["drift_file_freq_ppm"] = drift_file_->frequency_ppm;
   const Source* peer = system_peer();
   if (!peer) {
     j["reference"] = nullptr;
@@ -685,9 +819,12 @@ json Engine::tracking_json() const {
   j["filter_offset_ns"] = e.offset.ns();
   j["last_offset_ns"] = s.offset.ns();
   j["jitter_ns"] = e.jitter.ns();
-  j["root_delay_ns"] = root_delay.ns();
-  j["root_dispersion_ns"] = root_dispersion.ns();
-  j["root_distance_ns"] = (root_delay / 2 + root_dispersion).ns();
+  j["peer_root_delay_ns"] = root_delay.ns();
+  j["peer_root_dispersion_ns"] = root_dispersion.ns();
+  // The system's (selection's combination, as chronyc tracking shows them).
+  j["root_delay_ns"] = t.root_delay.ns();
+  j["root_dispersion_ns"] = t.root_dispersion.ns();
+  j["root_distance_ns"] = (t.root_delay / 2 + t.root_dispersion).ns();
   j["poll_log2_s"] = peer->exchange.status().poll_log2_s;
   j["last_update"] = offset.time.to_string();
   j["update_age_s"] = (now - offset.time).seconds();
@@ -748,6 +885,7 @@ json Engine::query(std::string_view request) {
   in >> command >> argument >> extra;
   if (command == "sources" && argument.empty()) return sources_json();
   if (command == "tracking" && argument.empty()) return tracking_json();
+  if (command == "sourcestats" && argument.empty()) return sourcestats_json();
   if (command == "kernel" && argument.empty()) return kernel_json();
   if (command == "filter" && !argument.empty() && extra.empty()) return filter_json(argument);
   if (command == "filter") return json{{"error", "filter: needs exactly one source name"}};

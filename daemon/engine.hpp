@@ -24,27 +24,36 @@
 #include "bpf/rx_timestamper.hpp"
 #include "clock/clock_driver.hpp"
 #include "daemon/config.hpp"
+#include "daemon/drift_file.hpp"
 #include "net/hw_timestamping.hpp"
 #include "net/stamp_choice.hpp"
 #include "net/udp_client.hpp"
 #include "ntp/exchange.hpp"
 #include "timescale/tai.hpp"
+#include "timekeeping/timekeeper.hpp"
 
 namespace taid::daemon {
 
 class Engine {
  public:
-  Engine(boost::asio::io_context& io, Config config, clock::ClockDriver& driver);
-  ~Engine();
+  // `observe_only` (-x): the clock is measured and never written; otherwise the timekeeping core
+  // steers it through `driver`.
+  Engine(boost::asio::io_context& io, Config config, clock::ClockDriver& driver,
+         bool observe_only);
+  ~Engine();  // writes the drift file when disciplining
 
   // Resolves the configured sources and starts polling them.
   void start();
 
-  // Control-socket queries: "sources", "tracking", "filter NAME", "kernel". Bad requests get
-  // {"error": "..."}; nothing a client sends can stop the engine.
+  // Control-socket queries: "sources", "sourcestats", "tracking", "filter NAME", "kernel". Bad
+  // requests get {"error": "..."}; nothing a client sends can stop the engine.
   nlohmann::json query(std::string_view request);
 
+  // Set when the core asked to stop (maxchange exhausted): main() exits with it, as chronyd does.
+  const std::optional<std::string>& stop_reason() const { return stop_reason_; }
+
   nlohmann::json sources_json() const;
+  nlohmann::json sourcestats_json() const;
   nlohmann::json tracking_json() const;
   nlohmann::json filter_json(std::string_view name) const;
   nlohmann::json kernel_json() const;
@@ -75,15 +84,27 @@ class Engine {
   void write_measurement(const Source& source, const ntp::SampleAccepted& accepted);
   void carry_out(Source& source, const ntp::Actions& actions);
   const Source* system_peer() const;
-  void read_drift_file();
+  selection::Mark mark_of(timekeeping::SourceId id) const;
+  // After a source's exchange was fed: the core selects and may update the clock.
+  void on_source_event(Source& source);
+  void carry_out_clock(const timekeeping::Actions& actions);
+  // The drift file: read at start (before the core, which starts from it), written every hour
+  // and at exit (disciplining only).
+  void write_drift_file();
+  void schedule_drift_write();
 
   boost::asio::io_context& io_;
   Config config_;
   clock::ClockDriver& driver_;
+  bool observe_only_;
+  std::optional<DriftFile> drift_file_;  // as read at start
+  timekeeping::Timekeeper core_;
+  boost::asio::steady_timer core_timer_;
+  boost::asio::steady_timer drift_timer_;
+  std::optional<std::string> stop_reason_;
   net::RxPrecision precision_;
   std::vector<std::unique_ptr<Source>> sources_;
   std::vector<std::unique_ptr<Pending>> pending_;
-  std::optional<double> drift_file_ppm_;
   net::StampChooser chooser_;
   // eBPF RX stamp programs, one per interface that replies arrive on; destroyed (detached) with
   // the engine.

@@ -24,8 +24,11 @@ using taid::Duration;
 constexpr const char* kUsage =
     "usage: taictl [-s SOCKET] [--json] COMMAND\n"
     "commands:\n"
-    "  sources        the sources: state, stratum, poll, reach, last offset ± error, stamp kind\n"
-    "  tracking       the reference in use and the system offset\n"
+    "  sources        the sources: selection mark (* selected, + combined, - not combined,\n"
+    "                 x falseticker, ~ too variable, ? unusable), state, stratum, poll, reach,\n"
+    "                 last offset ± error, stamp kind\n"
+    "  sourcestats    each source's estimator: samples, span, residual frequency, offset\n"
+    "  tracking       the reference in use, the clock's offset, frequency and error bound\n"
     "  filter NAME    the eight clock-filter stages of one source\n"
     "  kernel         the kernel's NTP state (adjtimex read-out)\n"
     "  -s SOCKET      control socket (default /run/taid/taid.sock)\n"
@@ -97,8 +100,9 @@ void print_sources(const json& j) {
         ns_text(s, "last_offset_ns") + " +/- " + magnitude_text(s, "last_error_ns");
     // The source's estimate: its delay envelope, or the clock filter's pick before that fills.
     const std::string estimate = ns_text(s, "offset_ns");
+    const std::string mark = str(s, "mark", " ");
     std::printf("%c %-24s %-11s %3s %4d %5s %7llu %6s  %-26s %-12s %s\n",
-                s.value("selected", false) ? '*' : ' ', str(s, "name").c_str(),
+                mark.empty() ? ' ' : mark[0], str(s, "name").c_str(),
                 str(s, "state").c_str(), str(s, "stratum").c_str(), s.value("poll_log2_s", 0),
                 str(s, "reach_octal").c_str(),
                 static_cast<unsigned long long>(s.value("samples", 0ULL)),
@@ -112,6 +116,22 @@ void print_tracking(const json& j) {
     std::printf("%-20s: %s\n", label, value.c_str());
   };
   row("Mode", str(j, "mode") + " (clock driver " + str(j, "clock_driver") + ")");
+  row("Synchronised", j.value("synchronized", false) ? "yes" : "no");
+  if (j.contains("no_selection")) row("Cannot select", str(j, "no_selection"));
+  row("Servo", str(j, "servo") + " (" + str(j, "servo_state") + "), " + str(j, "updates") +
+                   " updates, " + str(j, "steps") + " steps");
+  {
+    char text[160];
+    std::snprintf(text, sizeof text, "%.3f ppm (residual %+.3f ppm, skew %.3f ppm)",
+                  j.value("clock_frequency_ppb", 0.0) / 1000,
+                  j.value("residual_frequency_ppb", 0.0) / 1000, j.value("skew_ppb", 0.0) / 1000);
+    row("Clock frequency", text);
+  }
+  row("System time", ns_text(j, "system_time_offset_ns") + " still to slew (positive: behind)");
+  row("Update offset", ns_text(j, "update_offset_ns") + " (RMS " +
+                           magnitude_text(j, "rms_offset_ns") + ")");
+  row("Update interval", str(j, "update_interval_s") + " s");
+  row("Error bound", magnitude_text(j, "error_bound_ns"));
   if (j.value("reference", json()).is_null()) {
     row("Reference", "none (not synchronised)");
     row("Stratum", str(j, "stratum"));
@@ -154,6 +174,21 @@ void print_tracking(const json& j) {
     if (!str(t, "bpf_error", "").empty()) row("  eBPF", "unavailable: " + str(t, "bpf_error"));
     for (const json& h : t.value("hardware", json::array()))
       row("  hardware", h.get<std::string>());
+  }
+}
+
+void print_sourcestats(const json& j) {
+  std::printf("  %-24s %5s %8s %14s %14s %12s %-14s\n", "Name", "NP", "Span", "Residual freq",
+              "Offset", "Std dev", "Estimator");
+  std::printf("%s\n", std::string(100, '=').c_str());
+  for (const json& s : j.at("sourcestats")) {
+    char freq[32] = "-";
+    if (s.contains("residual_frequency_ppb"))
+      std::snprintf(freq, sizeof freq, "%+.3f ppm", s.value("residual_frequency_ppb", 0.0) / 1000);
+    std::printf("  %-24s %5s %8s %14s %14s %12s %-14s\n", str(s, "name").c_str(),
+                str(s, "samples").c_str(), age_text(s, "span_s").c_str(), freq,
+                ns_text(s, "offset_ns").c_str(), magnitude_text(s, "std_dev_ns").c_str(),
+                str(s, "estimator").c_str());
   }
 }
 
@@ -224,7 +259,8 @@ int main(int argc, char** argv) {
   }
   const bool known = !words.empty() &&
                      ((words[0] == "filter" && words.size() == 2) ||
-                      ((words[0] == "sources" || words[0] == "tracking" || words[0] == "kernel") &&
+                      ((words[0] == "sources" || words[0] == "sourcestats" || words[0] == "tracking" ||
+                        words[0] == "kernel") &&
                        words.size() == 1));
   if (!known) {
     std::fputs(kUsage, stderr);
@@ -255,6 +291,8 @@ int main(int argc, char** argv) {
   try {
     if (words[0] == "sources")
       print_sources(j);
+    else if (words[0] == "sourcestats")
+      print_sourcestats(j);
     else if (words[0] == "tracking")
       print_tracking(j);
     else if (words[0] == "filter")

@@ -100,9 +100,19 @@ void Exchange::check_for_step(const LocalTimestamp& stamp, Actions& actions) {
   last_clock_reading_ = stamp;
 }
 
-void Exchange::correct_for_local_clock(UtcTime when, double dfrequency, Duration doffset) {
+void Exchange::correct_for_local_clock(UtcTime when, double dfrequency, Duration doffset,
+                                       OffsetKind kind) {
   const filter::LocalClockChange change{when, dfrequency, doffset};
-  const auto remap = [&change](LocalTimestamp& stamp) { stamp.time = change.map(stamp.time); };
+  // CLOCK_MONOTONIC runs at the rate adjtimex sets, as CLOCK_REALTIME does, but is never
+  // stepped: a step moves its reading by the frequency part of the map only, so (time −
+  // monotonic) moves by exactly doffset, as it does for the next real stamp, however fast taid
+  // slews. An offset being slewed out moves both (header).
+  const auto remap = [&change, kind](LocalTimestamp& stamp) {
+    const Duration shift = change.shift(stamp.time);
+    if (stamp.monotonic)
+      *stamp.monotonic += kind == OffsetKind::slewed ? shift : shift - change.doffset;
+    stamp.time = stamp.time + shift;
+  };
   filter_.correct_for_local_clock(when, dfrequency, doffset);
   envelope_.correct_for_local_clock(when, dfrequency, doffset);
   if (status_.requests_sent > 0) remap(t1_);
@@ -114,7 +124,6 @@ void Exchange::correct_for_local_clock(UtcTime when, double dfrequency, Duration
   // the filter's estimate's: remeasured with its stamps just now.
   if (last_released_offset_ && filter_.estimate())
     last_released_offset_ = filter_.estimate()->offset;
-  // Only the time moves: (time − monotonic) of the next stamp then matches the new baseline.
   if (last_clock_reading_) remap(*last_clock_reading_);
 }
 

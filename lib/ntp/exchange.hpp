@@ -218,8 +218,8 @@ class Exchange {
   // (t − when)·dfrequency + doffset) and remeasured: the clock filter and delay envelope (their
   // own correct_for_local_clock), the in-flight request's T1, the interleaved previous
   // exchange's T1 and T4, and the step detector's last reading (its time only: its monotonic
-  // reading stays, so (time − monotonic) moves by exactly our change and the next stamp shows
-  // no step, while a step by anyone else still shows as one). The poll hysteresis's last
+  // reading moves by the frequency part only, so (time − monotonic) moves by exactly our step
+  // and the next stamp shows no step, while a step by anyone else still shows as one). The poll hysteresis's last
   // released offset is remeasured with its sample: the residual it compares with the jitter is
   // then what the source did that our own steering does not explain. (RFC 5905's residual is
   // the offset left after the discipline's correction; with the servo outside the exchange,
@@ -230,7 +230,15 @@ class Exchange {
   // next stamp as a step forward (logged; the estimators start over), a late transmit stamp
   // makes its exchange straddle a step (that sample is dropped); after a frequency change such
   // a stamp is off by (when − t)·dfrequency. The daemon should hand in what it holds first.
-  void correct_for_local_clock(UtcTime when, double dfrequency, Duration doffset);
+  //
+  // How CLOCK_MONOTONIC moves with it: adjtimex slews it as it slews CLOCK_REALTIME, so the
+  // frequency part of the map always applies to a stamp's monotonic reading too. A step
+  // (ADJ_SETOFFSET, OffsetKind::step) moves realtime only. An offset the core is slewing out
+  // (OffsetKind::slewed) is, in the core's cooked time scale (timekeeper.hpp), a step of both:
+  // cooked stamps carry the slew's remainder on their time and their monotonic reading alike.
+  enum class OffsetKind { step, slewed };
+  void correct_for_local_clock(UtcTime when, double dfrequency, Duration doffset,
+                               OffsetKind kind = OffsetKind::step);
 
   const SourceConfig& config() const { return config_; }
   const SourceStatus& status() const { return status_; }

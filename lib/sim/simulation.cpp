@@ -102,8 +102,10 @@ class Runner {
   // The true time at which CLOCK_MONOTONIC reaches `target` if the frequency stays as it is now
   // (a timer that fires early is scheduled again for the rest).
   int64_t when_monotonic_reaches(Duration target) const;
+  // A local stamp as the engine hands it in: through the core's cooked scale.
   ntp::LocalTimestamp stamp() const {
-    return {clock_.local(), ntp::TimestampSource::kernel, kStampPrecisionLog2, clock_.monotonic()};
+    return core_.cook(
+        {clock_.local(), ntp::TimestampSource::kernel, kStampPrecisionLog2, clock_.monotonic()});
   }
   Duration since_start() const { return Duration::from_ns(clock_.true_ns()); }
   void log(bool warning, std::string text) {

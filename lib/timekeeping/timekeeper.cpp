@@ -36,10 +36,35 @@ struct Timekeeper::Impl {
 
   double applied_ppb = 0;  // what the driver last applied (base + slew)
   double base_ppb = 0;     // the servo's base frequency
-  // The slew in progress: extra frequency until `slew_end` (local time).
-  double slew_ppb = 0;
-  std::optional<UtcTime> slew_end;
-  UtcTime slew_start;
+  // The base frequency the cooked scale runs at as applied (what the sources' histories are
+  // relative to): the applied frequency less the slew's extra.
+  double cooked_base_ppb = 0;
+  // The slew in progress, in raw local time: `total` to correct from `start` by running
+  // `rate` (s/s) faster than the base `base` (s/s) until `end`; `ended` once the extra was taken
+  // off (a late timer overshoots: what is left then is negative and stays until the next slew).
+  struct Slew {
+    UtcTime start;
+    UtcTime end;
+    Duration total;
+    double rate = 0;
+    double base = 0;
+    std::optional<UtcTime> ended;
+  };
+  std::optional<Slew> slew;
+  // A step also carries out what the slew had still to do; the sources' histories move by the
+  // step less that (they had it already, cooked).
+  Duration step_includes_slew;
+
+  Duration still_to_slew(UtcTime raw) const {
+    if (!slew) return {};
+    if (raw <= slew->start) return slew->total;
+    const UtcTime until = slew->ended ? std::min(raw, *slew->ended) : raw;
+    // The raw clock runs at 1 + base + rate, the cooked one at 1 + base.
+    const double done_s =
+        (until - slew->start).seconds() * slew->rate / (1 + slew->base + slew->rate);
+    return slew->total - Duration::from_seconds(done_s);
+  }
+  double slew_ppb() const { return slew && !slew->ended ? slew->rate * 1e9 : 0; }
 
   std::optional<std::size_t> previous_peer;  // index into the last candidate list
   std::vector<SourceId> previous_ids;        // ids of that candidate list
@@ -54,6 +79,7 @@ Timekeeper::Timekeeper(Settings settings, double frequency_ppb)
   impl_->servo = servo::make_servo(settings_.servo_kind, settings_.servo);
   impl_->applied_ppb = frequency_ppb;
   impl_->base_ppb = frequency_ppb;
+  impl_->cooked_base_ppb = frequency_ppb;
   tracking_.frequency_ppb = frequency_ppb;
   tracking_.error_bound = kUnknownBound;
 }
@@ -154,15 +180,25 @@ std::optional<SourceEstimate> estimate_of(const ntp::Exchange& exchange, UtcTime
 
 }  // namespace
 
+Duration Timekeeper::still_to_slew(UtcTime raw) const { return impl_->still_to_slew(raw); }
+
+ntp::LocalTimestamp Timekeeper::cook(ntp::LocalTimestamp raw) const {
+  const Duration left = impl_->still_to_slew(raw.time);
+  raw.time = raw.time + left;
+  if (raw.monotonic) *raw.monotonic += left;
+  return raw;
+}
+
 Actions Timekeeper::on_source_event(SourceId id, UtcTime now) {
   Actions actions;
+  const UtcTime cooked_now = now + impl_->still_to_slew(now);
   // Selection over every source.
   std::vector<SourceId> ids;
   std::vector<std::optional<SourceEstimate>> estimates;
   std::vector<selection::Candidate> candidates;
   for (const auto& [sid, entry] : impl_->sources) {
     ids.push_back(sid);
-    estimates.push_back(estimate_of(*entry.exchange, now));
+    estimates.push_back(estimate_of(*entry.exchange, cooked_now));
     selection::Candidate c;
     c.options = entry.options;
     if (const auto& e = estimates.back()) {
@@ -241,7 +277,7 @@ Actions Timekeeper::on_source_event(SourceId id, UtcTime now) {
     record_update(update, result, ids[peer], pe, servo::State::unlocked, false);
     return actions;
   }
-  const servo::Decision decision = impl_->servo->update(update, impl_->applied_ppb);
+  const servo::Decision decision = impl_->servo->update(update, impl_->cooked_base_ppb);
 
   if (decision.kind == servo::Decision::Kind::stop) {
     actions.push_back(LogLine{true, decision.reason});
@@ -254,41 +290,49 @@ Actions Timekeeper::on_source_event(SourceId id, UtcTime now) {
   }
 
   impl_->base_ppb = decision.frequency_ppb;
-  const double max_ppb = std::min(settings_.max_frequency_ppb, settings_.servo.max_slew_rate_ppm * 1e3 +
-                                                                   std::abs(impl_->base_ppb));
+  const Duration left = impl_->still_to_slew(now);
   if (decision.kind == servo::Decision::Kind::step) {
-    impl_->slew_ppb = 0;
-    impl_->slew_end.reset();
+    // The step does what the slew had left too.
+    impl_->slew.reset();
+    impl_->step_includes_slew = left;
     actions.push_back(SetFrequency{impl_->base_ppb});
-    actions.push_back(StepClock{decision.correction});
+    actions.push_back(StepClock{decision.correction + left});
     actions.push_back(LogLine{true, decision.reason});
     ++tracking_.steps;
   } else {
-    double slew_ppb = 0;
-    Duration duration = decision.slew_duration;
-    if (decision.correction != Duration{} && duration > Duration{}) {
-      slew_ppb = decision.correction.seconds() / duration.seconds() * 1e9;
-      // The driver's range bounds base + slew; a slew cut short there takes longer.
-      const double total = std::clamp(impl_->base_ppb + slew_ppb, -max_ppb, max_ppb);
-      if (total != impl_->base_ppb + slew_ppb) {
-        slew_ppb = total - impl_->base_ppb;
-        duration = Duration::from_seconds(decision.correction.seconds() / (slew_ppb * 1e-9));
-      }
+    // In the cooked scale the correction is done now: the histories move by it at once, and the
+    // clock follows by slewing (what the previous slew left is added to this one).
+    if (decision.correction != Duration{})
+      for (auto& [sid, other] : impl_->sources)
+        other.exchange->correct_for_local_clock(cooked_now, 0, decision.correction,
+                                                ntp::Exchange::OffsetKind::slewed);
+    const Duration total = left + decision.correction;
+    const double base = impl_->base_ppb * 1e-9;
+    double rate = 0;
+    if (total != Duration{} && decision.slew_duration > Duration{}) {
+      rate = total.seconds() / decision.slew_duration.seconds();
+      // maxslewrate, and the driver's range around the base.
+      const double max_rate = settings_.servo.max_slew_rate_ppm * 1e-6;
+      const double limit = settings_.max_frequency_ppb * 1e-9;
+      rate = std::clamp(rate, -max_rate, max_rate);
+      rate = std::clamp(base + rate, -limit, limit) - base;
     }
-    impl_->slew_ppb = slew_ppb;
-    if (slew_ppb != 0) {
-      impl_->slew_start = now;
-      impl_->slew_end = now + duration;
-      actions.push_back(SetFrequency{impl_->base_ppb + slew_ppb});
+    if (rate != 0) {
+      // Raw time the raw clock needs to gain `total` on the cooked one.
+      const Duration duration = Duration::from_seconds(total.seconds() * (1 + base + rate) / rate);
+      impl_->slew = Impl::Slew{now, now + duration, total, rate, base, std::nullopt};
+      actions.push_back(SetFrequency{impl_->base_ppb + rate * 1e9});
       actions.push_back(SetTimer{duration});
     } else {
-      impl_->slew_end.reset();
+      // Nothing to slew now: what is left stays in the cooked scale until the next slew.
+      impl_->slew = Impl::Slew{now, now, left, 0, base, now};
       actions.push_back(SetFrequency{impl_->base_ppb});
     }
   }
 
   record_update(update, result, ids[peer], pe, decision.state,
                 decision.kind == servo::Decision::Kind::step);
+  tracking_.system_offset = impl_->still_to_slew(now);
   actions.push_back(SetSyncStatus{{true, tracking_.error_bound, update.offset_sd}});
   if (tracking_.updates == 1 || impl_->announce_sync) {
     impl_->announce_sync = false;
@@ -332,30 +376,38 @@ void Timekeeper::record_update(const servo::Update& update, const selection::Res
 
 Actions Timekeeper::on_timer(UtcTime now) {
   Actions actions;
-  if (impl_->slew_end) {
-    if (now >= *impl_->slew_end - Duration::from_us(1)) {
-      impl_->slew_end.reset();
-      impl_->slew_ppb = 0;
+  if (impl_->slew && !impl_->slew->ended) {
+    if (now >= impl_->slew->end - Duration::from_us(1)) {
+      // Whatever the timer's lateness made the slew overshoot stays in the cooked scale.
+      impl_->slew->ended = now;
       actions.push_back(SetFrequency{impl_->base_ppb});
-      tracking_.system_offset = Duration{};
+      tracking_.system_offset = impl_->still_to_slew(now);
     } else {
-      actions.push_back(SetTimer{*impl_->slew_end - now});
+      actions.push_back(SetTimer{impl_->slew->end - now});
     }
   }
   return actions;
 }
 
 void Timekeeper::on_frequency_applied(UtcTime when, double applied_ppb) {
-  const double dfrequency = (applied_ppb - impl_->applied_ppb) * 1e-9;
   impl_->applied_ppb = applied_ppb;
+  // The histories run at the base: only a change of the applied frequency beyond the slew's
+  // extra changes them. Exactly: a past instant read t on a clock running at 1 + f_old; one at
+  // 1 + f_new would have read when − (when − t)(1 + f_new)/(1 + f_old).
+  const double new_base_ppb = applied_ppb - impl_->slew_ppb();
+  const double dfrequency =
+      (new_base_ppb - impl_->cooked_base_ppb) * 1e-9 / (1 + impl_->cooked_base_ppb * 1e-9);
+  impl_->cooked_base_ppb = new_base_ppb;
   if (dfrequency == 0) return;
+  const UtcTime cooked_when = when + impl_->still_to_slew(when);
   for (auto& [id, entry] : impl_->sources)
-    entry.exchange->correct_for_local_clock(when, dfrequency, Duration{});
+    entry.exchange->correct_for_local_clock(cooked_when, dfrequency, Duration{});
 }
 
 void Timekeeper::on_stepped(UtcTime when, Duration offset) {
-  for (auto& [id, entry] : impl_->sources)
-    entry.exchange->correct_for_local_clock(when, 0, offset);
+  const Duration shift = offset - impl_->step_includes_slew;
+  impl_->step_includes_slew = Duration{};
+  for (auto& [id, entry] : impl_->sources) entry.exchange->correct_for_local_clock(when, 0, shift);
 }
 
 Actions apply_clock_actions(const Actions& actions, clock::ClockDriver& driver, Timekeeper& core) {

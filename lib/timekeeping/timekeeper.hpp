@@ -5,8 +5,8 @@
 //   exchange(id).on_timer / on_packet        the daemon feeds each source as before, then
 //   on_source_event(id, now)                 tells the core: selection runs, and a new sample
 //                                            of a selected source updates the clock
-//   on_timer(now)                            when the last SetTimer expires (slew ends, sync
-//                                            state and maxerror renewal)
+//   on_timer(now)                            when the last SetTimer expires (a slew ends)
+//   cook(stamp)                              every local stamp, before an exchange sees it
 //   apply_clock_actions(...)                 carries clock actions out on a ClockDriver and
 //                                            reports back what was applied
 //                                            (on_frequency_applied / on_stepped), which
@@ -139,6 +139,15 @@ class Timekeeper {
   // made behind our back), or stepped the clock by `offset`. Corrects every source's history.
   void on_frequency_applied(UtcTime when, double applied_ppb);
   void on_stepped(UtcTime when, Duration offset);
+
+  // The cooked time scale (chrony's): the local clock plus what is still to be slewed out. The
+  // daemon passes every local stamp through it before an exchange sees it (its time and its
+  // monotonic reading alike), so the sources' histories run at the base frequency and an offset
+  // the core decides to slew reads at once as the step it will have been: no source sees a
+  // slew of 8 % as a frequency change, and no history must be corrected while one runs.
+  ntp::LocalTimestamp cook(ntp::LocalTimestamp raw) const;
+  // What the slew has still to correct at raw local time `raw` (positive: forward).
+  Duration still_to_slew(UtcTime raw) const;
 
   const Tracking& tracking() const { return tracking_; }
   const Settings& settings() const { return settings_; }
