@@ -19,6 +19,10 @@ Decision EstimateServo::update(const Update& update, double frequency_ppb) {
   if (update.residual_frequency) {
     const double target_ppb = frequency_ppb + *update.residual_frequency * 1e9;
     const double new_skew = std::max(update.skew, 1e-12);
+    // An estimate the base frequency cannot explain refutes it (the oscillator jumped, or the
+    // base was wrong all along): start from the estimate instead of averaging it away.
+    if (std::abs(target_ppb - base_ppb) * 1e-9 > kRefuteSigmas * std::hypot(skew, new_skew))
+      skew = kUnknownSkew;
     const double w_old = 1 / (skew * skew);
     const double w_new = 1 / (new_skew * new_skew);
     base_ppb += (target_ppb - base_ppb) * w_new / (w_old + w_new);

@@ -8,7 +8,8 @@
 // weights of the two uncertainties, as chrony blends its old and new frequency: the base's
 // skew grows with the time since the last update (oscillator wander), the estimate's is the
 // estimator's own. A fresh estimate of a short window thus moves the base a little, a tight one
-// over a long window moves it nearly all the way.
+// over a long window moves it nearly all the way. An estimate more than kRefuteSigmas combined
+// skews from the base refutes it (a jump of the oscillator): the base starts over from it.
 //
 // Offset. chrony's non-linear slew: the correction lasts corrtimeratio × σ × T / (2|θ|)
 // (σ: the offset's standard error, T: the update interval), so an offset at the noise level is
@@ -36,6 +37,8 @@ class EstimateServo final : public Servo {
   static constexpr double kWanderPerRootSecond = 3e-10;
   // The base's uncertainty before any estimate: the kernel's whole range.
   static constexpr double kUnknownSkew = 500e-6;
+  // A residual this many combined skews away from the base refutes the base.
+  static constexpr double kRefuteSigmas = 5;
   // Used as the update interval for the first update.
   static constexpr double kFirstIntervalS = 16;
 

@@ -32,8 +32,9 @@ struct Settings {
   std::optional<Duration> maxchange_offset;
   int maxchange_start = 0;
   int maxchange_ignore = 0;
-  // maxdrift PPM: the largest |frequency| the servo sets.
-  double max_drift_ppm = 500;
+  // maxdrift PPM: the largest |frequency| the servo sets (chrony's default: no limit short of
+  // what the driver can do).
+  double max_drift_ppm = 500000;
   // corrtimeratio: how many update intervals an offset correction lasts, at the noise level of
   // the offset (chrony's default 3).
   double corr_time_ratio = 3;

@@ -16,6 +16,8 @@ namespace {
 
 // How much of the RMS offset a new update carries (chrony's tracking RMS is a running average).
 constexpr double kRmsWeight = 1.0 / 8;
+// The largest frequency error an offset between two updates is taken as (see on_source_event).
+constexpr double kMaxFllFrequency = 100e-6;
 // Before a first update the bound is the RFC's MAXDISP: nothing is known.
 constexpr Duration kUnknownBound = Duration::from_s(16);
 
@@ -267,11 +269,24 @@ Actions Timekeeper::on_source_event(SourceId id, UtcTime now) {
   update.now = now;
   update.offset = result.offset;
   update.offset_sd = std::max(result.jitter, Duration::from_ns(1));
+  if (tracking_.last_update) update.since_last = now - *tracking_.last_update;
   if (frequency_weight > 0) {
     update.residual_frequency = frequency / frequency_weight;
     update.skew = std::sqrt(skew_sq / frequency_weight);
+  } else if (update.since_last && update.since_last->seconds() > 0 && tracking_.updates > 0 &&
+             !settings_.observe_only) {
+    // No source has a frequency (an estimator started over, or too few samples yet): the
+    // offset that built up since the last update, which was corrected then, is the frequency
+    // error over that interval (an FLL), only as good as two offsets' noise over the interval.
+    // An offset that would need more than kMaxFllFrequency is a step (someone stepped the
+    // clock or the source), not an oscillator's drift, and teaches nothing about frequency.
+    const double interval_s = update.since_last->seconds();
+    const double fll = result.offset.seconds() / interval_s;
+    if (std::abs(fll) <= kMaxFllFrequency) {
+      update.residual_frequency = fll;
+      update.skew = std::sqrt(2.0) * update.offset_sd.seconds() / interval_s;
+    }
   }
-  if (tracking_.last_update) update.since_last = now - *tracking_.last_update;
   if (settings_.observe_only) {
     // Measured, never corrected: the offset is the clock's error as it stands.
     record_update(update, result, ids[peer], pe, servo::State::unlocked, false);
