@@ -288,6 +288,8 @@ void Runner::record_trace() {
   const timekeeping::Tracking& tracking = core_.tracking();
   p.servo_state = tracking.servo_state;
   p.synchronized = tracking.synchronized;
+  p.error_bound_ns = static_cast<double>(tracking.error_bound.ns());
+  if (tracking.last_update) p.since_update_s = (clock_.local() - *tracking.last_update).seconds();
   const auto views = core_.sources();
   for (const auto& source : sources_) {
     char mark = '?';

@@ -78,6 +78,11 @@ struct TracePoint {
   bool synchronized = false;
   std::string marks;                        // each source's selection mark, in order
   std::vector<uint64_t> envelope_restarts;  // each source's, so far
+  // The core's error bound (tracking().error_bound: |offset| + root delay / 2 + root dispersion
+  // at the last update) and the local time since that update (0 before the first); the kernel's
+  // maxerror grows from the bound by 500 ppm of that time.
+  double error_bound_ns = 0;
+  double since_update_s = 0;
 };
 
 struct LogEntry {
