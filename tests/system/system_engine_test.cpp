@@ -310,7 +310,7 @@ std::optional<std::int64_t> root_distance_ns(const json& s) {
   return (*root_delay + *delay) / 2 + *root_dispersion + *dispersion + *jitter;
 }
 
-TEST_F(EngineTest, SeveralSourcesEachWithItsOwnStateAndTheNearestIsTracked) {
+TEST_F(EngineTest, SeveralSourcesEachWithItsOwnStateAndSelectionMarksThem) {
   chronyd_.emplace(*net_, dir_->path());
   const std::string a = chronyd_->address();
   const std::string b = net_->add_server_address(3);
@@ -357,9 +357,19 @@ TEST_F(EngineTest, SeveralSourcesEachWithItsOwnStateAndTheNearestIsTracked) {
   EXPECT_EQ(int_field(*find_source(sources, silent), "samples").value_or(-1), 0);
   EXPECT_EQ(selected, 1) << "exactly one source is the system peer";
   EXPECT_TRUE(selected_name == a || selected_name == b) << selected_name;
-  // The snapshot's own numbers: the selected source has the smallest root distance (within the
-  // dispersion that grows between two reads of the clock in one answer).
-  EXPECT_LE(selected_distance, best + 1000) << sources.dump(1);
+  // Selection's marks (chronyc's): the system peer '*'; the other nearby chronyd combined '+'
+  // (its distance is within combinelimit of the peer's); the far stratum-1 source agrees, so it
+  // is a truechimer, combined or not by its distance against 3 × the peer's ('+' or '-'); the
+  // silent one unusable ('?'). The peer is the nearer chronyd within chrony's reselect
+  // hysteresis.
+  const auto mark = [&](const std::string& address) {
+    return find_source(sources, address)->value("mark", "");
+  };
+  EXPECT_EQ(mark(selected_name), "*") << sources.dump(1);
+  EXPECT_EQ(mark(selected_name == a ? b : a), "+") << sources.dump(1);
+  EXPECT_TRUE(mark(far) == "+" || mark(far) == "-") << sources.dump(1);
+  EXPECT_EQ(mark(silent), "?") << sources.dump(1);
+  EXPECT_LE(selected_distance, 2 * best + 100'000) << sources.dump(1);
   EXPECT_GT(root_distance_ns(*find_source(sources, far)).value_or(0), 400'000'000);
   // Tracking names the same peer; the text table stars it.
   const auto now_tracking = taid_->tracking();
@@ -370,8 +380,23 @@ TEST_F(EngineTest, SeveralSourcesEachWithItsOwnStateAndTheNearestIsTracked) {
   ASSERT_TRUE(table.ok()) << table.describe();
   std::cout << table.out;
   EXPECT_EQ(count_lines_containing(table.out, "* "), 1) << table.out;
+  EXPECT_GE(count_lines_containing(table.out, "+ "), 1) << table.out;
   for (const std::string& address : {a, b, far, silent})
     EXPECT_EQ(count_lines_containing(table.out, address + " "), 1) << table.out;
+  // sourcestats: one row per source, the estimator's window for those with samples.
+  const RunResult stats = taid_->taictl({"sourcestats", "--json"});
+  ASSERT_TRUE(stats.ok()) << stats.describe();
+  const json stats_json = json::parse(stats.out, nullptr, false);
+  ASSERT_TRUE(stats_json.contains("sourcestats")) << stats.out;
+  ASSERT_EQ(stats_json["sourcestats"].size(), 4u) << stats.out;
+  for (const json& row : stats_json["sourcestats"]) {
+    const bool is_silent = row.value("address", "") == silent;
+    EXPECT_EQ(row.value("samples", 0) > 0, !is_silent) << row.dump();
+    EXPECT_EQ(row.contains("offset_ns"), !is_silent) << row.dump();
+  }
+  const RunResult stats_table = taid_->taictl({"sourcestats"});
+  ASSERT_TRUE(stats_table.ok()) << stats_table.describe();
+  std::cout << stats_table.out;
   EXPECT_EQ(taid_->process().stop(), 0) << taid_->process().describe();
 }
 
@@ -421,6 +446,33 @@ TEST_F(EngineTest, SecondDaemonOnTheSameControlSocketExitsAndLeavesTheFirstAlone
       << "the first taid must still answer: " << taid_->last_error();
   EXPECT_EQ(taid_->process().stop(), 0) << taid_->process().describe();
   EXPECT_FALSE(std::filesystem::exists(taid_->socket_path())) << "removed at a clean exit";
+}
+
+
+// Bad input: a corrupt drift file and one out of range are each named with path, line and field
+// in one log line, ignored, and taid runs on and measures.
+TEST_F(EngineTest, CorruptDriftFileIsNamedAndIgnored) {
+  chronyd_.emplace(*net_, dir_->path());
+  const std::string address = chronyd_->address();
+  for (const auto& [content, message] :
+       {std::pair<std::string, std::string>{"twelve 0.5\n", ":1: frequency: not a number"},
+        std::pair<std::string, std::string>{"-812.0 0.1\n", ":1: frequency: -812 ppm is out of range"}}) {
+    const std::string drift = (dir_->path() / "taid.drift").string();
+    std::ofstream(drift) << content;
+    taid_.reset();
+    taid_.emplace(net_->client_ns(), dir_->path(),
+                  std::vector<std::string>{"server " + address + " iburst minpoll -2 maxpoll -2",
+                                           "driftfile " + drift});
+    json sources;
+    ASSERT_TRUE(wait_for_sources(15s, sources, [&](const json& all) {
+      const auto s = find_source(all, address);
+      return s && reachable_with_samples(*s, 4);
+    })) << taid_->process().describe() << "; " << taid_->process().log();
+    const std::string log = taid_->process().log();
+    EXPECT_EQ(count_lines_containing(log, drift + message), 1) << log;
+    EXPECT_EQ(count_lines_containing(log, "drift file ignored"), 1) << log;
+    EXPECT_EQ(taid_->process().stop(), 0) << taid_->process().describe();
+  }
 }
 
 }  // namespace
