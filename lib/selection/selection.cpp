@@ -140,10 +140,14 @@ Result select(std::span<const Candidate> candidates, const Settings& settings,
   // 1. Who takes part. Counted for the reasons below.
   std::vector<std::size_t> taking_part;
   std::size_t n_unusable = 0, n_noselect = 0, n_jittery = 0;
+  int n_pending = 0;
   for (std::size_t i = 0; i < n; ++i) {
     const Candidate& c = candidates[i];
     if (c.options.noselect) {
       ++n_noselect;
+    } else if (!c.usable && c.pending) {
+      ++n_unusable;
+      ++n_pending;
     } else if (!c.usable || c.stratum >= 16 || c.root_distance < Duration{} ||
                c.root_distance > settings.max_distance) {
       ++n_unusable;
@@ -171,6 +175,14 @@ Result select(std::span<const Candidate> candidates, const Settings& settings,
         static_cast<int>(std::count_if(taking_part.begin(), taking_part.end(),
                                        [&](std::size_t i) { return candidates[i].options.trust; }));
     agreeing = best.trust_depth;
+  }
+  if (!trusted_decide && agreeing > n_voting / 2 && agreeing <= (n_voting + n_pending) / 2) {
+    // A majority of those that answered, but not of all that may still answer.
+    for (std::size_t i : taking_part) result.marks[i] = Mark::not_combined;
+    result.reason = strcat("waiting for ", n_pending,
+                           " source(s) that have not answered yet: only ", agreeing, " of ",
+                           n_voting + n_pending, " agree so far");
+    return result;
   }
   if (agreeing <= n_voting / 2) {
     for (std::size_t i : taking_part) result.marks[i] = Mark::falseticker;

@@ -50,6 +50,11 @@ struct Candidate {
   Duration root_distance;
   Duration jitter;  // the source's own (clock filter) jitter
   uint8_t stratum = 16;
+  // Not usable yet but not given up either (its first requests are still out, or its first
+  // replies not yet through the filter): it may still vote, so it counts in the majority's
+  // denominator and agrees with no one. Without this, the first two liars to answer out of five
+  // would be a majority of two.
+  bool pending = false;
 };
 
 // Marks as chronyc prints them.

@@ -161,7 +161,16 @@ std::optional<SourceEstimate> estimate_of(const ntp::Exchange& exchange, UtcTime
   e.offset = offset->offset;
   e.jitter = picked->jitter;
   e.root_delay = last.root_delay + picked->delay;
-  e.root_dispersion = last.root_dispersion + exchange.filter().dispersion_at(now) + picked->jitter;
+  // The source's own part of the root dispersion: the chosen sample's dispersion (stamp
+  // precision and PHI for its age), not RFC 5905's register-wide ε, which counts each empty
+  // stage as MAXDISP and so gives a new source seconds of distance: five sources 1 s apart
+  // would all agree for their first polls, and the first liars to answer could win (chrony
+  // too judges a source by its own statistics). The jitter is added as the RFC does.
+  const Duration stage_dispersion =
+      std::max(exchange.filter().error_bound_at(now).value_or(picked->delay / 2) -
+                   picked->delay / 2,
+               Duration{});
+  e.root_dispersion = last.root_dispersion + stage_dispersion + picked->jitter;
   e.root_distance = e.root_delay / 2 + e.root_dispersion;
   e.stratum = last.stratum;
   e.reference_id = last.reference_id;
@@ -203,6 +212,10 @@ Actions Timekeeper::on_source_event(SourceId id, UtcTime now) {
     estimates.push_back(estimate_of(*entry.exchange, cooked_now));
     selection::Candidate c;
     c.options = entry.options;
+    const auto& status = entry.exchange->status();
+    c.pending = (status.state == ntp::SourceState::init ||
+                 status.state == ntp::SourceState::reachable) &&
+                status.requests_sent <= static_cast<uint64_t>(ntp::kBurstCount);
     if (const auto& e = estimates.back()) {
       c.usable = true;
       c.offset = e->offset;
