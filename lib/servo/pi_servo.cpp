@@ -65,6 +65,25 @@ Decision PiServo::proportional(Decision decision, const Update& update, Duration
   return decision;
 }
 
+// linuxptp's jump at the second sample, carried out as a slew of the whole offset at
+// maxslewrate (makestep alone decides steps); within first_step_threshold only the frequency
+// changes, as in pi.c.
+Decision PiServo::first_jump(Decision decision, const Update& update) {
+  const Duration threshold = config_.first_step_threshold;
+  if (threshold <= Duration() || update.offset.abs() <= threshold) {
+    state_ = State::locked;
+    decision.state = state_;
+    return decision;
+  }
+  state_ = State::jump;
+  decision.state = state_;
+  decision.correction = update.offset;
+  decision.slew_duration = Duration::from_seconds(update.offset.abs().seconds() /
+                                                  (settings_.max_slew_rate_ppm * 1e-6));
+  if (decision.slew_duration <= Duration()) decision.slew_duration = Duration::from_ns(1);
+  return decision;
+}
+
 // Whether the kept sample and `update` are far enough apart to estimate the frequency from.
 static bool spans_estimate(Duration span, Duration interval, const PiConfig& config) {
   if (span <= Duration()) return false;
@@ -127,10 +146,10 @@ Decision PiServo::update(const Update& update, double frequency_ppb) {
     }
     decision.frequency_ppb = estimated_frequency(update, frequency_ppb);
     phase_ = Phase::locked;
-  } else {
-    decision.frequency_ppb =
-        clamp_frequency(frequency_ppb + gains.ki_per_s * update.offset.seconds() * 1e9, settings_);
+    return first_jump(decision, update);
   }
+  decision.frequency_ppb =
+      clamp_frequency(frequency_ppb + gains.ki_per_s * update.offset.seconds() * 1e9, settings_);
   state_ = State::locked;
   decision.state = state_;
   return proportional(decision, update, interval, gains);

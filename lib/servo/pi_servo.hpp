@@ -22,6 +22,32 @@
 //   moves the base by the integral term and slews the proportional term. A step (makestep) is
 //   the jump state; the sample after it counts from the stepped clock (offset − correction), so
 //   a step on the first or second update does not lose the frequency estimate.
+// - The jump at the second sample, as a slew. ptp4l jumps the clock at the second sample when
+//   the offset exceeds first_step_threshold (20 µs), so its integrator starts from an offset
+//   near zero. We step only under makestep (an offset of 0.1 s is slewed under Debian's
+//   `makestep 1 3`), so that jump is carried out as a slew of the whole offset at maxslewrate
+//   (state jump): in the core's cooked time scale the correction is credited to the sample
+//   histories at once, so the next offset is measured from the corrected clock exactly as after
+//   ptp4l's jump. Without it (the first version) the P term slewed the 0.1 s out at 70 % per
+//   update while the I term took ki·x of it as frequency: 0.3/64 s × 38 ms = 175 ppm wrong at
+//   the third update, a 10 ms overshoot and sync after ~600 s even with fresh offsets.
+// - What diverged in the reference scenario (max |offset| 0.7 s, RMS frequency error 733 ppm,
+//   growing oscillation) and is NOT fixed here, because it is the core's: the update's offset
+//   is the source's offset_estimate(), which is the clock filter's pick whenever its error bound
+//   beats the delay envelope's, and the core carries only the envelope's estimate to `now`. The
+//   pick refers to its own sample, up to 8 polls old, and the same pick is handed over again at
+//   every update until the filter releases a newer one (4 s to 81 s: six updates, one sample,
+//   so the two-sample frequency estimate came out 0 against a 100 ppm clock). Corrected
+//   histories make it worse: the remap for each frequency change leaves an old sample reading
+//   x − r·age (x the offset now, r the residual frequency), so a clock running slow shows an
+//   old offset that says "ahead", and the integrator pushes it slower still. With the loop's
+//   a = kp·T and b = ki·T and a pick k intervals old, the closed loop's determinant is
+//   1 − a + b·k: unstable once b·k > a, i.e. k > 2.3 with linuxptp's caps (a 0.7, b 0.3), which
+//   bind at every poll ≥ 48 s. Lower integral caps only hide it (b = 0.01: seed 1 passes, seeds
+//   2–8 end 13 ms off). With the pick carried to `now` by the envelope's frequency (one line in
+//   the core's estimate_of, proposed, not made here), this servo with linuxptp's default gains
+//   meets the reference limits on seeds 1–8: sync 80–83 s, max |offset| 113–589 µs, RMS 48–142
+//   µs, RMS frequency error 0.23–0.64 ppm. docs/SERVO.md has the figures.
 // - Output mapping. linuxptp returns one frequency for the next interval:
 //   ppb = base + ki·x + kp·x. We keep the integral part as the base (frequency_ppb =
 //   clamp_frequency(base + ki·x)) and turn the proportional part into a slew of
@@ -32,9 +58,8 @@
 // - The integrator is the base frequency the caller reports as applied (update's
 //   frequency_ppb), not a copy of our own: when the driver clamps a frequency the integrator
 //   does not wind up past it (linuxptp stops integrating when it clamps, to the same end).
-// - At the second sample linuxptp returns the estimated frequency alone, because ptp4l jumps
-//   the clock there when the offset exceeds first_step_threshold (20 µs). We step only under
-//   makestep, so the proportional slew starts at that update as well, one interval earlier.
+// - At the second sample linuxptp returns the estimated frequency alone (and the jump); so do
+//   we: an offset within first_step_threshold is left to the next update's P term.
 // - residual_frequency and offset_sd are not used: this is the offset-only controller that
 //   the "estimate" servo is compared against.
 #pragma once
@@ -61,6 +86,9 @@ struct PiConfig {
   double integral_norm_max = 0.3;
   // Scales 0.1 / 0.001 (software stamps) or 0.7 / 0.3 (hardware stamps) when left at 0.
   bool software_timestamps = true;
+  // linuxptp's first_step_threshold: at the second sample an offset above it is removed at once
+  // (ptp4l steps; we slew it at maxslewrate, see above). 0: never.
+  Duration first_step_threshold = Duration::from_us(20);
 };
 
 struct PiGains {
@@ -89,6 +117,7 @@ class PiServo final : public Servo {
   Decision unchanged(double frequency_ppb) const;
   Decision proportional(Decision decision, const Update& update, Duration interval,
                         const PiGains& gains) const;
+  Decision first_jump(Decision decision, const Update& update);
 
   Settings settings_;
   PiConfig config_;

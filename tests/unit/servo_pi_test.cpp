@@ -1,5 +1,6 @@
 // Unit tests for the step policy (chrony's makestep, maxchange, maxdrift) and the "pi" servo
-// (linuxptp's PI controller): exact decisions, and a closed loop on a small clock model.
+// (linuxptp's PI controller): exact decisions, and a closed loop on a small clock model (fresh
+// and stale offsets).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -176,17 +177,37 @@ TEST(PiServo, EstimatesTheFrequencyFromTwoSamplesThenIntegrates) {
   // 16 s after the first sample, the clock has run 100 ppm fast.
   d = servo.update(at(16, 0.0084, 14), 0);
   EXPECT_EQ(d.kind, Decision::Kind::slew);
-  EXPECT_EQ(d.state, State::locked);
+  EXPECT_EQ(d.state, State::jump);
   EXPECT_NEAR(d.frequency_ppb, -100000, 1e-6);
-  // The proportional part as a slew over the interval: kp(14 s)·14 s·8.4 ms.
-  EXPECT_NEAR(d.correction.seconds(), 0.1 * std::pow(14, 0.7) * 0.0084, 1e-9);
-  EXPECT_EQ(d.slew_duration, Duration::from_s(14));
-  EXPECT_EQ(servo.state(), State::locked);
+  // ptp4l's jump at the second sample (8.4 ms > first_step_threshold 20 µs), as a slew of the
+  // whole offset at maxslewrate (83 333 ppm): 0.1008 s.
+  EXPECT_EQ(d.correction, Duration::from_us(8400));
+  EXPECT_EQ(d.slew_duration, Duration::from_us(100800));
+  EXPECT_EQ(servo.state(), State::jump);
   // Locked: the base moves by ki·x, the correction is kp·T·x.
   d = servo.update(at(32, 0.001, 16), -100000);
+  EXPECT_EQ(d.state, State::locked);
   EXPECT_NEAR(d.frequency_ppb, -96968.566867, 1e-5);
   EXPECT_NEAR(d.correction.seconds(), 0.00069644045, 1e-9);
   EXPECT_EQ(d.slew_duration, Duration::from_s(16));
+}
+
+TEST(PiServo, WithinFirstStepThresholdTheSecondSampleSetsOnlyTheFrequency) {
+  PiServo servo(Settings{});
+  servo.update(at(0, 0.000010), 0);
+  // 16 s later 20 µs exactly (not above the threshold): +0.625 ppm, no correction (pi.c).
+  Decision d = servo.update(at(16, 0.000020, 16), 0);
+  EXPECT_EQ(d.state, State::locked);
+  EXPECT_NEAR(d.frequency_ppb, 625, 1e-6);
+  EXPECT_EQ(d.correction, Duration());
+  // A threshold of 0 never jumps, however large the offset.
+  PiConfig config;
+  config.first_step_threshold = Duration();
+  PiServo never(Settings{}, config);
+  never.update(at(0, 0.5), 0);
+  d = never.update(at(16, 0.5, 16), 0);
+  EXPECT_EQ(d.state, State::locked);
+  EXPECT_EQ(d.correction, Duration());
 }
 
 TEST(PiServo, TheBaseIsClampedAndTheSlewRateCapped) {
@@ -212,10 +233,12 @@ TEST(PiServo, AStepOnTheFirstUpdateKeepsTheFrequencyEstimate) {
   EXPECT_EQ(d.correction, Duration::from_s(2));
   EXPECT_EQ(d.frequency_ppb, 250);
   EXPECT_EQ(d.state, State::jump);
-  // After the step the clock was on time; 16 s later it is 1.6 ms ahead.
+  // After the step the clock was on time; 16 s later it is 1.6 ms ahead: the frequency, and
+  // the jump of the second sample (as a slew).
   d = servo.update(at(16, -0.0016, 16), 250);
-  EXPECT_EQ(d.state, State::locked);
+  EXPECT_EQ(d.state, State::jump);
   EXPECT_NEAR(d.frequency_ppb, 250 - 0.0001 * (1e9 + 250), 1e-6);
+  EXPECT_EQ(d.correction, Duration::from_us(-1600));
 }
 
 TEST(PiServo, AStepOnTheSecondUpdateSetsTheEstimatedFrequency) {
@@ -243,10 +266,10 @@ TEST(PiServo, MaxchangeIgnoresWithoutChangingTheStateThenStops) {
   PiServo servo(settings);
   servo.update(at(0, 0.05), 0);
   servo.update(at(16, 0.0484, 16), 0);
-  ASSERT_EQ(servo.state(), State::locked);
+  ASSERT_EQ(servo.state(), State::jump);
   Decision d = servo.update(at(32, 0.02, 16), -100000);
   EXPECT_EQ(d.kind, Decision::Kind::ignore);
-  EXPECT_EQ(d.state, State::locked);
+  EXPECT_EQ(d.state, State::jump);
   EXPECT_EQ(d.frequency_ppb, -100000);
   EXPECT_EQ(d.correction, Duration());
   d = servo.update(at(48, 0.02, 16), -100000);
@@ -282,21 +305,39 @@ struct ClockModel {
   }
 };
 
+struct LoopSetup {
+  int interval_s = 16;
+  int updates = 400;
+  // The oscillator gains this much (fast) just before update `jump_at` (-1: never).
+  int jump_at = -1;
+  double jump_ppm = 0;
+  // The measured offset refers to a sample this many intervals old, as the core hands over a
+  // clock filter's pick: its corrected history remaps every past sample to the frequency
+  // applied now, so the old sample reads the offset now less the residual frequency (−error)
+  // times its age.
+  int stale_intervals = 0;
+};
+
 struct LoopRun {
   int converged_at = -1;   // first update from which |offset| < 10 µs and |f| < 0.1 ppm hold
   double overshoot_s = 0;  // the largest offset past zero (the start is +50 ms)
+  double max_abs_offset_s = 0;  // from update 2 on (after the jump at the second sample)
   double final_offset_s = 0, final_error_ppm = 0;
 };
 
-LoopRun run_loop(Servo& servo, int interval_s, int updates) {
+LoopRun run_loop(Servo& servo, const LoopSetup& setup) {
   ClockModel clock;
   LoopRun run;
-  for (int k = 0; k < updates; ++k) {
-    if (k > 0) clock.advance(interval_s);
-    const double t_s = static_cast<double>(k) * interval_s;
-    const Update update = k == 0 ? at(t_s, clock.offset_s) : at(t_s, clock.offset_s, interval_s);
+  for (int k = 0; k < setup.updates; ++k) {
+    if (k > 0) clock.advance(setup.interval_s);
+    if (k == setup.jump_at) clock.natural += setup.jump_ppm * 1e-6;
+    const double t_s = static_cast<double>(k) * setup.interval_s;
+    const double measured_s =
+        clock.offset_s + clock.frequency_error() * setup.stale_intervals * setup.interval_s;
+    const Update update = k == 0 ? at(t_s, measured_s) : at(t_s, measured_s, setup.interval_s);
     clock.apply(servo.update(update, clock.base_ppb));
     run.overshoot_s = std::max(run.overshoot_s, -clock.offset_s);
+    if (k >= 2) run.max_abs_offset_s = std::max(run.max_abs_offset_s, std::fabs(clock.offset_s));
     const bool within =
         std::fabs(clock.offset_s) < 10e-6 && std::fabs(clock.frequency_error()) < 0.1e-6;
     if (!within) {
@@ -310,31 +351,76 @@ LoopRun run_loop(Servo& servo, int interval_s, int updates) {
   return run;
 }
 
-TEST(PiServo, ClosedLoopEvery16sConverges) {
+LoopRun run_loop(Servo& servo, int interval_s, int updates) {
+  LoopSetup setup;
+  setup.interval_s = interval_s;
+  setup.updates = updates;
+  return run_loop(servo, setup);
+}
+
+TEST(PiServo, ClosedLoopLocksAtTheSecondSample) {
+  // Fresh, noise-free offsets: the second sample gives the frequency exactly and its jump (a
+  // slew at maxslewrate, 0.6 s) removes the 50 ms, so the integrator never sees them.
   PiServo servo(Settings{});
-  const LoopRun run = run_loop(servo, 16, 400);
-  // The integrator takes up ki·x while the 50 ms are slewed out (ptp4l would have jumped), and
-  // gives it back by overshooting: at most 1.151 ms, at update 7, then a slow tail (the loop's
-  // slower pole is 0.928 per update with ki·T = 0.0485).
-  EXPECT_EQ(run.converged_at, 90);  // 24 min
-  EXPECT_LT(run.overshoot_s, 1.152e-3);
-  EXPECT_GT(run.overshoot_s, 1.150e-3);
-  // Then down to the offsets' 1 ns resolution (ki · 1 ns is 0.003 ppb at 16 s).
+  const LoopRun run = run_loop(servo, 16, 50);
+  EXPECT_EQ(run.converged_at, 2);
+  EXPECT_LT(run.overshoot_s, 1e-8);
+  // What is left is the offsets' 1 ns resolution, integrated.
+  EXPECT_LT(std::fabs(run.final_offset_s), 1e-8);
+  EXPECT_LT(std::fabs(run.final_error_ppm), 1e-3);
+}
+
+TEST(PiServo, ClosedLoopEvery16sFollowsAFrequencyJump) {
+  // +1 ppm at update 20: the PI's own dynamics. At 16 s kp·T = 0.696, ki·T = 0.0485 (software
+  // scales): poles 0.928 and 0.328 per update, a slow integral tail.
+  PiServo servo(Settings{});
+  LoopSetup setup;
+  setup.jump_at = 20;
+  setup.jump_ppm = 1;
+  const LoopRun run = run_loop(servo, setup);
+  EXPECT_EQ(run.converged_at, 52);
+  EXPECT_NEAR(run.max_abs_offset_s, 20.3e-6, 0.1e-6);  // 16 µs of drift, then the tail
   EXPECT_LT(std::fabs(run.final_offset_s), 1e-9);
   EXPECT_LT(std::fabs(run.final_error_ppm), 1e-5);
 }
 
-TEST(PiServo, ClosedLoopEvery64sConverges) {
+TEST(PiServo, ClosedLoopEvery64sFollowsAFrequencyJump) {
+  // At 64 s both gains sit at linuxptp's norm_max caps (kp·T = 0.7, ki·T = 0.3): poles of
+  // modulus √0.3 = 0.548, quick.
   PiServo servo(Settings{});
-  const LoopRun run = run_loop(servo, 64, 200);
-  // At 64 s both gains sit at linuxptp's norm_max caps (kp·T = 0.7, ki·T = 0.3): quicker, with
-  // a larger overshoot.
-  EXPECT_EQ(run.converged_at, 16);  // 17 min
-  EXPECT_LT(run.overshoot_s, 3.925e-3);
-  EXPECT_GT(run.overshoot_s, 3.923e-3);
-  // Then down to the offsets' 1 ns resolution (ki · 1 ns is 0.003 ppb at 16 s).
+  LoopSetup setup;
+  setup.interval_s = 64;
+  setup.updates = 200;
+  setup.jump_at = 20;
+  setup.jump_ppm = 1;
+  const LoopRun run = run_loop(servo, setup);
+  EXPECT_EQ(run.converged_at, 26);
+  EXPECT_NEAR(run.max_abs_offset_s, 64e-6, 0.1e-6);
   EXPECT_LT(std::fabs(run.final_offset_s), 1e-9);
   EXPECT_LT(std::fabs(run.final_error_ppm), 1e-5);
+}
+
+TEST(PiServo, AnOffsetThreeIntervalsStaleDestabilisesTheCappedLoop) {
+  // Why the reference scenario diverged (pi_servo.hpp): with a = kp·T, b = ki·T and a sample k
+  // intervals old the loop's determinant is 1 − a + b·k. At the caps (0.7, 0.3): k = 1 gives
+  // 0.6 (converges), k = 3 gives 1.2 (grows until the frequency hits maxdrift).
+  for (const int stale : {1, 3}) {
+    PiServo servo(Settings{});
+    LoopSetup setup;
+    setup.interval_s = 64;
+    setup.updates = 120;
+    setup.jump_at = 20;
+    setup.jump_ppm = 1;
+    setup.stale_intervals = stale;
+    const LoopRun run = run_loop(servo, setup);
+    if (stale == 1) {
+      EXPECT_LT(std::fabs(run.final_offset_s), 1e-9);
+      EXPECT_LT(std::fabs(run.final_error_ppm), 1e-4);
+    } else {
+      EXPECT_GT(std::fabs(run.final_offset_s), 100);
+      EXPECT_GT(std::fabs(run.final_error_ppm), 499000);  // maxdrift 500 000 ppm
+    }
+  }
 }
 
 TEST(PiServo, ResetForgetsTheIntegrator) {
