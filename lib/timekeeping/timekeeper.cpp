@@ -74,6 +74,7 @@ struct Timekeeper::Impl {
   double rms_sq = 0;
   bool any_update = false;
   bool announce_sync = false;
+  std::optional<double> last_fll;  // the previous update's offset / interval, s/s
 };
 
 Timekeeper::Timekeeper(Settings settings, double frequency_ppb)
@@ -145,6 +146,10 @@ struct SourceEstimate {
   uint8_t stratum = 16;
   uint32_t reference_id = 0;
   ntp::Leap leap = ntp::Leap::none;
+  // The slope between the two newest samples (corrected like the rest, so relative to the
+  // frequency applied now), s/s: a residual frequency from two points, whichever sample the
+  // filter picks; nullopt with fewer than two.
+  std::optional<double> pair_frequency;
 };
 
 namespace {
@@ -174,6 +179,20 @@ std::optional<SourceEstimate> estimate_of(const ntp::Exchange& exchange, UtcTime
   e.root_distance = e.root_delay / 2 + e.root_dispersion;
   e.stratum = last.stratum;
   e.reference_id = last.reference_id;
+  const filter::Stage* newest = nullptr;
+  const filter::Stage* before = nullptr;
+  for (const filter::Stage& stage : exchange.filter().stages()) {
+    if (!stage.valid) continue;
+    if (!newest || stage.time > newest->time) {
+      before = newest;
+      newest = &stage;
+    } else if (!before || stage.time > before->time) {
+      before = &stage;
+    }
+  }
+  if (newest && before && newest->time > before->time)
+    e.pair_frequency = (newest->offset - before->offset).seconds() /
+                       (newest->time - before->time).seconds();
   e.leap = last.leap;
   if (const auto& envelope = exchange.envelope().estimate()) {
     e.frequency = envelope->frequency;
@@ -286,19 +305,26 @@ Actions Timekeeper::on_source_event(SourceId id, UtcTime now) {
   if (frequency_weight > 0) {
     update.residual_frequency = frequency / frequency_weight;
     update.skew = std::sqrt(skew_sq / frequency_weight);
-  } else if (update.since_last && update.since_last->seconds() > 0 && tracking_.updates > 0 &&
-             !settings_.observe_only) {
-    // No source has a frequency (an estimator started over, or too few samples yet): the
-    // offset that built up since the last update, which was corrected then, is the frequency
-    // error over that interval (an FLL), only as good as two offsets' noise over the interval.
-    // An offset that would need more than kMaxFllFrequency is a step (someone stepped the
-    // clock or the source), not an oscillator's drift, and teaches nothing about frequency.
-    const double interval_s = update.since_last->seconds();
-    const double fll = result.offset.seconds() / interval_s;
-    if (std::abs(fll) <= kMaxFllFrequency) {
+  } else if (pe.pair_frequency && !settings_.observe_only) {
+    // No source has a frequency (an estimator started over, or too few samples yet): the slope
+    // between the system peer's two newest samples (an FLL), if it is no more than
+    // kMaxFllFrequency — beyond that it is more likely a step (someone stepped the clock or the
+    // source) than an oscillator's drift — or if two updates in a row agree within a quarter
+    // (a step does not repeat itself): a clock 5 % off is caught in the burst.
+    const double fll = *pe.pair_frequency;
+    const bool repeated = impl_->last_fll && (*impl_->last_fll > 0) == (fll > 0) &&
+                          std::abs(fll - *impl_->last_fll) <= std::abs(fll) / 4;
+    if (std::abs(fll) <= kMaxFllFrequency || repeated) {
       update.residual_frequency = fll;
-      update.skew = std::sqrt(2.0) * update.offset_sd.seconds() / interval_s;
+      // As good as two estimates agree, or as two offsets' noise over their interval (the
+      // jitter is no measure of the noise while the frequency is far off: it is the drift).
+      const double interval_s = update.since_last ? update.since_last->seconds() : 1;
+      update.skew = repeated ? std::max(std::abs(fll - *impl_->last_fll), 1e-7)
+                             : std::sqrt(2.0) * update.offset_sd.seconds() / interval_s;
     }
+    impl_->last_fll = fll;
+  } else {
+    impl_->last_fll.reset();
   }
   if (settings_.observe_only) {
     // Measured, never corrected: the offset is the clock's error as it stands.

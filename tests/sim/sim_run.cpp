@@ -3,7 +3,7 @@
 // by hand; the pass limits live in sim_scenarios_test).
 //
 //   sim_run [--seed N] [--duration S] [--servo estimate|pi] [--servers N] [--liar MS]
-//           [--step-at S --step S] [--minpoll P] [--maxpoll P] [--loss P] [--csv FILE] [--log]
+//           [--step-at S --step S] [--minpoll P] [--maxpoll P] [--loss P] [--freq-ppm F] [--wander W] [--csv FILE] [--log]
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -18,7 +18,7 @@ namespace {
 [[noreturn]] void usage(const char* why) {
   std::cerr << "sim_run: " << why
             << "\nusage: sim_run [--seed N] [--duration S] [--servo estimate|pi] [--servers N]"
-               " [--liar MS] [--step-at S --step S] [--minpoll P] [--maxpoll P] [--loss P]"
+               " [--liar MS] [--step-at S --step S] [--minpoll P] [--maxpoll P] [--loss P] [--freq-ppm F] [--wander W]"
                " [--csv FILE] [--log]\n";
   std::exit(2);
 }
@@ -58,6 +58,10 @@ int main(int argc, char** argv) {
       scenario.sources[0].config.minpoll = std::stoi(value());
     } else if (arg == "--maxpoll") {
       scenario.sources[0].config.maxpoll = std::stoi(value());
+    } else if (arg == "--freq-ppm") {
+      scenario.clock.frequency_ppm = std::stod(value());
+    } else if (arg == "--wander") {
+      scenario.clock.wander = std::stod(value());
     } else if (arg == "--loss") {
       scenario.sources[0].path.loss = std::stod(value());
     } else if (arg == "--csv") {
