@@ -335,12 +335,21 @@ Actions Exchange::on_packet(std::span<const uint8_t> bytes, LocalTimestamp rx) {
   const uint64_t restarts = envelope_.restarts();
   const bool had_estimate = envelope_.estimate().has_value();
   auto envelope = envelope_.add(offset, delay, t1, t4);
-  if (envelope_.restarts() != restarts && had_estimate)
+  if (envelope_.restarts() != restarts && had_estimate) {
     actions.push_back(
         LogLine{true, strcat(config_.name,
                              ": samples no longer fit one line (a clock was stepped or the "
                              "path changed); the envelope keeps the newest ",
                              envelope_.size())});
+    // Samples a poll apart no longer lie on one line: the oscillator (or the path) changes
+    // faster than this poll can follow, so poll faster. The RFC hysteresis alone cannot see it
+    // here: the filter's jitter, its gate, grows with the very wander (chrony shortens its poll
+    // when its regression's runs test keeps trimming the window, for the same reason).
+    if (status_.poll_log2_s > poll_floor_log2_s_) {
+      --status_.poll_log2_s;
+      poll_counter_ = 0;
+    }
+  }
   actions.push_back(SampleAccepted{sample, released, std::move(envelope)});
   return actions;
 }

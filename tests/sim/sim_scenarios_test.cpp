@@ -210,8 +210,11 @@ TEST(SimScenario, FrequencySetBehindTheDaemonsBackIsNoticedAndCorrected) {
   if (HasFailure()) print_warnings(result);
 }
 
-// KNOWN FAILING (issue 8 open): after a +5 ppm jump at poll 1024 s the RMS offset from 7000 s is
-// 572 us (limit 300 us): the same poll-control gap as SimIssueScenario.DISABLED_Wander1e7.
+// KNOWN FAILING (issue 8 open): after a +5 ppm jump at poll 1024 s the frequency is right by
+// 5500 s but the 2.4 ms it built up is slewed out slowly: RMS offset from 7000 s 552 us (limit
+// 300 us). The servo is fed a clock-filter pick up to eight polls old, remapped along our own
+// corrections, which reads what they assumed rather than what the clock did since. Disabled so
+// CI stays meaningful; run it with --gtest_also_run_disabled_tests.
 TEST(SimScenario, DISABLED_OscillatorJumpIsFollowed) {
   // The oscillator's frequency jumps by 5 ppm at 5000 s (a temperature shock).
   Scenario scenario = Scenario::reference();
