@@ -3,8 +3,9 @@
 //
 // What it does and why:
 // - makestep and maxchange first (StepPolicy), as for every servo, so the configuration means
-//   the same whichever strategy runs. linuxptp's own step_threshold / first_step_threshold are
-//   not used: makestep is the one rule for steps.
+//   the same whichever strategy runs. linuxptp's step_threshold is not used, and its
+//   first_step_threshold only decides the jump at the second sample, which is a slew (below):
+//   makestep is the one rule for steps.
 // - Gains as linuxptp computes them from the update interval T (its pi_sync_interval):
 //   kp = proportional_scale · T^proportional_exponent, at most proportional_norm_max / T, and
 //   ki likewise with the integral_* numbers, both in 1/s (ppb of frequency per ns of offset).
