@@ -31,6 +31,8 @@ struct Timekeeper::Impl {
     std::unique_ptr<ntp::Exchange> exchange;
     selection::Mark mark = selection::Mark::unusable;
     uint64_t samples_used = 0;  // the exchange's sample count at the last update it took part in
+    // The time of the estimate the last update took from this source (cooked scale).
+    std::optional<UtcTime> used_time;
   };
   std::map<SourceId, Entry> sources;
   SourceId next_id = 1;
@@ -107,7 +109,8 @@ SourceId Timekeeper::add_source(ntp::SourceConfig config, selection::Options opt
   const SourceId id = impl_->next_id++;
   auto exchange = std::make_unique<ntp::Exchange>(config, random_u64);
   impl_->sources.emplace(id, Impl::Entry{std::move(config), options, std::move(random_u64),
-                                         std::move(exchange)});
+                                         std::move(exchange), selection::Mark::unusable, 0,
+                                         std::nullopt});
   return id;
 }
 
@@ -117,6 +120,7 @@ void Timekeeper::restart_source(SourceId id, ntp::SourceConfig config) {
   // Assigned in place, so references the daemon holds stay valid.
   *entry.exchange = ntp::Exchange(entry.config, entry.random_u64);
   entry.samples_used = 0;
+  entry.used_time.reset();
   entry.mark = selection::Mark::unusable;
 }
 
@@ -150,20 +154,24 @@ struct SourceEstimate {
   // frequency applied now), s/s: a residual frequency from two points, whichever sample the
   // filter picks; nullopt with fewer than two.
   std::optional<double> pair_frequency;
+  UtcTime time;  // of the offset (cooked)
 };
 
 namespace {
 
-std::optional<SourceEstimate> estimate_of(const ntp::Exchange& exchange, UtcTime now) {
+// `used`: the time of the estimate the last update took from this source.
+std::optional<SourceEstimate> estimate_of(const ntp::Exchange& exchange, UtcTime now,
+                                          std::optional<UtcTime> used) {
   const auto& status = exchange.status();
   const auto& picked = exchange.filter().estimate();
   if (status.state != ntp::SourceState::reachable || !picked || !status.last_sample)
     return std::nullopt;
-  const auto offset = exchange.offset_estimate();
+  auto offset = exchange.offset_estimate();
   if (!offset) return std::nullopt;
   const ntp::Sample& last = *status.last_sample;
   SourceEstimate e;
   e.offset = offset->offset;
+  e.time = offset->time;
   e.jitter = picked->jitter;
   e.root_delay = last.root_delay + picked->delay;
   // The source's own part of the root dispersion: the chosen sample's dispersion (stamp
@@ -193,6 +201,20 @@ std::optional<SourceEstimate> estimate_of(const ntp::Exchange& exchange, UtcTime
   if (newest && before && newest->time > before->time)
     e.pair_frequency = (newest->offset - before->offset).seconds() /
                        (newest->time - before->time).seconds();
+  // A clock-filter pick the last update already used (the minimum-delay sample may stay the
+  // pick for eight polls) says nothing new, and remapped along our corrections it reads what
+  // they assumed rather than what the clock did since: the delay envelope's newer fit speaks
+  // instead, or the newest sample while the envelope has none.
+  const auto& fit = exchange.envelope().estimate();
+  if (offset->estimator == std::string_view("clock_filter") && used && offset->time <= *used) {
+    if (fit && fit->time > *used) {
+      e.offset = fit->offset + Duration::from_seconds(fit->frequency * (now - fit->time).seconds());
+      e.time = fit->time;
+    } else if (newest && newest->time > *used) {
+      e.offset = newest->offset;
+      e.time = newest->time;
+    }
+  }
   e.leap = last.leap;
   if (const auto& envelope = exchange.envelope().estimate()) {
     e.frequency = envelope->frequency;
@@ -228,7 +250,7 @@ Actions Timekeeper::on_source_event(SourceId id, UtcTime now) {
   std::vector<selection::Candidate> candidates;
   for (const auto& [sid, entry] : impl_->sources) {
     ids.push_back(sid);
-    estimates.push_back(estimate_of(*entry.exchange, cooked_now));
+    estimates.push_back(estimate_of(*entry.exchange, cooked_now, entry.used_time));
     selection::Candidate c;
     c.options = entry.options;
     const auto& status = entry.exchange->status();
@@ -284,8 +306,11 @@ Actions Timekeeper::on_source_event(SourceId id, UtcTime now) {
   const uint64_t samples = entry.exchange->status().samples;
   if (result.weights[index] <= 0 || samples == entry.samples_used) return actions;
   for (std::size_t i = 0; i < ids.size(); ++i)
-    if (result.weights[i] > 0)
-      impl_->sources.at(ids[i]).samples_used = impl_->sources.at(ids[i]).exchange->status().samples;
+    if (result.weights[i] > 0) {
+      auto& used = impl_->sources.at(ids[i]);
+      used.samples_used = used.exchange->status().samples;
+      used.used_time = estimates[i]->time;
+    }
 
   // The combined estimate.
   const std::size_t peer = *result.system_peer;
@@ -357,9 +382,11 @@ Actions Timekeeper::on_source_event(SourceId id, UtcTime now) {
     // In the cooked scale the correction is done now: the histories move by it at once, and the
     // clock follows by slewing (what the previous slew left is added to this one).
     if (decision.correction != Duration{})
-      for (auto& [sid, other] : impl_->sources)
+      for (auto& [sid, other] : impl_->sources) {
         other.exchange->correct_for_local_clock(cooked_now, 0, decision.correction,
                                                 ntp::Exchange::OffsetKind::slewed);
+        if (other.used_time) *other.used_time = *other.used_time + decision.correction;
+      }
     const Duration total = left + decision.correction;
     const double base = impl_->base_ppb * 1e-9;
     double rate = 0;
@@ -461,7 +488,10 @@ void Timekeeper::on_frequency_applied(UtcTime when, double applied_ppb) {
 void Timekeeper::on_stepped(UtcTime when, Duration offset) {
   const Duration shift = offset - impl_->step_includes_slew;
   impl_->step_includes_slew = Duration{};
-  for (auto& [id, entry] : impl_->sources) entry.exchange->correct_for_local_clock(when, 0, shift);
+  for (auto& [id, entry] : impl_->sources) {
+    entry.exchange->correct_for_local_clock(when, 0, shift);
+    if (entry.used_time) *entry.used_time = *entry.used_time + shift;
+  }
 }
 
 Actions apply_clock_actions(const Actions& actions, clock::ClockDriver& driver, Timekeeper& core) {
