@@ -324,7 +324,12 @@ Actions Timekeeper::on_source_event(SourceId id, UtcTime now) {
   }
   servo::Update update;
   update.now = now;
-  update.offset = result.offset;
+  // The clock's whole error: what the sources measure in the cooked scale plus what the slew
+  // in progress has still to do. The servo decides for all of it (chrony's offset register):
+  // deciding for the measured part alone and adding the rest to the new slew would spread an
+  // old remainder over the short correction time of a small new offset — a crawl.
+  const Duration left = impl_->still_to_slew(now);
+  update.offset = result.offset + left;
   update.offset_sd = std::max(result.jitter, Duration::from_ns(1));
   if (tracking_.last_update) update.since_last = now - *tracking_.last_update;
   if (frequency_weight > 0) {
@@ -369,25 +374,27 @@ Actions Timekeeper::on_source_event(SourceId id, UtcTime now) {
   }
 
   impl_->base_ppb = decision.frequency_ppb;
-  const Duration left = impl_->still_to_slew(now);
+  // The part of the correction the cooked scale has not credited yet (the rest is the slew's
+  // remainder, credited when that slew was decided).
+  const Duration fresh = decision.correction - left;
   if (decision.kind == servo::Decision::Kind::step) {
     // The step does what the slew had left too.
     impl_->slew.reset();
     impl_->step_includes_slew = left;
     actions.push_back(SetFrequency{impl_->base_ppb});
-    actions.push_back(StepClock{decision.correction + left});
+    actions.push_back(StepClock{decision.correction});
     actions.push_back(LogLine{true, decision.reason});
     ++tracking_.steps;
   } else {
     // In the cooked scale the correction is done now: the histories move by it at once, and the
-    // clock follows by slewing (what the previous slew left is added to this one).
-    if (decision.correction != Duration{})
+    // clock follows by slewing (the new slew replaces what the previous one had left).
+    if (fresh != Duration{})
       for (auto& [sid, other] : impl_->sources) {
-        other.exchange->correct_for_local_clock(cooked_now, 0, decision.correction,
+        other.exchange->correct_for_local_clock(cooked_now, 0, fresh,
                                                 ntp::Exchange::OffsetKind::slewed);
-        if (other.used_time) *other.used_time = *other.used_time + decision.correction;
+        if (other.used_time) *other.used_time = *other.used_time + fresh;
       }
-    const Duration total = left + decision.correction;
+    const Duration total = decision.correction;
     const double base = impl_->base_ppb * 1e-9;
     double rate = 0;
     if (total != Duration{} && decision.slew_duration > Duration{}) {

@@ -190,12 +190,7 @@ TEST(SimScenario, StepBehindTheDaemonsBackIsNoticedAndCorrected) {
   if (HasFailure()) print_warnings(result);
 }
 
-// KNOWN FAILING (issue 8 open): another process sets the frequency to 0 at 3000 s; taid notices
-// it at the next poll (3123 s, 10 ms off by then) and the frequency is right again within
-// 200 s, but the 10 ms is slewed out over ~3000 s: max |offset| from 5000 s 3.5 ms (limit
-// 1 ms). Before the core stopped feeding the servo stale clock-filter picks this passed and the
-// +5 ppm jump failed instead. Run it with --gtest_also_run_disabled_tests.
-TEST(SimScenario, DISABLED_FrequencySetBehindTheDaemonsBackIsNoticedAndCorrected) {
+TEST(SimScenario, FrequencySetBehindTheDaemonsBackIsNoticedAndCorrected) {
   // Another process sets the kernel frequency to 0 at 3000 s: the clock runs 100 ppm fast again
   // until the next update reports the change and the core measures from the new frequency.
   Scenario scenario = Scenario::reference();
