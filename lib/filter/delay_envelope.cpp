@@ -41,7 +41,10 @@ std::optional<EnvelopeEstimate> DelayEnvelope::add(Duration offset, Duration del
   std::size_t too_old = 0;
   while (window_.size() - too_old > kMinSamples && newest - window_[too_old].received > kMaxSpan)
     ++too_old;
-  too_old = std::max(too_old, window_.size() > kMaxSamples ? window_.size() - kMaxSamples : 0);
+  const std::size_t max_samples = options_.max_samples > 0
+                                      ? std::clamp(options_.max_samples, kMinSamples, kMaxSamples)
+                                      : kMaxSamples;
+  too_old = std::max(too_old, window_.size() > max_samples ? window_.size() - max_samples : 0);
   window_.erase(window_.begin(), window_.begin() + static_cast<std::ptrdiff_t>(too_old));
 
   return refit(true);
@@ -73,6 +76,10 @@ std::optional<EnvelopeEstimate> DelayEnvelope::refit(bool count_restart) {
     hulls_ = {};
     return std::nullopt;
   }
+  std::size_t first = 0;
+  if (options_.adaptive_window) {
+    first = adaptive_first(whole, band);
+  }
   const UtcTime newest = window_.back().received;
   hulls_ = std::move(whole);
   frequency_ = band.frequency;
@@ -82,14 +89,45 @@ std::optional<EnvelopeEstimate> DelayEnvelope::refit(bool count_restart) {
                                band.frequency,
                                Duration::from_seconds((band.top - band.bottom) / 2),
                                newest,
-                               window_.size(),
-                               newest - window_.front().received,
+                               window_.size() - first,
+                               newest - window_[first].received,
                                Duration{}};
   Duration half_delays;
-  for (const Point& p : window_) half_delays += p.delay / 2;
-  estimate_->mean_excess = std::max(
-      half_delays / static_cast<int64_t>(window_.size()) - estimate_->half_min_delay, Duration{});
+  for (std::size_t i = first; i < window_.size(); ++i) half_delays += window_[i].delay / 2;
+  estimate_->mean_excess =
+      std::max(half_delays / static_cast<int64_t>(window_.size() - first) -
+                   estimate_->half_min_delay,
+               Duration{});
   return estimate_;
+}
+
+std::size_t DelayEnvelope::adaptive_first(Hulls& chosen, Band& band) const {
+  // From the whole window down: halve it while the half's band is significantly wider, i.e.
+  // while the older half of the samples pinches the band more than their faster packets could.
+  // Tested from the top, where the statistic is sharpest (many samples); a window shrinks to a
+  // few samples only after every longer one was refuted.
+  const std::size_t n = window_.size();
+  const double factor =
+      options_.width_loss_factor > 0 ? options_.width_loss_factor : kWidthLossFactor;
+  std::size_t m = n;
+  while (m / 2 >= kAdaptiveMin) {
+    const std::size_t half_m = m / 2;
+    Hulls half = hulls(n - half_m);
+    const Band half_band = widest(half);
+    const double half_width_s = half_band.top - half_band.bottom;
+    // The queueing J of the half window: its mean half round trip above its D̂.
+    double half_delays_s = 0;
+    for (std::size_t i = n - half_m; i < n; ++i) half_delays_s += window_[i].delay.seconds() / 2;
+    const double queueing_s =
+        std::max(half_delays_s / static_cast<double>(half_m) - half_width_s / 2, 0.0);
+    const double loss_s = half_width_s - (band.top - band.bottom);
+    // A nanosecond at least: on a path without queueing the loss is rounding.
+    if (loss_s <= std::max(factor * queueing_s / static_cast<double>(half_m), 1e-9)) break;
+    m = half_m;
+    chosen = std::move(half);
+    band = half_band;
+  }
+  return n - m;
 }
 
 void DelayEnvelope::correct_for_local_clock(UtcTime when, double dfrequency, Duration doffset) {

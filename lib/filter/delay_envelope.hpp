@@ -37,6 +37,10 @@
 // i.e. a symmetric path whose one-way delays are at least the clearance. With few samples the
 // frequency is loose and even those lines spread widely at the newest T4.
 //
+// The window adapts (EnvelopeOptions::adaptive_window, on by default): where the oscillator's
+// frequency moves over the window, the older samples pinch the band and the fit keeps only the
+// newest ones (kWidthLossFactor, below). On a stationary stream it keeps the whole window.
+//
 // When no line fits between the bounds any more (the source's clock was stepped, the path's
 // asymmetry changed, the oscillator wandered off a straight line), the older samples are dropped
 // until the rest fit again. Limits: a path that grows longer but stays symmetric keeps the old,
@@ -66,6 +70,17 @@ struct EnvelopeEstimate {
   Duration mean_excess;
 };
 
+struct EnvelopeOptions {
+  // Fit only the newest part of the window when the older samples no longer lie on the same
+  // line (see DelayEnvelope::kWidthLossFactor); false: the whole window, always.
+  bool adaptive_window = true;
+  // How much narrower than the half window's the doubled window's band may be, in units of
+  // the queueing over the samples: DelayEnvelope::kWidthLossFactor unless a bench sweeps it.
+  double width_loss_factor = 0;
+  // A fixed window of fewer samples than kMaxSamples (a bench's comparison); 0: kMaxSamples.
+  std::size_t max_samples = 0;
+};
+
 namespace envelope_detail {
 struct Vertex {
   double age_s;  // ≤ 0: time relative to the newest T4
@@ -87,6 +102,21 @@ class DelayEnvelope {
   static constexpr Duration kMaxSpan = Duration::from_s(1024);
   // The kernel cannot run the clock more than 500 ppm off, nor can a sane source.
   static constexpr double kMaxFrequency = 500e-6;
+
+  // The adaptive window. A straight line through the window is biased once the oscillator's
+  // frequency has moved over it (wander, temperature): by about a·T²/8 at the newest sample for
+  // a frequency drifting at a over a window T, while the noise of the band's edges shrinks like
+  // J/n (J the mean queueing, n the samples). So the fit halves its window, from the whole one
+  // down to kAdaptiveMin samples, while the half window's band is wider than the whole's by more
+  // than kWidthLossFactor·J/n_half: on a line the older half narrows the band only as much as
+  // its own faster packets do (about J/n_half, with an exponential tail: above 6 J/n_half in
+  // 0.1 % to 1 % of fits in bench/estimators' stationary streams), while a curve pinches it by
+  // its bend (about a·T²/2). Chosen by measurement: bench/estimators and docs/ESTIMATORS.md.
+  static constexpr std::size_t kAdaptiveMin = 8;
+  static constexpr double kWidthLossFactor = 8;
+
+  DelayEnvelope() = default;
+  explicit DelayEnvelope(EnvelopeOptions options) : options_(options) {}
 
   // Adds a sample (θ = offset, δ = delay) whose request left at local time `sent` (T1) and
   // whose reply arrived at `received` (T4); its bounds belong to the midpoint of the two. A
@@ -120,6 +150,7 @@ class DelayEnvelope {
   // (the samples refute the assumption). Computed on demand: it costs about what a fit does.
   std::optional<Duration> error_bound(Duration clearance = {},
                                       double max_frequency = kMaxFrequency) const;
+  // Samples held; the estimate may fit only the newest of them (its `samples`).
   std::size_t size() const { return window_.size(); }
   // How often samples stopped fitting one line and the older ones were dropped.
   uint64_t restarts() const { return restarts_; }
@@ -147,7 +178,11 @@ class DelayEnvelope {
   std::optional<EnvelopeEstimate> refit(bool count_restart);
   Band fit(std::size_t first) const { return widest(hulls(first)); }
   std::optional<double> bound_s(double clearance_s, double max_frequency) const;
+  // The first sample of the fit the adaptive window chooses; `chosen` and `band` come in as the
+  // whole window's and leave as that fit's.
+  std::size_t adaptive_first(Hulls& chosen, Band& band) const;
 
+  EnvelopeOptions options_;
   std::vector<Point> window_;  // by T4, oldest first
   std::optional<EnvelopeEstimate> estimate_;
   Hulls hulls_;           // of the estimate's window

@@ -557,18 +557,21 @@ TEST(DelayEnvelope, FrequencyChangeOfTheLocalClockIsCorrectedNotARestart) {
   EXPECT_EQ(e.restarts(), 0u);
 }
 
-// The control: the same change untold. The window holds a kink of 50 ppm, which no line fits
-// within a 2 ms round trip for long: it restarts again and again, and its frequency is off.
+// The control: the same change untold. The fixed window holds a kink of 50 ppm, which no line
+// fits within a 2 ms round trip for long: it restarts again and again, and its frequency is off.
 TEST(DelayEnvelope, FrequencyChangeUntoldRestartsTheWindow) {
   SteeredClock clock;
   clock.change_s = 16.0 * 39 + 8;
   clock.dfrequency = -clock.f0 / (1 + clock.f0);
-  DelayEnvelope e;
-  std::vector<double> frequencies;
+  DelayEnvelope e({.adaptive_window = false});
+  DelayEnvelope adaptive;
+  std::vector<double> frequencies, adaptive_frequencies;
   for (int i = 0; i < 60; ++i) {
     const Timed x = exchange_with(clock, 16.0 * i);
     const auto estimate = e.add(x.offset, x.delay, x.t1, x.t4);
     if (i >= 40 && estimate) frequencies.push_back(estimate->frequency);
+    const auto a = adaptive.add(x.offset, x.delay, x.t1, x.t4);
+    if (i >= 40 && a) adaptive_frequencies.push_back(a->frequency);
   }
   // Six restarts in 20 samples, each keeping a few samples from before the change, so 320 s
   // later the frequency is still 5.7 ppm off where the told envelope says 0 from the start.
@@ -576,6 +579,11 @@ TEST(DelayEnvelope, FrequencyChangeUntoldRestartsTheWindow) {
   ASSERT_EQ(frequencies.size(), 20u);
   EXPECT_LT(frequencies.front(), -49e-6);
   EXPECT_LT(frequencies.back(), -5.5e-6);
+  // The adaptive window sees the older samples pinch the band and fits the newest ones.
+  ASSERT_EQ(adaptive_frequencies.size(), 20u);
+  std::cout << "untold change: adaptive window restarts " << adaptive.restarts()
+            << ", last frequency " << adaptive_frequencies.back() * 1e6 << " ppm\n";
+  EXPECT_LT(std::abs(adaptive_frequencies.back()), 0.1e-6);
 }
 
 // A step of +10 ms by taid, told: every sample's stamps move by 10 ms and its offset by −10 ms,
@@ -652,6 +660,71 @@ TEST(DelayEnvelope, CorrectionIsAFreshFitOfTheRemeasuredSamples) {
   EXPECT_NEAR(a.frequency, (before.frequency - dfrequency) / (1 + dfrequency), 1e-11);
   EXPECT_NE(a.offset, before.offset);
   EXPECT_EQ(corrected.restarts(), 0u);
+}
+
+// The adaptive window on 1 s polls through exponential queueing (100 µs each way, mean), with
+// the local clock's frequency drifting at `ramp` (s/s per s): the RMS error of the fixed and the
+// adaptive envelope from sample 1100 on (both windows full), and the adaptive's mean window.
+struct WindowScore {
+  double fixed_rms_s = 0, adaptive_rms_s = 0, adaptive_mean_samples = 0;
+  std::size_t adaptive_full = 0, scored = 0;
+};
+WindowScore score_windows(double ramp) {
+  Queueing queue(100e-6);
+  DelayEnvelope fixed({.adaptive_window = false});
+  DelayEnvelope adaptive;
+  WindowScore score;
+  double fixed_sq = 0, adaptive_sq = 0, samples = 0;
+  const auto truth = [&](double t) { return 20e-6 + 0.5 * ramp * t * t; };
+  for (int i = 0; i < 2100; ++i) {
+    const double t = i, forward = queue.next(), back = queue.next();
+    const double delay = 200e-6 + forward + back;
+    // θ measures the offset at the exchange's midpoint, where add() places it.
+    const Exchange x = measure(truth(t - delay / 2), 100e-6, forward, back);
+    const auto f = add(fixed, x, t);
+    const auto a = add(adaptive, x, t);
+    if (i < 1100) continue;
+    fixed_sq += std::pow(f->offset.seconds() - truth(t), 2);
+    adaptive_sq += std::pow(a->offset.seconds() - truth(t), 2);
+    samples += static_cast<double>(a->samples);
+    if (a->samples == fixed.size()) ++score.adaptive_full;
+    ++score.scored;
+  }
+  const double n = static_cast<double>(score.scored);
+  score.fixed_rms_s = std::sqrt(fixed_sq / n);
+  score.adaptive_rms_s = std::sqrt(adaptive_sq / n);
+  score.adaptive_mean_samples = samples / n;
+  std::cout << "ramp " << ramp * 1e9 << " ppb/s: RMS fixed " << score.fixed_rms_s * 1e9
+            << " ns, adaptive " << score.adaptive_rms_s * 1e9 << " ns, adaptive window "
+            << score.adaptive_mean_samples << " samples, whole in " << score.adaptive_full << "/"
+            << score.scored << "\n";
+  return score;
+}
+
+// The frequency drifts 100 ppb over the 1024 s window (a temperature swing): a line through the
+// whole window is microseconds off at its newest end; the adaptive window fits a shorter one.
+TEST(DelayEnvelope, AdaptiveWindowFollowsAFrequencyRamp) {
+  const WindowScore s = score_windows(100e-9 / 1024);
+  EXPECT_GT(s.fixed_rms_s, 3e-6);
+  EXPECT_LT(s.adaptive_rms_s, s.fixed_rms_s / 2);
+  EXPECT_LT(s.adaptive_mean_samples, 700);
+}
+
+// On a stationary stream the older half never pinches the band enough: the whole window stays.
+TEST(DelayEnvelope, AdaptiveWindowKeepsTheWholeWindowWhenStationary) {
+  const WindowScore s = score_windows(0);
+  EXPECT_GE(s.adaptive_full, s.scored * 99 / 100);
+  EXPECT_LT(s.adaptive_rms_s, s.fixed_rms_s * 1.02);
+  EXPECT_LT(s.adaptive_rms_s, 400e-9);
+}
+
+TEST(DelayEnvelope, MaxSamplesOptionShortensTheFixedWindow) {
+  DelayEnvelope e({.adaptive_window = false, .max_samples = 16});
+  std::optional<EnvelopeEstimate> last;
+  for (int i = 0; i < 40; ++i) last = add(e, measure(0, 100e-6, 0, 0), i);
+  EXPECT_EQ(e.size(), 16u);
+  ASSERT_TRUE(last);
+  EXPECT_EQ(last->samples, 16u);
 }
 
 }  // namespace
