@@ -41,6 +41,8 @@ PiServo::PiServo(const Settings& settings, const PiConfig& config)
     : settings_(settings), config_(config), policy_(settings) {}
 
 void PiServo::reset() {
+  // A slew in progress runs out in the core; from here on the whole offset is the servo's.
+  slew_correction_ = Duration();
   phase_ = Phase::empty;
   state_ = State::unlocked;
   policy_.reset();
@@ -54,14 +56,34 @@ Decision PiServo::unchanged(double frequency_ppb) const {
   return decision;
 }
 
-Decision PiServo::proportional(Decision decision, const Update& update, Duration interval,
-                               const PiGains& gains) const {
+// `measured`: the update's offset less what is left of our slew; the remainder is kept.
+Decision PiServo::proportional(Decision decision, Duration measured, Duration left,
+                               Duration interval, const PiGains& gains) const {
   const double t_s = interval.seconds();
-  const double max_s = settings_.max_slew_rate_ppm * 1e-6 * t_s;
+  const double max_rate = settings_.max_slew_rate_ppm * 1e-6;
+  const double max_s = max_rate * t_s;
   const double correction_s =
-      std::clamp(gains.kp_per_s * t_s * update.offset.seconds(), -max_s, max_s);
+      left.seconds() + std::clamp(gains.kp_per_s * t_s * measured.seconds(), -max_s, max_s);
   decision.correction = Duration::from_seconds(correction_s);
-  decision.slew_duration = interval;
+  decision.slew_duration =
+      std::max(interval, Duration::from_seconds(std::abs(correction_s) / max_rate));
+  return decision;
+}
+
+Duration PiServo::slew_left(UtcTime now) const {
+  if (slew_correction_ == Duration() || slew_duration_ <= Duration()) return {};
+  const double done = std::clamp((now - slew_at_).seconds() / slew_duration_.seconds(), 0.0, 1.0);
+  return Duration::from_seconds(slew_correction_.seconds() * (1 - done));
+}
+
+Decision PiServo::remember_slew(Decision decision, UtcTime now) {
+  if (decision.kind == Decision::Kind::slew) {
+    slew_correction_ = decision.correction;
+    slew_duration_ = decision.slew_duration;
+    slew_at_ = now;
+  } else if (decision.kind == Decision::Kind::step) {
+    slew_correction_ = Duration();  // the step did what was left too
+  }
   return decision;
 }
 
@@ -119,13 +141,25 @@ Decision PiServo::after_step(Decision step, const Update& update, double frequen
 }
 
 Decision PiServo::update(const Update& update, double frequency_ppb) {
+  return remember_slew(decide(update, frequency_ppb), update.now);
+}
+
+Decision PiServo::decide(const Update& update, double frequency_ppb) {
   if (auto decision = policy_.check(update, frequency_ppb)) {
     if (decision->kind == Decision::Kind::step) return after_step(*decision, update, frequency_ppb);
     decision->state = state_;  // an ignored update changes nothing, the state included
     return *decision;
   }
 
+  const Duration left = slew_left(update.now);
   const bool has_interval = update.since_last && *update.since_last > Duration();
+  if (phase_ == Phase::locked && !has_interval) {
+    // A second update at the same instant brings nothing to integrate: the slew goes on.
+    Decision decision = unchanged(frequency_ppb);
+    decision.correction = left;
+    decision.slew_duration = std::max(slew_duration_ - (update.now - slew_at_), Duration::from_ns(1));
+    return decision;
+  }
   if (phase_ == Phase::empty || !has_interval ||
       (phase_ == Phase::one_sample && update.now <= first_at_)) {
     first_offset_ = update.offset;
@@ -148,11 +182,12 @@ Decision PiServo::update(const Update& update, double frequency_ppb) {
     phase_ = Phase::locked;
     return first_jump(decision, update);
   }
+  const Duration measured = update.offset - left;
   decision.frequency_ppb =
-      clamp_frequency(frequency_ppb + gains.ki_per_s * update.offset.seconds() * 1e9, settings_);
+      clamp_frequency(frequency_ppb + gains.ki_per_s * measured.seconds() * 1e9, settings_);
   state_ = State::locked;
   decision.state = state_;
-  return proportional(decision, update, interval, gains);
+  return proportional(decision, measured, left, interval, gains);
 }
 
 }  // namespace taid::servo

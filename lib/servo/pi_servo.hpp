@@ -56,6 +56,16 @@
 //   ppb during one interval, while a missed update leaves the clock on the base instead of on
 //   a proportional term that has already done its work. The slew rate is capped at
 //   max_slew_rate_ppm (the correction shrinks, the duration stays).
+// - Its own slew in progress is not error. The core hands over the clock's whole error, the
+//   measured offset plus what the slew in progress has still to do (chrony's offset register),
+//   and replaces that slew with the decision's correction. linuxptp's P term acts over one
+//   interval and is done by the next sample; here an update can come before the slew ends (a
+//   second source's sample seconds later, or the jump's slew), and integrating the remainder
+//   again would count the same error at every such update. So the servo subtracts what is left
+//   of the correction it decided last (linear in time over its duration: the core's raw-time
+//   duration differs by the slew rate, ≤ 8 %, only while a slew runs near maxslewrate), runs the
+//   PI on the measured part x, and asks for remainder + kp·T·x over max(T, what maxslewrate
+//   needs).
 // - The integrator is the base frequency the caller reports as applied (update's
 //   frequency_ppb), not a copy of our own: when the driver clamps a frequency the integrator
 //   does not wind up past it (linuxptp stops integrating when it clamps, to the same end).
@@ -116,9 +126,13 @@ class PiServo final : public Servo {
   double estimated_frequency(const Update& update, double frequency_ppb) const;
   Decision after_step(Decision step, const Update& update, double frequency_ppb);
   Decision unchanged(double frequency_ppb) const;
-  Decision proportional(Decision decision, const Update& update, Duration interval,
+  Decision decide(const Update& update, double frequency_ppb);
+  Decision proportional(Decision decision, Duration measured, Duration left, Duration interval,
                         const PiGains& gains) const;
   Decision first_jump(Decision decision, const Update& update);
+  // What is left at `now` of the correction this servo decided last.
+  Duration slew_left(UtcTime now) const;
+  Decision remember_slew(Decision decision, UtcTime now);
 
   Settings settings_;
   PiConfig config_;
@@ -127,6 +141,10 @@ class PiServo final : public Servo {
   State state_ = State::unlocked;
   Duration first_offset_;  // the kept sample, on the clock as it is after any step
   UtcTime first_at_;
+  // The last slew decided: `correction` from `at` over `duration` (zero: none).
+  Duration slew_correction_;
+  Duration slew_duration_;
+  UtcTime slew_at_;
 };
 
 }  // namespace taid::servo

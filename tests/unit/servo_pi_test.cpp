@@ -210,6 +210,31 @@ TEST(PiServo, WithinFirstStepThresholdTheSecondSampleSetsOnlyTheFrequency) {
   EXPECT_EQ(d.correction, Duration());
 }
 
+TEST(PiServo, ItsOwnSlewInProgressIsNotIntegratedAgain) {
+  // The core hands over the whole error: measured + what the slew in progress has still to do.
+  PiServo servo(Settings{});
+  double f = 0;
+  f = servo.update(at(0, 0), f).frequency_ppb;
+  f = servo.update(at(64, 0.000064, 64), f).frequency_ppb;  // +1 ppm and the 64 µs jump
+  ASSERT_NEAR(f, 1000, 1e-6);
+  Decision d = servo.update(at(128, 0.001, 64), f);  // the jump's slew is long done
+  EXPECT_NEAR(d.frequency_ppb, 1000 + 0.3 / 64 * 1e6, 1e-6);
+  EXPECT_EQ(d.correction, Duration::from_us(700));  // kp·T = 0.7
+  EXPECT_EQ(d.slew_duration, Duration::from_s(64));
+  f = d.frequency_ppb;
+  // 16 s later a second source's sample: 0.525 ms of that slew are still to do, 0.1 ms is new.
+  d = servo.update(at(144, 0.000625, 16), f);
+  EXPECT_NEAR(d.frequency_ppb, f + 0.0030314331 * 0.0001 * 1e9, 1e-3);  // ki(16 s)·0.1 ms
+  EXPECT_NEAR(d.correction.seconds(), 0.000525 + 0.0435275282 * 16 * 0.0001, 1e-9);
+  EXPECT_EQ(d.slew_duration, Duration::from_s(16));
+  // A third at the same instant (no interval): nothing new; the slew goes on, the lock stays.
+  const Decision same = servo.update(at(144, 0.000625, 0), d.frequency_ppb);
+  EXPECT_EQ(same.state, State::locked);
+  EXPECT_EQ(same.frequency_ppb, d.frequency_ppb);
+  EXPECT_EQ(same.correction, d.correction);
+  EXPECT_EQ(same.slew_duration, Duration::from_s(16));
+}
+
 TEST(PiServo, TheBaseIsClampedAndTheSlewRateCapped) {
   Settings settings;
   settings.max_slew_rate_ppm = 500;
