@@ -33,29 +33,23 @@
 //   update while the I term took ki·x of it as frequency: 0.3/64 s × 38 ms = 175 ppm wrong at
 //   the third update, a 10 ms overshoot and sync after ~600 s even with fresh offsets.
 // - What diverged in the reference scenario (max |offset| 0.7 s, RMS frequency error 733 ppm,
-//   growing oscillation) and is NOT fixed here, because it is the core's: the update's offset
-//   is the source's offset_estimate(), which is the clock filter's pick whenever its error bound
-//   beats the delay envelope's, and the core carries only the envelope's estimate to `now`. The
-//   pick refers to its own sample, up to 8 polls old, and the same pick is handed over again at
-//   every update until the filter releases a newer one (4 s to 81 s: six updates, one sample,
-//   so the two-sample frequency estimate came out 0 against a 100 ppm clock). Corrected
-//   histories make it worse: the remap for each frequency change leaves an old sample reading
-//   x − r·age (x the offset now, r the residual frequency), so a clock running slow shows an
-//   old offset that says "ahead", and the integrator pushes it slower still. With the loop's
-//   a = kp·T and b = ki·T and a pick k intervals old, the closed loop's determinant is
-//   1 − a + b·k: unstable once b·k > a, i.e. k > 2.3 with linuxptp's caps (a 0.7, b 0.3), which
-//   bind at every poll ≥ 48 s. Lower integral caps only hide it (b = 0.01: seed 1 passes, seeds
-//   2–8 end 13 ms off). With the pick carried to `now` by the envelope's frequency (one line in
-//   the core's estimate_of, proposed, not made here), this servo with linuxptp's default gains
-//   meets the reference limits on seeds 1–8: sync 80–83 s, max |offset| 113–589 µs, RMS 48–142
-//   µs, RMS frequency error 0.23–0.64 ppm. docs/SERVO.md has the figures.
-// - Output mapping. linuxptp returns one frequency for the next interval:
-//   ppb = base + ki·x + kp·x. We keep the integral part as the base (frequency_ppb =
-//   clamp_frequency(base + ki·x)) and turn the proportional part into a slew of
-//   correction = kp·T·x over slew_duration = T, so base + correction / duration is linuxptp's
-//   ppb during one interval, while a missed update leaves the clock on the base instead of on
-//   a proportional term that has already done its work. The slew rate is capped at
-//   max_slew_rate_ppm (the correction shrinks, the duration stays).
+//   growing oscillation), and what still makes it diverge with several servers, is the core's:
+//   an update's offset is each source's offset_estimate(), the clock filter's pick whenever its
+//   error bound beats the delay envelope's, and the core carries only the envelope's estimate to
+//   `now`. Until 874cc7f the same pick was handed over at every update until a newer one was
+//   released (4 s to 81 s: six updates, one sample, so the two-sample frequency estimate came out
+//   0 against a 100 ppm clock); a pick on first use, and in a combination every source but the
+//   one that just answered, are still as old as their sample. Corrected histories make that
+//   worse than late: the remap for each frequency change leaves an old sample reading x − r·age
+//   (x the offset now, r the residual frequency), so a clock running slow shows an old offset
+//   that says "ahead", and the integrator pushes it slower still. With a = kp·T, b = ki·T and an
+//   offset k intervals old the closed loop's determinant is 1 − a + b·k: unstable once b·k > a,
+//   i.e. k > 2.3 at linuxptp's caps (a 0.7, b 0.3), which bind at every poll ≥ 48 s. Lower
+//   integral caps only hide it (b = 0.01: seed 1 passed, seeds 2–8 ended 13 ms off). At fd1936a
+//   this servo meets the reference limits on 5 seeds (sync ≤ 83 s, max |offset| ≤ 605 µs, RMS ≤
+//   59 µs, RMS frequency error ≤ 0.49 ppm) but diverges with 5 servers (2 false); with every
+//   pick carried to `now` by the envelope's frequency (one line in the core's estimate_of,
+//   proposed in docs/SERVO.md, not made here) it passes that too.
 // - Its own slew in progress is not error. The core hands over the clock's whole error, the
 //   measured offset plus what the slew in progress has still to do (chrony's offset register),
 //   and replaces that slew with the decision's correction. linuxptp's P term acts over one
