@@ -157,7 +157,8 @@ Decision PiServo::decide(const Update& update, double frequency_ppb) {
     // A second update at the same instant brings nothing to integrate: the slew goes on.
     Decision decision = unchanged(frequency_ppb);
     decision.correction = left;
-    decision.slew_duration = std::max(slew_duration_ - (update.now - slew_at_), Duration::from_ns(1));
+    decision.slew_duration =
+        std::max(slew_duration_ - (update.now - slew_at_), Duration::from_ns(1));
     return decision;
   }
   if (phase_ == Phase::empty || !has_interval ||
