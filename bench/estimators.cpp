@@ -132,6 +132,9 @@ std::vector<Estimator> make_estimators(const std::vector<double>& factors) {
   // The review's claim: a fixed window of 256 to 512 samples.
   out.push_back(envelope("envelope-fixed-256", {.adaptive_window = false, .max_samples = 256}));
   out.push_back(envelope("envelope-fixed-512", {.adaptive_window = false, .max_samples = 512}));
+  // The adaptive window over a span of up to 16384 s (at most 1024 samples still).
+  out.push_back(envelope("envelope-adapt-16ks",
+                         {.adaptive_window = true, .max_span = Duration::from_s(16384)}));
   for (double k : factors) {
     std::ostringstream name;
     name << "envelope-k" << k;

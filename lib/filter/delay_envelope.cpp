@@ -20,7 +20,8 @@ std::optional<EnvelopeEstimate> DelayEnvelope::add(Duration offset, Duration del
                                                    UtcTime received) {
   // A sample from before the window's span (the local clock was stepped back and nobody told
   // us) says nothing about the line the window holds, nor the window about it: start over.
-  if (!window_.empty() && received < window_.back().received - kMaxSpan) {
+  const Duration max_span = options_.max_span > Duration{} ? options_.max_span : kMaxSpan;
+  if (!window_.empty() && received < window_.back().received - max_span) {
     window_.clear();
     ++restarts_;
   }
@@ -39,7 +40,7 @@ std::optional<EnvelopeEstimate> DelayEnvelope::add(Duration offset, Duration del
   // longer, and a line still holds far better than the network noise of such paths.
   const UtcTime newest = window_.back().received;
   std::size_t too_old = 0;
-  while (window_.size() - too_old > kMinSamples && newest - window_[too_old].received > kMaxSpan)
+  while (window_.size() - too_old > kMinSamples && newest - window_[too_old].received > max_span)
     ++too_old;
   const std::size_t max_samples = options_.max_samples > 0
                                       ? std::clamp(options_.max_samples, kMinSamples, kMaxSamples)

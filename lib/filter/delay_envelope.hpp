@@ -79,6 +79,9 @@ struct EnvelopeOptions {
   double width_loss_factor = 0;
   // A fixed window of fewer samples than kMaxSamples (a bench's comparison); 0: kMaxSamples.
   std::size_t max_samples = 0;
+  // The window's span instead of kMaxSpan (0: kMaxSpan). Longer spans pay at slow polls only
+  // with the adaptive window, which cuts them back where the line no longer holds.
+  Duration max_span{};
 };
 
 namespace envelope_detail {
@@ -113,7 +116,7 @@ class DelayEnvelope {
   // 0.1 % to 1 % of fits in bench/estimators' stationary streams), while a curve pinches it by
   // its bend (about a·T²/2). Chosen by measurement: bench/estimators and docs/ESTIMATORS.md.
   static constexpr std::size_t kAdaptiveMin = 8;
-  static constexpr double kWidthLossFactor = 8;
+  static constexpr double kWidthLossFactor = 6;
 
   DelayEnvelope() = default;
   explicit DelayEnvelope(EnvelopeOptions options) : options_(options) {}
