@@ -507,6 +507,17 @@ void Engine::carry_out_clock(const timekeeping::Actions& actions) {
       log_error(strcat("stopping: ", stop->reason));
       stop_reason_ = stop->reason;
       io_.stop();
+    } else if (const auto* poll_now = std::get_if<timekeeping::PollNow>(&action)) {
+      // The source's poll timer is replaced by a poll as soon as this handler returns (not
+      // from inside it: poll() reaches the core again).
+      for (const auto& source : sources_) {
+        if (source->id != poll_now->id) continue;
+        Source& s = *source;
+        s.timer.expires_after(std::chrono::nanoseconds(0));
+        s.timer.async_wait([this, &s](const boost::system::error_code& ec) {
+          if (!ec) poll(s);
+        });
+      }
     }
   }
 }

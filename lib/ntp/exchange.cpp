@@ -127,6 +127,10 @@ void Exchange::correct_for_local_clock(UtcTime when, double dfrequency, Duration
   if (last_clock_reading_) remap(*last_clock_reading_);
 }
 
+void Exchange::start_burst() {
+  if (status_.state != SourceState::demobilized) status_.burst_remaining = kBurstCount;
+}
+
 Actions Exchange::on_timer(LocalTimestamp now) {
   Actions actions;
   if (status_.state == SourceState::demobilized) return actions;

@@ -240,6 +240,11 @@ class Exchange {
   void correct_for_local_clock(UtcTime when, double dfrequency, Duration doffset,
                                OffsetKind kind = OffsetKind::step);
 
+  // Starts a burst of kBurstCount requests at the burst spacing from the next on_timer, as
+  // iburst does at start: the daemon calls it when the local clock was changed behind its back,
+  // so the estimators (restarted by the step detector) fill again in seconds, not polls.
+  void start_burst();
+
   const SourceConfig& config() const { return config_; }
   const SourceStatus& status() const { return status_; }
   const filter::ClockFilter& filter() const { return filter_; }

@@ -275,6 +275,14 @@ void Runner::carry_out_clock(const timekeeping::Actions& actions) {
     } else if (const auto* stop = std::get_if<timekeeping::Stop>(&action)) {
       log(true, strcat("stopping: ", stop->reason));
       result_.stopped = stop->reason;
+    } else if (const auto* poll_now = std::get_if<timekeeping::PollNow>(&action)) {
+      // As the engine does: the source's timer is replaced by a poll now.
+      for (std::size_t i = 0; i < sources_.size(); ++i) {
+        Source& source = *sources_[i];
+        if (source.id != poll_now->id || source.demobilized) continue;
+        schedule(clock_.true_ns(),
+                 SourceTimer{i, ++source.timer_generation, clock_.monotonic()});
+      }
     }
   }
 }

@@ -101,6 +101,7 @@ Actions Timekeeper::start(UtcTime) {
                                             impl_->base_ppb / 1000, " ppm")});
   }
   actions.push_back(SetSyncStatus{{false, kUnknownBound, kUnknownBound}});
+  actions.push_back(SetTimer{kInterferenceCheck});
   return actions;
 }
 
@@ -331,7 +332,9 @@ Actions Timekeeper::on_source_event(SourceId id, UtcTime now) {
   const Duration left = impl_->still_to_slew(now);
   update.offset = result.offset + left;
   update.offset_sd = std::max(result.jitter, Duration::from_ns(1));
-  if (tracking_.last_update) update.since_last = now - *tracking_.last_update;
+  // (Never zero or negative: a step by someone else moves `now` before we know of it.)
+  if (tracking_.last_update && now > *tracking_.last_update)
+    update.since_last = now - *tracking_.last_update;
   if (frequency_weight > 0) {
     update.residual_frequency = frequency / frequency_weight;
     update.skew = std::sqrt(skew_sq / frequency_weight);
@@ -410,7 +413,7 @@ Actions Timekeeper::on_source_event(SourceId id, UtcTime now) {
       const Duration duration = Duration::from_seconds(total.seconds() * (1 + base + rate) / rate);
       impl_->slew = Impl::Slew{now, now + duration, total, rate, base, std::nullopt};
       actions.push_back(SetFrequency{impl_->base_ppb + rate * 1e9});
-      actions.push_back(SetTimer{duration});
+      actions.push_back(SetTimer{std::min(duration, kInterferenceCheck)});
     } else {
       // Nothing to slew now: what is left stays in the cooked scale until the next slew.
       impl_->slew = Impl::Slew{now, now, left, 0, base, now};
@@ -464,6 +467,8 @@ void Timekeeper::record_update(const servo::Update& update, const selection::Res
 
 Actions Timekeeper::on_timer(UtcTime now) {
   Actions actions;
+  if (settings_.observe_only) return actions;
+  Duration next = kInterferenceCheck;
   if (impl_->slew && !impl_->slew->ended) {
     if (now >= impl_->slew->end - Duration::from_us(1)) {
       // Whatever the timer's lateness made the slew overshoot stays in the cooked scale.
@@ -471,9 +476,12 @@ Actions Timekeeper::on_timer(UtcTime now) {
       actions.push_back(SetFrequency{impl_->base_ppb});
       tracking_.system_offset = impl_->still_to_slew(now);
     } else {
-      actions.push_back(SetTimer{impl_->slew->end - now});
+      next = std::min(next, impl_->slew->end - now);
     }
   }
+  // Also the periodic look for interference: the carrier asks the driver after carrying these
+  // out, whatever they are.
+  actions.push_back(SetTimer{next});
   return actions;
 }
 
@@ -493,6 +501,8 @@ void Timekeeper::on_frequency_applied(UtcTime when, double applied_ppb) {
 }
 
 void Timekeeper::on_stepped(UtcTime when, Duration offset) {
+  // The last update's time is a raw reading of the clock that was just stepped.
+  if (tracking_.last_update) tracking_.last_update = *tracking_.last_update + offset;
   const Duration shift = offset - impl_->step_includes_slew;
   impl_->step_includes_slew = Duration{};
   for (auto& [id, entry] : impl_->sources) {
@@ -526,8 +536,14 @@ Actions apply_clock_actions(const Actions& actions, clock::ClockDriver& driver, 
   }
   if (auto noticed = driver.noticed_interference()) {
     left.push_back(LogLine{true, strcat("clock interference: ", *noticed)});
-    // Whatever was done behind our back, measure from the frequency the clock has now.
+    // Whatever was done behind our back, measure from the frequency the clock has now, and
+    // measure again at once: every source bursts (its step detector restarts its estimators
+    // at the first stamp if the clock was stepped).
     if (auto frequency = driver.frequency_ppb()) core.on_frequency_applied(driver.now(), *frequency);
+    for (const SourceView& view : core.sources()) {
+      core.exchange(view.id).start_burst();
+      left.push_back(PollNow{view.id});
+    }
   }
   return left;
 }

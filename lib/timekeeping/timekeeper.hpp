@@ -75,7 +75,11 @@ struct LogLine {
 struct Stop {
   std::string reason;  // maxchange exhausted: the daemon exits, as chronyd does
 };
-using Action = std::variant<SetFrequency, StepClock, SetSyncStatus, SetLeap, SetTimer, LogLine, Stop>;
+struct PollNow {
+  SourceId id = 0;  // run this source's poll process now (its exchange has a burst to send)
+};
+using Action =
+    std::variant<SetFrequency, StepClock, SetSyncStatus, SetLeap, SetTimer, LogLine, Stop, PollNow>;
 using Actions = std::vector<Action>;
 
 // What `taictl tracking` shows (chronyc tracking's fields).
@@ -115,6 +119,10 @@ class Timekeeper {
   // carry a drift-file frequency, which the first actions then set).
   Timekeeper(Settings settings, double frequency_ppb);
   ~Timekeeper();
+
+  // How often the core looks for changes made behind its back (a SetTimer at least this often
+  // while disciplining: the carrier checks the driver each time it carries actions out).
+  static constexpr Duration kInterferenceCheck = Duration::from_s(16);
 
   // The first actions: the drift file's frequency, sync status unsynchronized.
   Actions start(UtcTime now);
@@ -162,8 +170,11 @@ class Timekeeper {
 };
 
 // Carries clock actions out on `driver` in order and reports what was applied back to `core`.
-// Returns what is left for the caller: SetTimer, LogLine (driver errors become warnings) and
-// Stop. The engine and the simulator both use it, so neither decides anything.
+// Returns what is left for the caller: SetTimer, LogLine (driver errors become warnings), Stop
+// and PollNow. It also asks the driver whether someone else changed the clock; if so it logs
+// it, takes the frequency the clock has now, and has every source start a burst (PollNow), so
+// a foreign step is measured and corrected in seconds. The engine and the simulator both use
+// it, so neither decides anything.
 Actions apply_clock_actions(const Actions& actions, clock::ClockDriver& driver, Timekeeper& core);
 
 }  // namespace taid::timekeeping
