@@ -209,7 +209,7 @@ std::optional<SourceEstimate> estimate_of(const ntp::Exchange& exchange, UtcTime
   const auto& fit = exchange.envelope().estimate();
   if (offset->estimator == std::string_view("clock_filter") && used && offset->time <= *used) {
     if (fit && fit->time > *used) {
-      e.offset = fit->offset + Duration::from_seconds(fit->frequency * (now - fit->time).seconds());
+      e.offset = fit->offset;
       e.time = fit->time;
     } else if (newest && newest->time > *used) {
       e.offset = newest->offset;
@@ -219,9 +219,9 @@ std::optional<SourceEstimate> estimate_of(const ntp::Exchange& exchange, UtcTime
   e.leap = last.leap;
   if (const auto& envelope = exchange.envelope().estimate()) {
     e.frequency = envelope->frequency;
-    // The envelope's own offset refers to its newest sample; carry it to `now`.
-    if (offset->estimator == std::string_view("delay_envelope"))
-      e.offset = e.offset + Duration::from_seconds(envelope->frequency * (now - offset->time).seconds());
+    // Every offset refers to its own sample's time (the pick's may be polls old): carry it to
+    // `now` along the residual frequency.
+    e.offset = e.offset + Duration::from_seconds(envelope->frequency * (now - e.time).seconds());
     // Its frequency's uncertainty, as a regression's over the same window would be (the
     // envelope does better; this errs on the safe side): σ √(12/n) / span, σ the queueing.
     const double span_s = std::max(envelope->span.seconds(), 1e-3);
