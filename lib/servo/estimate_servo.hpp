@@ -34,7 +34,7 @@ class EstimateServo final : public Servo {
 
   // How far the base frequency may have wandered per √s since it was last estimated (s/s):
   // about a PC oscillator's Allan deviation at 1000 s, scaled as a random walk.
-  static constexpr double kWanderPerRootSecond = 3e-10;
+  static constexpr double kWanderPerRootSecond = 1e-9;
   // The base's uncertainty before any estimate: the kernel's whole range.
   static constexpr double kUnknownSkew = 500e-6;
   // A residual this many combined skews away from the base refutes the base.
