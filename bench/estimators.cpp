@@ -39,17 +39,17 @@ using taid::UtcTime;
 struct Condition {
   std::string name;
   double poll_s = 1;
-  double wander = 0;             // s/s per √s (SimClock's)
-  double temperature_ppm = 0;    // amplitude
+  double wander = 0;           // s/s per √s (SimClock's)
+  double temperature_ppm = 0;  // amplitude
   double temperature_period_s = 86400;
-  double ramp_ppb_per_s = 0;     // a linear frequency drift
+  double ramp_ppb_per_s = 0;  // a linear frequency drift
   double duration_s = 6144;
 };
 
 struct Sample {
   Duration offset, delay;
   UtcTime t1, t4;
-  double truth_offset_s;  // source − local at T4 (the estimators' sign)
+  double truth_offset_s;   // source − local at T4 (the estimators' sign)
   double truth_frequency;  // d(truth)/d(local time)
 };
 
@@ -224,9 +224,10 @@ int main(int argc, char** argv) {
   std::ofstream csv(csv_path);
   csv << "condition,poll_s,wander,temperature_ppm,temperature_period_s,ramp_ppb_per_s,"
          "estimator,seed,scored,rms_offset_ns,max_offset_ns,rms_frequency_ppb,mean_samples\n";
-  std::printf("Open loop, clock +%g ppm, path 100 us + 100 us*Exp(1) each way, %d seeds, scored "
-              "from %g s\n",
-              kBaseFrequency_ppm, seeds, kWarmup_s);
+  std::printf(
+      "Open loop, clock +%g ppm, path 100 us + 100 us*Exp(1) each way, %d seeds, scored "
+      "from %g s\n",
+      kBaseFrequency_ppm, seeds, kWarmup_s);
   std::printf("%-32s %-18s %12s %12s %12s %8s\n", "condition", "estimator", "RMS off ns",
               "max off ns", "RMS f ppb", "window");
   for (const Condition& c : conditions()) {
@@ -264,10 +265,9 @@ int main(int argc, char** argv) {
                   totals[e].rms_offset_ns(), totals[e].offset_max * 1e9,
                   totals[e].rms_frequency_ppb(), totals[e].mean_samples());
       csv << '"' << c.name << "\"," << c.poll_s << ',' << c.wander << ',' << c.temperature_ppm
-          << ',' << c.temperature_period_s << ',' << c.ramp_ppb_per_s << ',' << names[e]
-          << ",all," << totals[e].n << ',' << totals[e].rms_offset_ns() << ','
-          << totals[e].offset_max * 1e9 << ',' << totals[e].rms_frequency_ppb() << ','
-          << totals[e].mean_samples() << '\n';
+          << ',' << c.temperature_period_s << ',' << c.ramp_ppb_per_s << ',' << names[e] << ",all,"
+          << totals[e].n << ',' << totals[e].rms_offset_ns() << ',' << totals[e].offset_max * 1e9
+          << ',' << totals[e].rms_frequency_ppb() << ',' << totals[e].mean_samples() << '\n';
     }
     std::fflush(stdout);
   }

@@ -95,10 +95,9 @@ std::optional<EnvelopeEstimate> DelayEnvelope::refit(bool count_restart) {
                                Duration{}};
   Duration half_delays;
   for (std::size_t i = first; i < window_.size(); ++i) half_delays += window_[i].delay / 2;
-  estimate_->mean_excess =
-      std::max(half_delays / static_cast<int64_t>(window_.size() - first) -
-                   estimate_->half_min_delay,
-               Duration{});
+  estimate_->mean_excess = std::max(
+      half_delays / static_cast<int64_t>(window_.size() - first) - estimate_->half_min_delay,
+      Duration{});
   return estimate_;
 }
 

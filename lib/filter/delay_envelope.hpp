@@ -113,8 +113,9 @@ class DelayEnvelope {
   // down to kAdaptiveMin samples, while the half window's band is wider than the whole's by more
   // than kWidthLossFactor·J/n_half: on a line the older half narrows the band only as much as
   // its own faster packets do (about J/n_half, with an exponential tail: above 6 J/n_half in
-  // 0.1 % to 1 % of fits in bench/estimators' stationary streams), while a curve pinches it by
-  // its bend (about a·T²/2). Chosen by measurement: bench/estimators and docs/ESTIMATORS.md.
+  // 0.1 % to 1 % of fits for n_half ≥ 64 in bench/estimators' stationary stream), while a curve
+  // pinches it by its bend. The factor was chosen by measurement (bench/estimators, 4 to 8 swept:
+  // docs/ESTIMATORS.md); it only weighs precision when stationary against following a drift.
   static constexpr std::size_t kAdaptiveMin = 8;
   static constexpr double kWidthLossFactor = 6;
 

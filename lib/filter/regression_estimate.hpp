@@ -29,11 +29,11 @@
 namespace taid::filter {
 
 struct RegressionEstimate {
-  Duration offset;          // at `time`; positive: the local clock is behind the source
-  double frequency = 0;     // d(offset)/dt in s/s; positive: the local clock runs slow
-  UtcTime time;             // the newest sample's local receive time (T4)
-  std::size_t samples = 0;  // in the fit
-  Duration span;            // from the oldest to the newest fitted sample's T4
+  Duration offset;           // at `time`; positive: the local clock is behind the source
+  double frequency = 0;      // d(offset)/dt in s/s; positive: the local clock runs slow
+  UtcTime time;              // the newest sample's local receive time (T4)
+  std::size_t samples = 0;   // in the fit
+  Duration span;             // from the oldest to the newest fitted sample's T4
   double residual_sd_s = 0;  // the weighted residuals' standard deviation (chrony's "sd")
   std::size_t runs = 0;      // of residual signs over the tested samples
 };
@@ -89,9 +89,9 @@ class RegressionEstimator {
   std::optional<RegressionEstimate> refit();
 
   RegressionOptions options_;
-  std::vector<Point> window_;    // by T4, oldest first: runs-test-only samples, then the fit's
-  std::size_t runs_only_ = 0;    // how many of the oldest take part in the runs test only
-  double last_sd_s_ = 0;         // the previous fit's, for the weights
+  std::vector<Point> window_;  // by T4, oldest first: runs-test-only samples, then the fit's
+  std::size_t runs_only_ = 0;  // how many of the oldest take part in the runs test only
+  double last_sd_s_ = 0;       // the previous fit's, for the weights
   std::optional<RegressionEstimate> estimate_;
 };
 
