@@ -14,8 +14,9 @@
 // (kept for this only) take part in the test, so a short window is still tested on a long record
 // (chrony's REGRESS_RUNS_RATIO). What was dropped is forgotten: the window regrows from there.
 //
-// Written from the description of chrony's regress.c (RGR_FindBestRegression) and sourcestats.c;
-// the critical numbers of runs come from the normal approximation, not chrony's table.
+// Written from our understanding of chrony's regress.c (RGR_FindBestRegression) and
+// sourcestats.c, not checked line by line against their source (the search tool did not return
+// it); the critical numbers of runs come from the normal approximation, not chrony's table.
 #pragma once
 
 #include <cstddef>
