@@ -18,6 +18,19 @@
 
 namespace taid::sim {
 
+Scenario Scenario::with_servers(std::string name, int n) {
+  Scenario scenario = reference();
+  scenario.name = std::move(name);
+  const SourceSetup one = scenario.sources.front();
+  scenario.sources.clear();
+  for (int i = 1; i <= n; ++i) {
+    SourceSetup s = one;
+    s.config.name = "s" + std::to_string(i);
+    scenario.sources.push_back(s);
+  }
+  return scenario;
+}
+
 Scenario Scenario::reference() {
   Scenario s;
   s.name = "reference";

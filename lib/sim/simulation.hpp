@@ -66,6 +66,8 @@ struct Scenario {
   // One truthful stratum-1 server, 100 µs + 100 µs × Exp(1) each way; the client 0.1 s ahead at
   // +100 ppm with a wander of 1e-9 per √s; minpoll 6, maxpoll 10, iburst; 10 000 s.
   static Scenario reference();
+  // The reference clock and path with `n` servers, named s1..sn, all on true time.
+  static Scenario with_servers(std::string name, int n);
 };
 
 // The state every trace_interval of true time.

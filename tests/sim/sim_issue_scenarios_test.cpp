@@ -143,19 +143,6 @@ Statistics expect_limits(const RunResult& result, const Limits& limits, const st
   return s;
 }
 
-// The reference clock and path with `n` servers, named s1..sn.
-Scenario with_servers(const std::string& name, int n) {
-  Scenario scenario = Scenario::reference();
-  scenario.name = name;
-  const SourceSetup one = scenario.sources.front();
-  scenario.sources.clear();
-  for (int i = 1; i <= n; ++i) {
-    SourceSetup s = one;
-    s.config.name = "s" + std::to_string(i);
-    scenario.sources.push_back(s);
-  }
-  return scenario;
-}
 
 std::size_t count_logged(const RunResult& result, const std::string& text, Duration from = {}) {
   return static_cast<std::size_t>(std::count_if(result.log.begin(), result.log.end(), [&](auto& e) {
@@ -193,7 +180,7 @@ TEST(SimIssueScenario, ReferenceAtPoll16) {
 
 // 2. Five servers, two false by +1 s and +2 s: the clock follows the three true ones.
 TEST(SimIssueScenario, TwoFalseOfFive) {
-  Scenario scenario = with_servers("2 false of 5", 5);
+  Scenario scenario = Scenario::with_servers("2 false of 5", 5);
   for (int i : {3, 4}) {
     scenario.sources[i].server.kind = ServerModel::Kind::lying;
     scenario.sources[i].server.offset = Duration::from_s(i - 2);
@@ -212,7 +199,7 @@ TEST(SimIssueScenario, TwoFalseOfFive) {
 // 3. Five servers, three false by +1 s, +2 s and +3 s (agreeing with nobody): no majority, so the
 // clock is never updated and runs free on its initial error.
 TEST(SimIssueScenario, ThreeFalseOfFiveIsNoMajority) {
-  Scenario scenario = with_servers("3 false of 5", 5);
+  Scenario scenario = Scenario::with_servers("3 false of 5", 5);
   for (int i : {2, 3, 4}) {
     scenario.sources[i].server.kind = ServerModel::Kind::lying;
     scenario.sources[i].server.offset = Duration::from_s(i - 1);
@@ -306,7 +293,7 @@ TEST(SimIssueScenario, LossOf33Percent) {
 // 8. The system peer of three dies at 3000 s: another is selected, the limits hold. s1 has the
 // shortest path so it is the one selected before.
 TEST(SimIssueScenario, SystemPeerDiesAndAnotherIsSelected) {
-  Scenario scenario = with_servers("system peer of 3 dies", 3);
+  Scenario scenario = Scenario::with_servers("system peer of 3 dies", 3);
   scenario.sources[1].path.base_delay = Duration::from_us(400);
   scenario.sources[2].path.base_delay = Duration::from_us(500);
   scenario.sources[0].server.kind = ServerModel::Kind::dying;
@@ -387,7 +374,7 @@ TEST(SimIssueScenario, OwnSteeringNeverRestartsTheEnvelope) {
 // 11a. One of three servers steps by an hour at 3000 s: it becomes a falseticker, the clock is not
 // stepped, the limits hold.
 TEST(SimIssueScenario, ServerSteppingByAnHourIsOutvoted) {
-  Scenario scenario = with_servers("1 of 3 steps by +3600 s", 3);
+  Scenario scenario = Scenario::with_servers("1 of 3 steps by +3600 s", 3);
   scenario.sources[2].server.kind = ServerModel::Kind::stepping;
   scenario.sources[2].server.at = Duration::from_s(3000);
   scenario.sources[2].server.offset = Duration::from_s(3600);
@@ -403,7 +390,7 @@ TEST(SimIssueScenario, ServerSteppingByAnHourIsOutvoted) {
 // 11b. Every server lost at 3000 s: one "cannot synchronise" line (not one a poll), the clock
 // unsynchronized, the run goes on to the end on the frequency it had.
 TEST(SimIssueScenario, EveryServerLost) {
-  Scenario scenario = with_servers("all 3 die at 3000 s", 3);
+  Scenario scenario = Scenario::with_servers("all 3 die at 3000 s", 3);
   for (SourceSetup& s : scenario.sources) {
     s.server.kind = ServerModel::Kind::dying;
     s.server.at = Duration::from_s(3000);

@@ -121,19 +121,6 @@ TEST(SimScenario, TraceExportsAsCsv) {
   EXPECT_EQ(rows, 11U);
 }
 
-// The reference clock and path with `n` servers, named s1..sn.
-Scenario with_servers(const std::string& name, int n) {
-  Scenario scenario = Scenario::reference();
-  scenario.name = name;
-  const SourceSetup one = scenario.sources.front();
-  scenario.sources.clear();
-  for (int i = 1; i <= n; ++i) {
-    SourceSetup s = one;
-    s.config.name = "s" + std::to_string(i);
-    scenario.sources.push_back(s);
-  }
-  return scenario;
-}
 
 bool logged(const RunResult& result, const std::string& text) {
   for (const LogEntry& e : result.log)
@@ -155,7 +142,7 @@ double mean_offset_ns(const RunResult& result, Duration from, Duration to) {
 
 TEST(SimScenario, LyingServerIsOutvoted) {
   // Three true servers and one 50 ms off: the liar is a falseticker, the clock follows the rest.
-  Scenario scenario = with_servers("liar among four", 4);
+  Scenario scenario = Scenario::with_servers("liar among four", 4);
   scenario.sources[3].server.kind = ServerModel::Kind::lying;
   scenario.sources[3].server.offset = Duration::from_ms(50);
   const RunResult result = run_and_report(scenario);
