@@ -125,8 +125,6 @@ void Timekeeper::restart_source(SourceId id, ntp::SourceConfig config) {
   entry.mark = selection::Mark::unusable;
 }
 
-void Timekeeper::remove_source(SourceId id) { impl_->sources.erase(id); }
-
 ntp::Exchange& Timekeeper::exchange(SourceId id) { return *impl_->sources.at(id).exchange; }
 const ntp::Exchange& Timekeeper::exchange(SourceId id) const {
   return *impl_->sources.at(id).exchange;
@@ -232,8 +230,6 @@ std::optional<SourceEstimate> estimate_of(const ntp::Exchange& exchange, UtcTime
 }
 
 }  // namespace
-
-Duration Timekeeper::still_to_slew(UtcTime raw) const { return impl_->still_to_slew(raw); }
 
 ntp::LocalTimestamp Timekeeper::cook(ntp::LocalTimestamp raw) const {
   const Duration left = impl_->still_to_slew(raw.time);

@@ -133,7 +133,6 @@ class Timekeeper {
   // The source starts over with a fresh exchange (its address changed); references to its
   // exchange stay valid.
   void restart_source(SourceId id, ntp::SourceConfig config);
-  void remove_source(SourceId id);
   ntp::Exchange& exchange(SourceId id);
   const ntp::Exchange& exchange(SourceId id) const;
   std::vector<SourceView> sources() const;
@@ -154,8 +153,6 @@ class Timekeeper {
   // the core decides to slew reads at once as the step it will have been: no source sees a
   // slew of 8 % as a frequency change, and no history must be corrected while one runs.
   ntp::LocalTimestamp cook(ntp::LocalTimestamp raw) const;
-  // What the slew has still to correct at raw local time `raw` (positive: forward).
-  Duration still_to_slew(UtcTime raw) const;
 
   const Tracking& tracking() const { return tracking_; }
   const Settings& settings() const { return settings_; }

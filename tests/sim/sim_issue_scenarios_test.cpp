@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "sim/simulation.hpp"
+#include "tests/sim/scenario_report.hpp"
 
 namespace taid::sim {
 namespace {
@@ -58,41 +59,11 @@ class PrintTable : public ::testing::Environment {
 [[maybe_unused]] ::testing::Environment* const kPrintTable =
     ::testing::AddGlobalTestEnvironment(new PrintTable);
 
-// Runs the scenario, prints its figures and the wall time it took, and writes the trace to
-// $TAID_SIM_CSV_DIR/<test>_<scenario>.csv when that is set.
-RunResult run_and_report(const Scenario& scenario, const Criteria& criteria = {}) {
-  const auto started = std::chrono::steady_clock::now();
-  RunResult result = run(scenario);
-  const double wall_s =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  const Statistics stats = result.statistics(criteria);
-  std::cout << scenario.name << " (seed " << scenario.seed << ", " << scenario.duration.seconds()
-            << " s simulated in " << wall_s << " s wall, " << result.events
-            << " events; figures from " << criteria.settled.seconds() << " s): " << stats.summary()
-            << '\n';
-  add_row(scenario.name, stats);
-  // 10 000 simulated seconds take about half a second at most; the check is loose (a shared,
-  // loaded machine) and catches a loop gone slow by an order of magnitude.
-  EXPECT_LE(wall_s, 5.0 * scenario.duration.seconds() / 10000) << scenario.name;
-  if (const char* dir = std::getenv("TAID_SIM_CSV_DIR")) {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    std::string file = std::string(info->name()) + "_" + scenario.name + ".csv";
-    for (char& c : file)
-      if (c == ' ' || c == '/') c = '_';
-    std::ofstream csv(std::string(dir) + "/" + file);
-    result.write_csv(csv);
-  }
+// A run, reported, with its row in the summary table.
+RunResult run_and_tabulate(const Scenario& scenario, const Criteria& criteria = {}) {
+  RunResult result = run_and_report(scenario, criteria);
+  add_row(scenario.name, result.statistics(criteria));
   return result;
-}
-
-void print_log(const RunResult& result, bool warnings_only = true, std::size_t at_most = 25,
-               Duration from = Duration()) {
-  std::size_t shown = 0;
-  for (const LogEntry& e : result.log) {
-    if ((warnings_only && !e.warning) || e.t < from) continue;
-    if (shown++ == at_most) break;
-    std::cout << "  [" << e.t.seconds() << " s] " << e.text << '\n';
-  }
 }
 
 // Trace points from `from` to `to`, one every `stride`, for a failure's report.
@@ -172,7 +143,7 @@ Scenario with_frequency(double ppm) {
 
 // 1. The reference at poll 16 s (minpoll 4 maxpoll 4).
 TEST(SimIssueScenario, ReferenceAtPoll16) {
-  const RunResult result = run_and_report(poll_16());
+  const RunResult result = run_and_tabulate(poll_16());
   const Statistics s = expect_limits(result, {}, "poll 16 s");
   std::cout << "goal RMS offset <= 9 us: " << (s.rms_offset_ns <= 9e3 ? "met" : "NOT met") << " ("
             << s.rms_offset_ns / 1e3 << " us)\n";
@@ -185,7 +156,7 @@ TEST(SimIssueScenario, TwoFalseOfFive) {
     scenario.sources[i].server.kind = ServerModel::Kind::lying;
     scenario.sources[i].server.offset = Duration::from_s(i - 2);
   }
-  const RunResult result = run_and_report(scenario);
+  const RunResult result = run_and_tabulate(scenario);
   expect_limits(result, {}, "2 false of 5");
   ASSERT_FALSE(result.trace.empty());
   const std::string& marks = result.trace.back().marks;
@@ -204,7 +175,7 @@ TEST(SimIssueScenario, ThreeFalseOfFiveIsNoMajority) {
     scenario.sources[i].server.kind = ServerModel::Kind::lying;
     scenario.sources[i].server.offset = Duration::from_s(i - 1);
   }
-  const RunResult result = run_and_report(scenario);
+  const RunResult result = run_and_tabulate(scenario);
   EXPECT_EQ(result.clock_updates, 0U);
   EXPECT_EQ(result.steps, 0U);
   EXPECT_GE(count_logged(result, "no majority"), 1U);
@@ -238,7 +209,7 @@ TEST(SimIssueScenario, Wander1e7) {
   limits.criteria.max_offset = Duration::from_ms(5);
   limits.max_offset_ns = 5e6;
   limits.rms_offset_ns = 1e6;
-  const RunResult result = run_and_report(scenario, limits.criteria);
+  const RunResult result = run_and_tabulate(scenario, limits.criteria);
   expect_limits(result, limits, "wander 1e-7");
 }
 
@@ -250,7 +221,7 @@ TEST_P(SimFrequencyOffset, SynchronizesWithin1000s) {
   Limits limits;
   limits.criteria.settled = Duration::from_s(1000);
   limits.sync_by_s = 1000;
-  const RunResult result = run_and_report(scenario, limits.criteria);
+  const RunResult result = run_and_tabulate(scenario, limits.criteria);
   expect_limits(result, limits, scenario.name);
   if (HasFailure()) print_trace(result, Duration(), Duration::from_s(300), Duration::from_s(20));
 }
@@ -272,7 +243,7 @@ TEST(SimIssueScenario, ForeignStepWithMakestepAlways) {
   Limits limits;
   limits.criteria.settled = Duration::from_s(3300);
   limits.sync_by_s = 3300;
-  const RunResult result = run_and_report(scenario, limits.criteria);
+  const RunResult result = run_and_tabulate(scenario, limits.criteria);
   expect_limits(result, limits, scenario.name);
   EXPECT_GE(result.steps, 1U);
   std::cout << "steps by the daemon: " << result.steps << "; log from 3000 s:\n";
@@ -286,7 +257,7 @@ TEST(SimIssueScenario, LossOf33Percent) {
   Scenario scenario = Scenario::reference();
   scenario.name = "33 % loss";
   scenario.sources[0].path.loss = 1 - std::sqrt(0.67);
-  const RunResult result = run_and_report(scenario);
+  const RunResult result = run_and_tabulate(scenario);
   expect_limits(result, {}, scenario.name);
 }
 
@@ -298,7 +269,7 @@ TEST(SimIssueScenario, SystemPeerDiesAndAnotherIsSelected) {
   scenario.sources[2].path.base_delay = Duration::from_us(500);
   scenario.sources[0].server.kind = ServerModel::Kind::dying;
   scenario.sources[0].server.at = Duration::from_s(3000);
-  const RunResult result = run_and_report(scenario);
+  const RunResult result = run_and_tabulate(scenario);
   expect_limits(result, {}, scenario.name);
   const std::string before = point_at(result, 2999).marks;
   const std::string after = result.trace.back().marks;
@@ -315,7 +286,7 @@ TEST(SimIssueScenario, AsymmetricPathStaysWithinTheReportedBound) {
   Scenario scenario = Scenario::reference();
   scenario.name = "asymmetry 300 us";
   scenario.sources[0].path.asymmetry = Duration::from_us(300);
-  const RunResult result = run_and_report(scenario);
+  const RunResult result = run_and_tabulate(scenario);
   const Statistics s = expect_limits(result, {}, scenario.name);
   ASSERT_TRUE(s.sync_time);
   double worst_ratio = 0, worst_kernel_ratio = 0;
@@ -350,7 +321,7 @@ TEST(SimIssueScenario, AsymmetricPathStaysWithinTheReportedBound) {
 TEST(SimIssueScenario, OwnSteeringNeverRestartsTheEnvelope) {
   for (const Scenario& scenario :
        {Scenario::reference(), poll_16(), with_frequency(50000), with_frequency(-50000)}) {
-    const RunResult result = run_and_report(scenario);
+    const RunResult result = run_and_tabulate(scenario);
     ASSERT_FALSE(result.trace.empty());
     // Counted from synchronisation on: before it, a clock 5 % off is beyond the ±500 ppm any
     // line of the envelope may have, and the envelope starts over on the oscillator's own
@@ -378,7 +349,7 @@ TEST(SimIssueScenario, ServerSteppingByAnHourIsOutvoted) {
   scenario.sources[2].server.kind = ServerModel::Kind::stepping;
   scenario.sources[2].server.at = Duration::from_s(3000);
   scenario.sources[2].server.offset = Duration::from_s(3600);
-  const RunResult result = run_and_report(scenario);
+  const RunResult result = run_and_tabulate(scenario);
   expect_limits(result, {}, scenario.name);
   EXPECT_EQ(result.steps, 0U);
   const std::string marks = result.trace.back().marks;
@@ -395,7 +366,7 @@ TEST(SimIssueScenario, EveryServerLost) {
     s.server.kind = ServerModel::Kind::dying;
     s.server.at = Duration::from_s(3000);
   }
-  const RunResult result = run_and_report(scenario);
+  const RunResult result = run_and_tabulate(scenario);
   EXPECT_FALSE(result.stopped);
   EXPECT_EQ(result.ended, scenario.duration);
   const std::size_t lines = count_logged(result, "cannot synchronise", Duration::from_s(3000));
@@ -419,7 +390,7 @@ TEST(SimIssueScenario, OnlyServerSteppingByAnHourIsReported) {
   scenario.sources[0].server.kind = ServerModel::Kind::stepping;
   scenario.sources[0].server.at = Duration::from_s(3000);
   scenario.sources[0].server.offset = Duration::from_s(3600);
-  const RunResult result = run_and_report(scenario);
+  const RunResult result = run_and_tabulate(scenario);
   std::cout << "what happens: steps " << result.steps << ", updates " << result.clock_updates
             << (result.stopped ? ", stopped: " + *result.stopped : std::string(", ran to the end"))
             << '\n';

@@ -11,37 +11,11 @@
 #include <string>
 
 #include "sim/simulation.hpp"
+#include "tests/sim/scenario_report.hpp"
 
 namespace taid::sim {
 namespace {
 
-// Runs the scenario, prints its figures and the wall time it took, and writes the trace to
-// $TAID_SIM_CSV_DIR/<test>.csv when that is set.
-RunResult run_and_report(const Scenario& scenario, const Criteria& criteria = {}) {
-  const auto started = std::chrono::steady_clock::now();
-  RunResult result = run(scenario);
-  const double wall_s =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  const Statistics stats = result.statistics(criteria);
-  std::cout << scenario.name << " (seed " << scenario.seed << ", " << scenario.duration.seconds()
-            << " s simulated in " << wall_s << " s wall, " << result.events
-            << " events): " << stats.summary() << '\n';
-  if (const char* dir = std::getenv("TAID_SIM_CSV_DIR")) {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    std::ofstream csv(std::string(dir) + "/" + info->name() + ".csv");
-    result.write_csv(csv);
-  }
-  return result;
-}
-
-void print_warnings(const RunResult& result, std::size_t at_most = 20) {
-  std::size_t shown = 0;
-  for (const LogEntry& e : result.log) {
-    if (!e.warning) continue;
-    if (shown++ == at_most) break;
-    std::cout << "  [" << e.t.seconds() << " s] " << e.text << '\n';
-  }
-}
 
 TEST(SimScenario, Reference) {
   const RunResult result = run_and_report(Scenario::reference());
@@ -59,7 +33,7 @@ TEST(SimScenario, Reference) {
   ASSERT_FALSE(result.trace.empty());
   EXPECT_TRUE(result.trace.back().synchronized);
   EXPECT_EQ(result.trace.back().marks, "*");
-  if (HasFailure()) print_warnings(result);
+  if (HasFailure()) print_log(result, true, 20);
 }
 
 // The reference limits are no lucky draw: they hold for other seeds too.
@@ -155,7 +129,7 @@ TEST(SimScenario, LyingServerIsOutvoted) {
   EXPECT_LE(stats.sync_time->seconds(), 210);
   EXPECT_LE(stats.max_abs_offset_ns, 1e6);
   EXPECT_LE(stats.rms_offset_ns, 300e3);
-  if (HasFailure()) print_warnings(result);
+  if (HasFailure()) print_log(result, true, 20);
 }
 
 TEST(SimScenario, StepBehindTheDaemonsBackIsNoticedAndCorrected) {
@@ -174,7 +148,7 @@ TEST(SimScenario, StepBehindTheDaemonsBackIsNoticedAndCorrected) {
   EXPECT_LE(late.max_abs_offset_ns, 1e6);
   ASSERT_TRUE(late.sync_time);
   EXPECT_LE(late.sync_time->seconds(), 5000);
-  if (HasFailure()) print_warnings(result);
+  if (HasFailure()) print_log(result, true, 20);
 }
 
 TEST(SimScenario, FrequencySetBehindTheDaemonsBackIsNoticedAndCorrected) {
@@ -194,7 +168,7 @@ TEST(SimScenario, FrequencySetBehindTheDaemonsBackIsNoticedAndCorrected) {
   const Statistics late = result.statistics(from_5000_s);
   EXPECT_LE(late.max_abs_offset_ns, 1e6);
   EXPECT_LE(late.rms_frequency_error_ppm, 10);
-  if (HasFailure()) print_warnings(result);
+  if (HasFailure()) print_log(result, true, 20);
 }
 
 TEST(SimScenario, OscillatorJumpIsFollowed) {
@@ -216,7 +190,7 @@ TEST(SimScenario, OscillatorJumpIsFollowed) {
   // 5 ppm for up to one 1024 s poll is 5 ms at most before the next update sees it.
   const Statistics whole = result.statistics();
   EXPECT_LE(whole.max_abs_offset_ns, 6e6);
-  if (HasFailure()) print_warnings(result);
+  if (HasFailure()) print_log(result, true, 20);
 }
 
 TEST(SimScenario, DeadServerLeavesTheClockUnsynchronisedOnItsFrequency) {
@@ -234,7 +208,7 @@ TEST(SimScenario, DeadServerLeavesTheClockUnsynchronisedOnItsFrequency) {
   const TracePoint& end = result.trace.back();
   EXPECT_LE(std::abs(end.offset_ns), 2e6);
   EXPECT_LE(std::abs(end.frequency_error_ppm), 1);
-  if (HasFailure()) print_warnings(result);
+  if (HasFailure()) print_log(result, true, 20);
 }
 
 TEST(SimScenario, AsymmetricRouteBiasesByHalfTheAsymmetry) {
@@ -251,7 +225,7 @@ TEST(SimScenario, AsymmetricRouteBiasesByHalfTheAsymmetry) {
             << " us\n";
   EXPECT_NEAR(before, 0, 100e3);
   EXPECT_NEAR(after, 500e3, 150e3);
-  if (HasFailure()) print_warnings(result);
+  if (HasFailure()) print_log(result, true, 20);
 }
 
 }  // namespace
