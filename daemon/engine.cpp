@@ -54,8 +54,13 @@ struct Engine::Source {
   net::DroppedDatagrams drops;  // over all its requests; declared before the request it outlives
   std::unique_ptr<net::UdpRequest> request;
   int ifindex = 0;                             // where its replies arrive
-  std::optional<net::RxCandidates> last_rx;    // every stamp the last reply had
-  std::optional<ntp::LocalTimestamp> last_tx;  // the last request's kernel TX stamp
+  // The stamps of the last answered exchange, shown together by `taictl sources`: every RX
+  // stamp its reply had and its request's kernel TX stamp. The TX stamp of the request in
+  // flight waits in pending_tx, so a reader never sees one exchange's TX beside another's RX.
+  std::optional<net::RxCandidates> last_rx;
+  std::optional<ntp::LocalTimestamp> last_tx;
+  std::optional<ntp::LocalTimestamp> pending_tx;
+  bool pending_answered = false;  // the request in flight has had its reply (its TX may be late)
 };
 
 struct Engine::Pending {
@@ -399,6 +404,7 @@ void Engine::replace_address(Source& source, const asio::ip::udp::endpoint& endp
   source.request.reset();
   source.last_rx.reset();
   source.last_tx.reset();
+  source.pending_tx.reset();
   source.endpoint = endpoint;
   if (d.pool) source.name = strcat(d.name, "/", address);
   core_.restart_source(source.id,
@@ -483,6 +489,8 @@ void Engine::on_reply(Source& source, std::span<const uint8_t> bytes, const net:
   if (accepted) {
     chooser_.record(candidates);
     source.last_rx = candidates;
+    source.last_tx = source.pending_tx;
+    source.pending_answered = true;
   }
   if (auto message = chooser_.take_message()) log_info(*message);
   carry_out(source, actions);
@@ -546,7 +554,8 @@ void Engine::carry_out(Source& source, const ntp::Actions& actions) {
       net::UdpRequest::OnTransmitStamp on_transmit;
       if (config_.timestamping != TimestampingMode::user) {
         on_transmit = [this, &source](ntp::LocalTimestamp tx) {
-          source.last_tx = tx;
+          source.pending_tx = tx;
+          if (source.pending_answered) source.last_tx = tx;  // the reply came first
           source.exchange.on_transmit_timestamp(core_.cook(with_monotonic(tx)));
         };
       }
@@ -563,7 +572,8 @@ void Engine::carry_out(Source& source, const ntp::Actions& actions) {
       }
       source.request = std::move(opened.value());
       source.request->count_drops_in(source.drops);
-      source.last_tx.reset();
+      source.pending_tx.reset();
+      source.pending_answered = false;
       auto sent = source.request->send(send->bytes);
       if (!sent) {
         log_warning(strcat(source.name, ": ", sent.error().message()));

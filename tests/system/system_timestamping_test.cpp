@@ -153,21 +153,19 @@ json wait_for_bpf_programs(TaidDaemon& taid, std::chrono::milliseconds timeout) 
   return programs;
 }
 
-// A source view in which the last request's TX stamp and the last reply's RX stamps belong to
-// the same exchange: two queries a moment apart agree on requests and stamps. (Between a request
-// and its reply, ~100 µs here, tx_kernel is already the new request's while rx is the old one's.)
+// A source view whose last exchange has both its request's kernel TX stamp and its reply's BPF
+// stamp (bounded retry: the TX stamp comes from the error queue and may follow the reply). taid
+// shows the stamps of one answered exchange together, never a new request's TX beside the old
+// reply's RX, so any such view is a consistent one.
 std::optional<json> settled_source(TaidDaemon& taid, const std::string& address) {
   for (int attempt = 0; attempt < 20; ++attempt) {
-    const auto first = taid.sources();
-    std::this_thread::sleep_for(30ms);
-    const auto second = taid.sources();
-    if (!first || !second) continue;
-    const auto a = find_source(*first, address);
-    const auto b = find_source(*second, address);
-    if (a && b && a->value("requests", -1) == b->value("requests", -2) &&
-        a->value("last_stamps", json()) == b->value("last_stamps", json())) {
-      return a;
-    }
+    if (attempt > 0) std::this_thread::sleep_for(50ms);
+    const auto sources = taid.sources();
+    if (!sources) continue;
+    const auto source = find_source(*sources, address);
+    if (!source) continue;
+    const json stamps = source->value("last_stamps", json::object());
+    if (stamps.contains("tx_kernel_unix_ns") && stamps.contains("rx_bpf_unix_ns")) return source;
   }
   return std::nullopt;
 }
