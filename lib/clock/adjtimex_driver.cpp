@@ -251,6 +251,22 @@ Result<void> AdjtimexDriver::step(Duration offset) {
   return {};
 }
 
+Result<void> AdjtimexDriver::step_with_tai_offset(Duration offset, int32_t tai_offset_s) {
+  if (tai_offset_s < 0) {
+    return Error::plain(strcat("TAI offset ", tai_offset_s, " s: the kernel accepts only >= 0"));
+  }
+  // One adjtimex call: the kernel injects the offset, then sets the TAI offset.
+  const SetOffsetTime t = setoffset_time(offset);
+  ::timex tx{};
+  tx.modes = ADJ_SETOFFSET | ADJ_NANO | ADJ_TAI;
+  tx.time.tv_sec = t.seconds;
+  tx.time.tv_usec = t.nanoseconds;  // nanoseconds under ADJ_NANO
+  tx.constant = tai_offset_s;
+  if (auto r = call_adjtimex(tx, "ADJ_SETOFFSET|ADJ_NANO|ADJ_TAI"); !r) return r.error();
+  own_steps_ += offset;
+  return {};
+}
+
 Result<void> AdjtimexDriver::set_leap(LeapState leap) {
   auto now = read_timex();
   if (!now) return now.error();

@@ -130,6 +130,7 @@ class AdjtimexDriver final : public ClockDriver {
   Result<double> set_frequency_ppb(double ppb) override;
   // ADJ_SETOFFSET: the kernel adds the offset to the clock at once.
   Result<void> step(Duration offset) override;
+  Result<void> step_with_tai_offset(Duration offset, int32_t tai_offset_s) override;
   Result<void> set_leap(LeapState leap) override;
   // maxerror, esterror and STA_UNSYNC in one adjtimex.
   Result<void> set_sync_status(const SyncStatus& status) override;

@@ -65,6 +65,9 @@ class ClockDriver {
   // Returns the frequency actually applied (a driver may clamp or round, or apply nothing).
   virtual Result<double> set_frequency_ppb(double ppb) = 0;
   virtual Result<void> step(Duration offset) = 0;
+  // Steps the clock by `offset` and sets the TAI offset in one call (a leap second stepped by
+  // the daemon: CLOCK_REALTIME moves by `offset`, CLOCK_TAI = REALTIME + TAI offset does not).
+  virtual Result<void> step_with_tai_offset(Duration offset, int32_t tai_offset_s) = 0;
   virtual Result<void> set_leap(LeapState leap) = 0;
   virtual Result<void> set_sync_status(const SyncStatus& status) = 0;
   virtual Result<void> set_tai_offset(int32_t seconds) = 0;
@@ -73,6 +76,11 @@ class ClockDriver {
   // set its frequency), described once per change; nullopt when there was none since the last
   // call. The daemon asks at every clock update and logs the answer.
   virtual std::optional<std::string> noticed_interference() { return std::nullopt; }
+  // A leap second the kernel itself carried out (set_leap armed it; at the UTC midnight the
+  // kernel stepped CLOCK_REALTIME by −1 s for an insertion, +1 s for a deletion, and changed its
+  // TAI offset by +1 / −1), reported once: +1 inserted, −1 deleted; nullopt when there was none
+  // since the last call. Not interference: CLOCK_TAI did not move.
+  virtual std::optional<int> noticed_kernel_leap() { return std::nullopt; }
 };
 
 // Reads the system clock's kernel state with one adjtimex(modes = 0); never writes. One call

@@ -47,6 +47,11 @@ Result<void> NullClockDriver::step(Duration offset) {
   return {};
 }
 
+Result<void> NullClockDriver::step_with_tai_offset(Duration offset, int32_t tai_offset_s) {
+  suppress(strcat("step ", offset.to_string(), " with TAI offset ", tai_offset_s, " s"));
+  return {};
+}
+
 Result<void> NullClockDriver::set_leap(LeapState leap) {
   suppress(strcat("leap ", leap_name(leap)));
   return {};

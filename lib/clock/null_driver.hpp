@@ -23,6 +23,7 @@ class NullClockDriver final : public ClockDriver {
   double max_frequency_ppb() const override { return 500e3; }
   Result<double> set_frequency_ppb(double ppb) override;
   Result<void> step(Duration offset) override;
+  Result<void> step_with_tai_offset(Duration offset, int32_t tai_offset_s) override;
   Result<void> set_leap(LeapState leap) override;
   Result<void> set_sync_status(const SyncStatus& status) override;
   Result<void> set_tai_offset(int32_t seconds) override;

@@ -39,6 +39,11 @@ Result<void> SimClockDriver::step(Duration offset) {
   return {};
 }
 
+Result<void> SimClockDriver::step_with_tai_offset(Duration offset, int32_t tai_offset_s) {
+  if (auto done = step(offset); !done) return done;
+  return set_tai_offset(tai_offset_s);
+}
+
 Result<void> SimClockDriver::set_leap(clock::LeapState leap) {
   leap_ = leap;
   return {};

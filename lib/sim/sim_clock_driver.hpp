@@ -26,6 +26,7 @@ class SimClockDriver final : public clock::ClockDriver {
   // in units of 2^-16; the tick's 100 ppm steps are whole multiples of it); returns that.
   Result<double> set_frequency_ppb(double ppb) override;
   Result<void> step(Duration offset) override;
+  Result<void> step_with_tai_offset(Duration offset, int32_t tai_offset_s) override;
   Result<void> set_leap(clock::LeapState leap) override;
   Result<void> set_sync_status(const clock::SyncStatus& status) override;
   Result<void> set_tai_offset(int32_t seconds) override;
