@@ -20,6 +20,15 @@
 // queue. A request whose origin equals that receive timestamp gets an interleaved reply: origin =
 // the request's receive field, transmit = S(SND stamp of the previous reply).
 //
+// A date in the past (or future): --serve-utc 2016-12-31T23:59:40Z adds to θ₀ the whole
+// nanoseconds that make the server's clock read that at start-up (an integer shift kept apart
+// from the double-valued rest, so ten years of shift cost no precision). --leap insert|delete
+// then carries out the leap second at the end of that UTC day, midnight M, as the Linux kernel
+// does: inserted, the server's POSIX clock goes back 1 s when it reaches M (23:59:59 repeats);
+// deleted, it goes forward 1 s when it reaches M − 1 s (23:59:59 never shows). Until then every
+// reply carries LI = 1 (add) or 2 (delete), afterwards LI = 0. θ in the truth log includes the
+// shift and the leap: server POSIX time = kernel time + θ, always.
+//
 // Truth log (CSV, --truth-log, "-" for stdout), one line per
 //   tick   every 100 ms: kernel_ns, theta_ns, freq_ppb
 //   reply  per reply: kernel_ns = T2 (kernel RX stamp), theta and freq there, the client address,
@@ -85,14 +94,47 @@ struct Options {
   int port = 123;
   std::string truth_log = "-";
   double seconds = 3600;
+  std::optional<int64_t> serve_utc_ns;  // --serve-utc: POSIX ns the server reads at start-up
+  int leap = 0;                         // --leap: +1 insert, -1 delete at the end of that day
 };
+
+// "YYYY-MM-DDTHH:MM:SS[.fraction]Z" (Z or nothing) as POSIX ns; 23:59:60 is not a POSIX time.
+std::optional<int64_t> parse_utc_ns(const char* text) {
+  int year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0, used = 0;
+  if (std::sscanf(text, "%4d-%2d-%2dT%2d:%2d:%2d%n", &year, &month, &day, &hour, &minute,
+                  &second, &used) != 6)
+    return std::nullopt;
+  if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 59)
+    return std::nullopt;
+  const char* rest = text + used;
+  int64_t fraction_ns = 0;
+  if (*rest == '.') {
+    int64_t scale = 100000000;
+    ++rest;
+    if (*rest < '0' || *rest > '9') return std::nullopt;
+    for (; *rest >= '0' && *rest <= '9'; ++rest, scale /= 10) fraction_ns += (*rest - '0') * scale;
+  }
+  if (*rest == 'Z') ++rest;
+  if (*rest != '\0') return std::nullopt;
+  tm fields{};
+  fields.tm_year = year - 1900;
+  fields.tm_mon = month - 1;
+  fields.tm_mday = day;
+  fields.tm_hour = hour;
+  fields.tm_min = minute;
+  fields.tm_sec = second;
+  const time_t seconds = timegm(&fields);
+  if (fields.tm_mday != day) return std::nullopt;  // 2016-02-30 normalised into March
+  return static_cast<int64_t>(seconds) * 1000000000 + fraction_ns;
+}
 
 [[noreturn]] void usage_error(const std::string& message) {
   std::fprintf(stderr,
                "programmed_server: %s\n"
                "usage: programmed_server [--offset-ns N] [--freq-ppb F] [--walk-ppb-per-sqrt-s W]\n"
                "         [--swing-ppb A] [--swing-period-s P] [--seed N] [--bind ADDR] [--port N]\n"
-               "         [--truth-log PATH|-] [--seconds N]\n",
+               "         [--truth-log PATH|-] [--seconds N]\n"
+               "         [--serve-utc YYYY-MM-DDTHH:MM:SSZ [--leap insert|delete]]\n",
                message.c_str());
   std::exit(2);
 }
@@ -151,9 +193,21 @@ Options parse_options(int argc, char** argv) {
       o.truth_log = value;
     else if (opt == "--seconds")
       o.seconds = parse_double(opt, value, 0.1, 86400 * 7);
-    else
+    else if (opt == "--serve-utc") {
+      o.serve_utc_ns = parse_utc_ns(value);
+      if (!o.serve_utc_ns)
+        usage_error(std::string("--serve-utc: '") + value + "' is not YYYY-MM-DDTHH:MM:SS[.f]Z");
+    } else if (opt == "--leap") {
+      if (std::string_view(value) == "insert")
+        o.leap = 1;
+      else if (std::string_view(value) == "delete")
+        o.leap = -1;
+      else
+        usage_error(std::string("--leap: '") + value + "' is not insert or delete");
+    } else
       usage_error(std::string("unknown option ") + std::string(opt));
   }
+  if (o.leap != 0 && !o.serve_utc_ns) usage_error("--leap needs --serve-utc (its day)");
   return o;
 }
 
@@ -164,6 +218,8 @@ class ProgrammedClock {
 
   ProgrammedClock(const Options& o, int64_t start_ns)
       : start_ns_(start_ns),
+        shift_ns_(o.serve_utc_ns ? *o.serve_utc_ns - start_ns : 0),
+        leap_(o.leap),
         offset_ns_(static_cast<double>(o.offset_ns)),
         freq_ppb_(o.freq_ppb),
         walk_step_ppb_(o.walk_ppb_per_sqrt_s * std::sqrt(static_cast<double>(kStepNs) * 1e-9)),
@@ -172,9 +228,48 @@ class ProgrammedClock {
         rng_(o.seed) {
     walk_ppb_.push_back(0);
     integral_ns_.push_back(0);
+    if (leap_ != 0) {
+      // The end of the UTC day the server starts in.
+      constexpr int64_t kDayNs = int64_t{86400} * 1000000000;
+      const int64_t start_server_ns = *o.serve_utc_ns;
+      leap_midnight_ns_ = (start_server_ns / kDayNs + 1) * kDayNs;
+    }
   }
 
-  double theta_ns(int64_t t) {
+  // θ(t) in full: the shift, the programmed offset and the leap second once it happened. Long
+  // double (64-bit mantissa on x86) so a ten-year shift still prints to the nanosecond's fraction.
+  long double theta_ns(int64_t t) {
+    return static_cast<long double>(shift_ns_ + leap_step_ns(t)) + programmed_ns(t);
+  }
+
+  // The server's POSIX time at kernel time t, in ns.
+  int64_t server_ns(int64_t t) {
+    return t + shift_ns_ + leap_step_ns(t) + std::llround(programmed_ns(t));
+  }
+
+  // The LI bits for a reply at kernel time t: the leap announced all day until it happened.
+  taid::ntp::Leap leap_indicator(int64_t t) {
+    if (leap_ == 0 || leap_step_ns(t) != 0) return taid::ntp::Leap::none;
+    return leap_ > 0 ? taid::ntp::Leap::add_second : taid::ntp::Leap::delete_second;
+  }
+
+  int64_t leap_midnight_ns() const { return leap_midnight_ns_; }
+
+ private:
+  // The server's time without the leap second.
+  int64_t unleaped_ns(int64_t t) { return t + shift_ns_ + std::llround(programmed_ns(t)); }
+
+  // 0 before the leap; −1 s once an inserted second began (the unleaped clock reached M), +1 s
+  // once a deleted one would have begun (M − 1 s).
+  int64_t leap_step_ns(int64_t t) {
+    if (leap_ > 0 && unleaped_ns(t) >= leap_midnight_ns_) return -1000000000;
+    if (leap_ < 0 && unleaped_ns(t) >= leap_midnight_ns_ - 1000000000) return 1000000000;
+    return 0;
+  }
+
+ public:
+  // θ₀ + ∫f: the programmed part of θ, without the shift and the leap.
+  double programmed_ns(int64_t t) {
     const auto [k, within_s] = locate(t);
     double theta = offset_ns_ + integral_ns_[k] + (freq_ppb_ + walk_ppb_[k]) * within_s;
     if (swing_ppb_ != 0) {
@@ -195,7 +290,7 @@ class ProgrammedClock {
 
   // Server time at kernel time t, on the wire.
   NtpTimestamp server_time(int64_t t) {
-    return NtpTimestamp::from_utc(UtcTime::from_unix_ns(t + std::llround(theta_ns(t))));
+    return NtpTimestamp::from_utc(UtcTime::from_unix_ns(server_ns(t)));
   }
 
  private:
@@ -215,6 +310,9 @@ class ProgrammedClock {
   }
 
   int64_t start_ns_;
+  int64_t shift_ns_;              // --serve-utc's whole-ns shift, apart from the double θ
+  int leap_;                      // +1 insert, −1 delete, 0 none
+  int64_t leap_midnight_ns_ = 0;  // M, POSIX ns, when leap_ != 0
   double offset_ns_, freq_ppb_, walk_step_ppb_, swing_ppb_, swing_period_s_;
   std::mt19937_64 rng_;
   std::normal_distribution<double> normal_{0.0, 1.0};
@@ -284,8 +382,8 @@ class Server {
 
  private:
   void tick(int64_t t) {
-    std::fprintf(log_, "tick,%lld,%.3f,%.4f,,,,,,\n", static_cast<long long>(t), clock_.theta_ns(t),
-                 clock_.freq_ppb(t));
+    std::fprintf(log_, "tick,%lld,%.3Lf,%.4f,,,,,,\n", static_cast<long long>(t),
+                 clock_.theta_ns(t), clock_.freq_ppb(t));
     std::fflush(log_);
   }
 
@@ -327,7 +425,7 @@ class Server {
     ClientState& state = clients_[client];
 
     taid::ntp::Packet reply;
-    reply.leap = taid::ntp::Leap::none;
+    reply.leap = clock_.leap_indicator(t2);
     reply.version = request.version;
     reply.mode = taid::ntp::Mode::server;
     reply.stratum = 1;
@@ -368,7 +466,7 @@ class Server {
 
     const int64_t t1 =
         request.transmit_time.to_utc(UtcTime::from_unix_ns(t2)).unix_ns();  // client's word
-    std::fprintf(log_, "reply,%lld,%.3f,%.4f,%s,%lld,%lld,%lld,%d,%s\n", static_cast<long long>(t2),
+    std::fprintf(log_, "reply,%lld,%.3Lf,%.4f,%s,%lld,%lld,%lld,%d,%s\n", static_cast<long long>(t2),
                  clock_.theta_ns(t2), clock_.freq_ppb(t2), client.c_str(),
                  static_cast<long long>(t2), static_cast<long long>(t3), static_cast<long long>(t1),
                  interleaved ? 1 : 0, kernel_rx ? "kernel" : "user");
@@ -399,7 +497,7 @@ class Server {
         state->second.precise_tx = clock_.server_time(t);
         state->second.awaiting_id.reset();
       }
-      std::fprintf(log_, "tx,%lld,%.3f,%.4f,%s,,,,,\n", static_cast<long long>(t),
+      std::fprintf(log_, "tx,%lld,%.3Lf,%.4f,%s,,,,,\n", static_cast<long long>(t),
                    clock_.theta_ns(t), clock_.freq_ppb(t), client.c_str());
       std::fflush(log_);
     }
@@ -460,16 +558,25 @@ int main(int argc, char** argv) {
     }
     std::fprintf(log,
                  "# offset_ns=%lld freq_ppb=%.4f walk_ppb_per_sqrt_s=%.4f swing_ppb=%.4f "
-                 "swing_period_s=%.3f seed=%llu\n"
+                 "swing_period_s=%.3f seed=%llu serve_utc_ns=%lld leap=%d\n"
                  "# kind,kernel_ns,theta_ns,freq_ppb,client,t2_kernel_ns,t3_kernel_ns,"
                  "t1_client_unix_ns,interleaved,rx_stamp\n",
                  static_cast<long long>(options.offset_ns), options.freq_ppb,
                  options.walk_ppb_per_sqrt_s, options.swing_ppb, options.swing_period_s,
-                 static_cast<unsigned long long>(options.seed));
+                 static_cast<unsigned long long>(options.seed),
+                 static_cast<long long>(options.serve_utc_ns.value_or(0)), options.leap);
     std::fflush(log);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     Server server(options, std::move(fd), log, taid::net::measure_clock_precision_log2());
+    if (options.serve_utc_ns) {
+      std::fprintf(stderr, "programmed_server: serving POSIX %lld.%09lld at start-up%s\n",
+                   static_cast<long long>(*options.serve_utc_ns / 1000000000),
+                   static_cast<long long>(*options.serve_utc_ns % 1000000000),
+                   options.leap > 0   ? ", inserting a leap second at the end of that UTC day"
+                   : options.leap < 0 ? ", deleting a leap second at the end of that UTC day"
+                                      : "");
+    }
     const int rc = server.run(options.seconds);
     if (log != stdout) std::fclose(log);
     return rc;
