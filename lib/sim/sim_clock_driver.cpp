@@ -40,12 +40,16 @@ Result<void> SimClockDriver::step(Duration offset) {
 }
 
 Result<void> SimClockDriver::step_with_tai_offset(Duration offset, int32_t tai_offset_s) {
-  if (auto done = step(offset); !done) return done;
-  return set_tai_offset(tai_offset_s);
+  // No simulated time passes between the two: atomic, as the one adjtimex call is.
+  clock_.step(offset);
+  clock_.set_tai_offset(tai_offset_s);
+  ++steps_;
+  return {};
 }
 
 Result<void> SimClockDriver::set_leap(clock::LeapState leap) {
   leap_ = leap;
+  clock_.set_kernel_leap(leap);
   return {};
 }
 
@@ -56,8 +60,15 @@ Result<void> SimClockDriver::set_sync_status(const clock::SyncStatus& status) {
 }
 
 Result<void> SimClockDriver::set_tai_offset(int32_t seconds) {
-  tai_offset_s_ = seconds;
+  clock_.set_tai_offset(seconds);
   return {};
+}
+
+std::optional<int> SimClockDriver::noticed_kernel_leap() {
+  const auto& leaps = clock_.kernel_leaps();
+  if (leaps.size() == reported_kernel_leaps_) return std::nullopt;
+  reported_kernel_leaps_ = leaps.size();
+  return leaps.back().direction;
 }
 
 Result<clock::KernelTimeState> SimClockDriver::state() {
@@ -72,22 +83,15 @@ Result<clock::KernelTimeState> SimClockDriver::state() {
   s.est_error = sync_.est_error;
   s.status = STA_NANO;
   if (unsync) s.status |= STA_UNSYNC;
-  if (leap_ == clock::LeapState::insert) s.status |= STA_INS;
-  if (leap_ == clock::LeapState::delete_) s.status |= STA_DEL;
-  if (unsync)
-    s.clock_state = TIME_ERROR;
-  else if (leap_ == clock::LeapState::insert)
-    s.clock_state = TIME_INS;
-  else if (leap_ == clock::LeapState::delete_)
-    s.clock_state = TIME_DEL;
-  else
-    s.clock_state = TIME_OK;
+  if (clock_.kernel_leap() == clock::LeapState::insert) s.status |= STA_INS;
+  if (clock_.kernel_leap() == clock::LeapState::delete_) s.status |= STA_DEL;
+  s.clock_state = unsync ? TIME_ERROR : clock_.kernel_time_state();
   s.frequency_ppb = clock_.driver_frequency_ppb();
   // The tick carries whole 100 ppm steps (USER_HZ 100: 10 000 µs nominal), timex.freq the rest.
   s.tick_us = 10000 + std::lround(s.frequency_ppb / 100000.0);
   s.precision = Duration::from_ns(1);
   s.tolerance_ppb = 500000;
-  s.tai_offset_s = tai_offset_s_;
+  s.tai_offset_s = clock_.tai_offset_s();
   s.time = clock_.local();
   return s;
 }

@@ -4,7 +4,9 @@
 namespace taid::sim {
 
 UtcTime SimServer::clock_at(int64_t t_ns) const {
-  const UtcTime truth = start_ + Duration::from_ns(t_ns);
+  const UtcTime truth = model_.leap_clock == ServerModel::LeapClock::follows
+                            ? truth_.utc_at(t_ns)
+                            : truth_.start() + Duration::from_ns(t_ns);
   switch (model_.kind) {
     case ServerModel::Kind::truthful:
     case ServerModel::Kind::dying:
@@ -15,6 +17,30 @@ UtcTime SimServer::clock_at(int64_t t_ns) const {
       return t_ns >= model_.at.ns() ? truth + model_.offset : truth;
   }
   return truth;
+}
+
+ntp::Leap SimServer::leap_at(int64_t t_ns) const {
+  const auto leap_of = [](int direction) {
+    return direction > 0 ? ntp::Leap::add_second : ntp::Leap::delete_second;
+  };
+  switch (model_.announce) {
+    case ServerModel::LeapAnnounce::none:
+      return ntp::Leap::none;
+    case ServerModel::LeapAnnounce::truth:
+      for (const Truth::Leap& leap : truth_.leaps())
+        if (t_ns >= leap.day_start_t_ns && t_ns < leap.done_t_ns) return leap_of(leap.direction);
+      return ntp::Leap::none;
+    case ServerModel::LeapAnnounce::made_up: {
+      // Through the day before the midnight on the server's own clock.
+      const UtcTime now = clock_at(t_ns);
+      const UtcTime midnight = model_.made_up_leap.midnight;
+      if (model_.made_up_leap.direction != 0 && now < midnight &&
+          now >= midnight - Duration::from_s(86400))
+        return leap_of(model_.made_up_leap.direction);
+      return ntp::Leap::none;
+    }
+  }
+  return ntp::Leap::none;
 }
 
 std::optional<ServerReply> SimServer::on_request(std::span<const uint8_t> bytes,
@@ -29,7 +55,7 @@ std::optional<ServerReply> SimServer::on_request(std::span<const uint8_t> bytes,
   const UtcTime t3 = t2 + model_.processing;
 
   ntp::Packet reply;
-  reply.leap = ntp::Leap::none;
+  reply.leap = leap_at(arrival_ns);
   reply.version = request->version;
   reply.mode = ntp::Mode::server;
   reply.stratum = model_.stratum;

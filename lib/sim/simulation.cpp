@@ -12,6 +12,8 @@
 #include <utility>
 #include <variant>
 
+#include <sys/timex.h>
+
 #include "core/strcat.hpp"
 #include "sim/random.hpp"
 #include "sim/sim_clock_driver.hpp"
@@ -65,8 +67,8 @@ class Runner {
 
  private:
   struct Source {
-    Source(const SourceSetup& setup, UtcTime start, uint64_t seed, std::size_t index)
-        : server(setup.server, start),
+    Source(const SourceSetup& setup, const Truth& truth, uint64_t seed, std::size_t index)
+        : server(setup.server, truth),
           path(setup.path, derive_seed(seed, kPathStream + index)),
           cookies(derive_seed(seed, kCookieStream + index)) {}
     timekeeping::SourceId id = 0;
@@ -131,6 +133,7 @@ class Runner {
   void carry_out(std::size_t index, const ntp::Actions& actions);
   void carry_out_clock(const timekeeping::Actions& actions);
   void record_trace();
+  int64_t next_trace_ns() const;
 
   const Scenario& scenario_;
   SimClock clock_;
@@ -157,12 +160,12 @@ double driver_frequency(clock::ClockDriver& driver) {
 
 Runner::Runner(const Scenario& scenario)
     : scenario_(scenario),
-      clock_(scenario.clock, scenario.start, derive_seed(scenario.seed, kClockStream)),
+      clock_(scenario.clock, scenario.truth(), derive_seed(scenario.seed, kClockStream)),
       driver_(clock_),
       core_(core_settings(scenario, driver_), driver_frequency(driver_)) {
   for (std::size_t i = 0; i < scenario.sources.size(); ++i) {
     const SourceSetup& setup = scenario.sources[i];
-    auto source = std::make_unique<Source>(setup, scenario.start, scenario.seed, i);
+    auto source = std::make_unique<Source>(setup, clock_.truth(), scenario.seed, i);
     Random* cookies = &source->cookies;
     source->id = core_.add_source(setup.config, setup.options, [cookies] { return cookies->u64(); });
     sources_.push_back(std::move(source));
@@ -199,6 +202,8 @@ RunResult Runner::run() {
   result_.ended = since_start();
   result_.steps = driver_.steps();
   result_.clock_updates = core_.tracking().updates;
+  result_.kernel_leaps = clock_.kernel_leaps();
+  result_.tai_offset_changes = clock_.tai_offset_changes();
   return std::move(result_);
 }
 
@@ -228,7 +233,7 @@ void Runner::handle(const Event& event) {
     on_reply(reply->source, reply->bytes);
   } else if (std::holds_alternative<Trace>(event.payload)) {
     record_trace();
-    schedule(clock_.true_ns() + scenario_.trace_interval.ns(), Trace{});
+    schedule(next_trace_ns(), Trace{});
   } else if (const auto* interference = std::get_if<Interference>(&event.payload)) {
     const ClockEvent& e = scenario_.events[interference->event];
     switch (e.kind) {
@@ -300,6 +305,17 @@ void Runner::carry_out_clock(const timekeeping::Actions& actions) {
   }
 }
 
+int64_t Runner::next_trace_ns() const {
+  const int64_t now = clock_.true_ns();
+  int64_t next = now + scenario_.trace_interval.ns();
+  for (const Scenario::TraceWindow& w : scenario_.fine_trace) {
+    if (w.interval.ns() <= 0) continue;
+    if (now >= w.from.ns() && now < w.to.ns()) next = std::min(next, now + w.interval.ns());
+    if (now < w.from.ns()) next = std::min(next, w.from.ns());
+  }
+  return next;
+}
+
 void Runner::record_trace() {
   TracePoint p;
   p.t = since_start();
@@ -311,6 +327,12 @@ void Runner::record_trace() {
   p.synchronized = tracking.synchronized;
   p.error_bound_ns = static_cast<double>(tracking.error_bound.ns());
   if (tracking.last_update) p.since_update_s = (clock_.local() - *tracking.last_update).seconds();
+  p.local = clock_.local();
+  p.clock_tai = clock_.clock_tai();
+  p.true_tai = clock_.true_tai();
+  p.tai_error_ns = clock_.tai_error_ns();
+  p.tai_offset_s = clock_.tai_offset_s();
+  p.kernel_time_state = clock_.kernel_time_state();
   const auto views = core_.sources();
   for (const auto& source : sources_) {
     char mark = '?';
@@ -367,6 +389,28 @@ Statistics RunResult::statistics(const Criteria& criteria) const {
   return s;
 }
 
+Duration RunResult::max_tai_jump(Duration from, Duration to) const {
+  int64_t largest = 0;
+  const TracePoint* previous = nullptr;
+  for (const TracePoint& p : trace) {
+    if (p.t < from || p.t > to) continue;
+    if (previous) {
+      const int64_t jump = ((p.clock_tai - previous->clock_tai) - (p.t - previous->t)).ns();
+      if (std::abs(jump) > std::abs(largest)) largest = jump;
+    }
+    previous = &p;
+  }
+  return Duration::from_ns(largest);
+}
+
+std::vector<TaiOffsetChange> RunResult::tai_offset_changes_between(Duration from,
+                                                                   Duration to) const {
+  std::vector<TaiOffsetChange> out;
+  for (const TaiOffsetChange& c : tai_offset_changes)
+    if (c.true_ns >= from.ns() && c.true_ns <= to.ns()) out.push_back(c);
+  return out;
+}
+
 std::string Statistics::summary() const {
   char buf[320];
   const std::string sync =
@@ -398,6 +442,42 @@ void RunResult::write_csv(std::ostream& out) const {
     for (std::size_t i = 0; i < p.marks.size(); ++i)
       out << ',' << p.marks[i] << ',' << p.envelope_restarts[i];
     out << '\n';
+  }
+}
+
+namespace {
+const char* time_state_name(int state) {
+  switch (state) {
+    case TIME_OK:
+      return "TIME_OK";
+    case TIME_INS:
+      return "TIME_INS";
+    case TIME_DEL:
+      return "TIME_DEL";
+    case TIME_OOP:
+      return "TIME_OOP";
+    case TIME_WAIT:
+      return "TIME_WAIT";
+    case TIME_ERROR:
+      return "TIME_ERROR";
+  }
+  return "?";
+}
+}  // namespace
+
+void RunResult::write_leap_csv(std::ostream& out) const {
+  out << "t_s,local_utc,offset_ns,clock_tai_s,tai_error_ns,tai_offset_s,kernel_state,"
+         "synchronized\n";
+  char buf[200];
+  for (const TracePoint& p : trace) {
+    const int64_t tai_ns = p.clock_tai.tai_ns();
+    std::snprintf(buf, sizeof buf, "%.9f,%s,%.3f,%lld.%09lld,%.3f,%d,%s,%d\n", p.t.seconds(),
+                  p.local.to_string().c_str(), p.offset_ns,
+                  static_cast<long long>(floor_div(tai_ns, 1000000000)),
+                  static_cast<long long>(tai_ns - floor_div(tai_ns, 1000000000) * 1000000000),
+                  p.tai_error_ns, p.tai_offset_s, time_state_name(p.kernel_time_state),
+                  p.synchronized ? 1 : 0);
+    out << buf;
   }
 }
 

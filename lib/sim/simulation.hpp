@@ -27,6 +27,7 @@
 #include "sim/sim_clock.hpp"
 #include "sim/sim_network.hpp"
 #include "sim/sim_server.hpp"
+#include "sim/truth.hpp"
 #include "timekeeping/timekeeper.hpp"
 
 namespace taid::sim {
@@ -62,12 +63,28 @@ struct Scenario {
   timekeeping::Settings settings;  // the daemon's defaults unless a scenario overrides them
   std::vector<ClockEvent> events;
   Duration trace_interval = Duration::from_s(1);
+  // Finer tracing in windows of true time (e.g. 100 ms around a leap second): inside [from, to)
+  // a point every `interval` (the finer of this and trace_interval).
+  struct TraceWindow {
+    Duration from;
+    Duration to;
+    Duration interval;
+  };
+  std::vector<TraceWindow> fine_trace;
+
+  // The truth's time scales: TAI − UTC in force at `start`, and the leap seconds after it. The
+  // servers' clocks and LI bits follow them (see ServerModel); the clock's errors are against
+  // them. The client's kernel starts with clock.initial_tai_offset_s (0: a fresh machine).
+  int32_t true_tai_offset_s = 37;
+  std::vector<TrueLeap> true_leaps;
 
   // One truthful stratum-1 server, 100 µs + 100 µs × Exp(1) each way; the client 0.1 s ahead at
   // +100 ppm with a wander of 1e-9 per √s; minpoll 6, maxpoll 10, iburst; 10 000 s.
   static Scenario reference();
   // The reference clock and path with `n` servers, named s1..sn, all on true time.
   static Scenario with_servers(std::string name, int n);
+
+  Truth truth() const { return Truth(start, true_tai_offset_s, true_leaps); }
 };
 
 // The state every trace_interval of true time.
@@ -85,6 +102,15 @@ struct TracePoint {
   // maxerror grows from the bound by 500 ppm of that time.
   double error_bound_ns = 0;
   double since_update_s = 0;
+  // Leap seconds: CLOCK_REALTIME and CLOCK_TAI, the true TAI, CLOCK_TAI − true TAI (ns, with the
+  // fraction), the kernel's TAI offset and its time_state (TIME_OK/INS/DEL/OOP/WAIT; the raw
+  // state — adjtimex would say TIME_ERROR instead while unsynchronized).
+  UtcTime local;
+  TaiTime clock_tai;
+  TaiTime true_tai;
+  double tai_error_ns = 0;
+  int32_t tai_offset_s = 0;
+  int kernel_time_state = 0;
 };
 
 struct LogEntry {
@@ -128,11 +154,26 @@ struct RunResult {
   uint64_t steps = 0;                  // by the daemon, through the driver
   uint64_t clock_updates = 0;
   uint64_t events = 0;  // events the loop handled (for the speed figure)
+  // Exactly, not sampled: every leap the simulated kernel carried out and every change of its
+  // TAI offset (by the kernel's leap, set_tai_offset or step_with_tai_offset).
+  std::vector<KernelLeap> kernel_leaps;
+  std::vector<TaiOffsetChange> tai_offset_changes;
 
   Statistics statistics(const Criteria& criteria = {}) const;
+  // The largest |jump| of CLOCK_TAI between consecutive trace points in [from, to]: the change
+  // of CLOCK_TAI minus the true time elapsed (a clock stepping by 1 s shows 1e9; a clock running
+  // 100 ppm fast over 1 s shows 1e5 — choose the trace interval to tell them apart). 0 with
+  // fewer than two points.
+  Duration max_tai_jump(Duration from = Duration(),
+                        Duration to = Duration::from_s(INT64_MAX / 1000000000)) const;
+  // The TAI offset changes whose true time lies in [from, to].
+  std::vector<TaiOffsetChange> tai_offset_changes_between(Duration from, Duration to) const;
   // The trace as CSV with a header line: t_s, offset_ns, frequency_error_ppm, driver_ppb,
   // servo, synchronized, then per source mark_<name> and restarts_<name>.
   void write_csv(std::ostream& out) const;
+  // The leap second view of the trace as CSV: t_s, local_utc, offset_ns, clock_tai_s,
+  // tai_error_ns, tai_offset_s, kernel_state (TIME_OK, ...), synchronized.
+  void write_leap_csv(std::ostream& out) const;
 };
 
 RunResult run(const Scenario& scenario);
