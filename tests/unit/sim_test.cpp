@@ -1,6 +1,7 @@
 // Unit tests of the simulator's pieces: exact clock integration, wander statistics, monotonic vs
-// realtime, the driver's kernel rounding and bookkeeping, path delays and losses, server replies
-// through the real codec and exchange, and determinism by seed.
+// realtime, the driver's kernel rounding and bookkeeping, the kernel's leap second state machine
+// and the truth's leap seconds, path delays and losses, server replies through the real codec and
+// exchange (LI bits and the repeated second across a leap), and determinism by seed.
 #include <gtest/gtest.h>
 
 #include <sys/timex.h>
@@ -17,6 +18,8 @@
 #include "sim/sim_clock_driver.hpp"
 #include "sim/sim_network.hpp"
 #include "sim/sim_server.hpp"
+#include "sim/simulation.hpp"
+#include "sim/truth.hpp"
 #include "tests/unit/ntp_actions.hpp"
 
 namespace taid::sim {
@@ -324,6 +327,352 @@ TEST(SimServer, IgnoresWhatIsNotAClientRequest) {
   ntp::Packet p;
   p.mode = ntp::Mode::server;
   EXPECT_FALSE(server.on_request(ntp::encode(p), 0));
+}
+
+// 2017-01-01T00:00:00Z: the midnight after the inserted 2016-12-31T23:59:60Z (TAI − UTC 36 → 37).
+const UtcTime kMidnight = UtcTime::from_unix_ns(1483228800LL * kS);
+constexpr Duration kSecond = Duration::from_s(1);
+
+TEST(Truth, InsertedSecondRepeatsPosixUtcWhileTaiRunsOn) {
+  const Truth truth(kMidnight - Duration::from_s(10), 36, {{kMidnight, +1}});
+  ASSERT_EQ(truth.leaps().size(), 1U);
+  EXPECT_EQ(truth.leaps()[0].t_ns, 10 * kS);
+  EXPECT_EQ(truth.leaps()[0].done_t_ns, 11 * kS);
+  // 23:59:59 → TAI M + 35; 23:59:60 → TAI M + 36; 00:00:00 → TAI M + 37.
+  EXPECT_EQ(truth.tai_at(9 * kS), TaiTime::from_utc(kMidnight, Duration::from_s(35)));
+  EXPECT_EQ(truth.tai_at(10 * kS), TaiTime::from_utc(kMidnight, Duration::from_s(36)));
+  EXPECT_EQ(truth.tai_at(11 * kS), TaiTime::from_utc(kMidnight, Duration::from_s(37)));
+  EXPECT_EQ(truth.utc_at(9 * kS + kS / 2), kMidnight - Duration::from_ms(500));
+  EXPECT_EQ(truth.utc_at(10 * kS + kS / 2), kMidnight - Duration::from_ms(500));  // 23:59:60.5
+  EXPECT_EQ(truth.utc_at(11 * kS + kS / 2), kMidnight + Duration::from_ms(500));
+  EXPECT_EQ(truth.tai_offset_at(10 * kS - 1), 36);
+  EXPECT_EQ(truth.tai_offset_at(10 * kS), 37);
+  EXPECT_EQ(truth.t_of_utc(kMidnight - Duration::from_ms(500)), 9 * kS + kS / 2);  // first pass
+  EXPECT_EQ(truth.t_of_utc(kMidnight), 11 * kS);
+  // A leap over before the start is already in the offset.
+  const Truth later(kMidnight + Duration::from_s(10), 37, {{kMidnight, +1}});
+  EXPECT_TRUE(later.leaps().empty());
+  EXPECT_EQ(later.utc_at(kS), kMidnight + Duration::from_s(11));
+}
+
+TEST(Truth, DeletedSecondIsSkipped) {
+  const Truth truth(kMidnight - Duration::from_s(10), 37, {{kMidnight, -1}});
+  EXPECT_EQ(truth.utc_at(8 * kS + kS / 2), kMidnight - Duration::from_ms(1500));  // 23:59:58.5
+  EXPECT_EQ(truth.utc_at(9 * kS), kMidnight);                                   // not 23:59:59
+  EXPECT_EQ(truth.tai_offset_at(9 * kS), 36);
+  EXPECT_EQ(truth.tai_at(9 * kS), TaiTime::from_utc(kMidnight, Duration::from_s(36)));
+  EXPECT_EQ(truth.t_of_utc(kMidnight - Duration::from_ms(500)), 9 * kS);  // the skipped second
+  EXPECT_EQ(truth.leaps()[0].done_t_ns, 9 * kS);
+}
+
+// A perfect clock on the truth's UTC with the kernel TAI offset 36, 10 s before the insertion.
+struct KernelLeapTest : ::testing::Test {
+  static ClockModel model(int32_t tai) {
+    ClockModel m;
+    m.initial_tai_offset_s = tai;
+    return m;
+  }
+  Truth truth{kMidnight - Duration::from_s(10), 36, {{kMidnight, +1}}};
+  SimClock clock{model(36), truth, 1};
+  SimClockDriver driver{clock};
+  void synchronize() {
+    ASSERT_TRUE(driver.set_sync_status({true, Duration::from_ms(1), Duration::from_us(1)}).ok());
+  }
+  int state() { return driver.state()->clock_state; }
+};
+
+TEST_F(KernelLeapTest, InsertionAtExactMidnightRepeats235959AndKeepsTaiContinuous) {
+  synchronize();
+  const Duration monotonic0 = clock.monotonic();
+  ASSERT_TRUE(driver.set_leap(clock::LeapState::insert).ok());
+  EXPECT_NE(driver.state()->status & STA_INS, 0U);
+  clock.advance_to(kS / 2);
+  EXPECT_EQ(state(), TIME_OK);  // armed at the next whole second, as second_overflow() does
+  clock.advance_to(kS);
+  EXPECT_EQ(state(), TIME_INS);
+  clock.advance_to(10 * kS - 1);
+  EXPECT_EQ(clock.local(), kMidnight - Duration::from_ns(1));
+  EXPECT_EQ(state(), TIME_INS);
+  EXPECT_EQ(driver.tai_offset_s(), 36);
+  clock.advance_to(10 * kS);  // REALTIME reaches M: back to 23:59:59, TAI offset 37
+  EXPECT_EQ(clock.local(), kMidnight - kSecond);
+  EXPECT_EQ(state(), TIME_OOP);
+  EXPECT_EQ(driver.state()->tai_offset_s, 37);
+  EXPECT_EQ(clock.clock_tai(), TaiTime::from_utc(kMidnight, Duration::from_s(36)));
+  EXPECT_EQ(clock.error_ns(), 0);  // the truth repeats the second too
+  EXPECT_EQ(clock.tai_error_ns(), 0);
+  EXPECT_EQ(clock.monotonic(), monotonic0 + Duration::from_s(10));  // never steps
+  EXPECT_EQ(clock.stepped(), Duration());                          // not a step of anyone's
+  clock.advance_to(10 * kS + kS / 2);
+  EXPECT_EQ(clock.local(), kMidnight - Duration::from_ms(500));
+  EXPECT_EQ(state(), TIME_OOP);
+  clock.advance_to(11 * kS);
+  EXPECT_EQ(clock.local(), kMidnight);
+  EXPECT_EQ(state(), TIME_WAIT);
+  clock.advance_to(100 * kS);
+  EXPECT_EQ(state(), TIME_WAIT);  // until the flag is cleared
+  EXPECT_EQ(clock.kernel_leaps().size(), 1U);
+  ASSERT_TRUE(driver.set_leap(clock::LeapState::none).ok());
+  clock.advance_to(100 * kS + kS / 2);
+  EXPECT_EQ(state(), TIME_WAIT);
+  clock.advance_to(101 * kS);
+  EXPECT_EQ(state(), TIME_OK);
+  EXPECT_EQ(clock.tai_error_ns(), 0);
+  EXPECT_EQ(clock.error_ns(), 0);
+  ASSERT_EQ(clock.tai_offset_changes().size(), 1U);
+  EXPECT_EQ(clock.tai_offset_changes()[0].true_ns, 10 * kS);
+  EXPECT_EQ(clock.tai_offset_changes()[0].from_s, 36);
+  EXPECT_EQ(clock.tai_offset_changes()[0].to_s, 37);
+  EXPECT_TRUE(clock.tai_offset_changes()[0].by_kernel_leap);
+}
+
+TEST_F(KernelLeapTest, TheLeapHappensAtItsInstantBetweenAdvances) {
+  ASSERT_TRUE(driver.set_leap(clock::LeapState::insert).ok());
+  clock.advance_to(25 * kS);  // one call across M
+  ASSERT_EQ(clock.kernel_leaps().size(), 1U);
+  EXPECT_EQ(clock.kernel_leaps()[0].true_ns, 10 * kS);
+  EXPECT_EQ(clock.kernel_leaps()[0].local, kMidnight - kSecond);
+  EXPECT_EQ(clock.local(), kMidnight + Duration::from_s(14));
+  EXPECT_EQ(clock.kernel_time_state(), TIME_WAIT);  // unsynchronized: adjtimex says TIME_ERROR
+  EXPECT_EQ(state(), TIME_ERROR);
+  EXPECT_EQ(clock.clock_tai(), clock.true_tai());
+}
+
+TEST_F(KernelLeapTest, NoticedOnceAndNotInterference) {
+  synchronize();
+  ASSERT_TRUE(driver.set_leap(clock::LeapState::insert).ok());
+  clock.advance_to(5 * kS);
+  EXPECT_EQ(driver.noticed_kernel_leap(), std::nullopt);
+  clock.advance_to(12 * kS);
+  EXPECT_EQ(driver.noticed_interference(), std::nullopt);
+  EXPECT_EQ(driver.noticed_kernel_leap(), 1);
+  EXPECT_EQ(driver.noticed_kernel_leap(), std::nullopt);
+  EXPECT_EQ(driver.steps(), 0U);
+}
+
+TEST_F(KernelLeapTest, ClearedBeforeMidnightNoLeap) {
+  synchronize();
+  ASSERT_TRUE(driver.set_leap(clock::LeapState::insert).ok());
+  clock.advance_to(5 * kS);
+  EXPECT_EQ(state(), TIME_INS);
+  ASSERT_TRUE(driver.set_leap(clock::LeapState::none).ok());
+  clock.advance_to(5 * kS + kS / 2);
+  EXPECT_EQ(state(), TIME_INS);
+  clock.advance_to(6 * kS);
+  EXPECT_EQ(state(), TIME_OK);
+  clock.advance_to(20 * kS);
+  EXPECT_TRUE(clock.kernel_leaps().empty());
+  EXPECT_EQ(clock.local(), kMidnight + Duration::from_s(10));
+  EXPECT_EQ(clock.error_ns(), 1e9);  // the truth inserted, the clock did not
+  EXPECT_EQ(clock.tai_error_ns(), 0);
+}
+
+TEST_F(KernelLeapTest, StepWithTaiOffsetKeepsClockTaiContinuous) {
+  clock.advance_to(11 * kS);  // the truth inserted; the kernel was not armed: REALTIME 1 s ahead
+  EXPECT_EQ(clock.error_ns(), 1e9);
+  EXPECT_EQ(clock.tai_error_ns(), 0);
+  const TaiTime before = clock.clock_tai();
+  ASSERT_TRUE(driver.step_with_tai_offset(-kSecond, 37).ok());
+  EXPECT_EQ(clock.clock_tai(), before);
+  EXPECT_EQ(clock.local(), kMidnight);
+  EXPECT_EQ(clock.error_ns(), 0);
+  EXPECT_EQ(driver.state()->tai_offset_s, 37);
+  EXPECT_EQ(driver.steps(), 1U);
+  EXPECT_EQ(driver.noticed_interference(), std::nullopt);
+  EXPECT_EQ(driver.noticed_kernel_leap(), std::nullopt);
+  ASSERT_EQ(clock.tai_offset_changes().size(), 1U);
+  EXPECT_FALSE(clock.tai_offset_changes()[0].by_kernel_leap);
+  // set_tai_offset alone moves CLOCK_TAI and not REALTIME.
+  ASSERT_TRUE(driver.set_tai_offset(38).ok());
+  EXPECT_EQ(clock.clock_tai() - before, kSecond);
+  EXPECT_EQ(clock.local(), kMidnight);
+}
+
+TEST(SimClockKernelLeap, DeletionJumpsFrom235958ToMidnight) {
+  ClockModel model;
+  model.initial_tai_offset_s = 37;
+  SimClock clock(model, Truth(kMidnight - Duration::from_s(10), 37, {{kMidnight, -1}}), 1);
+  SimClockDriver driver(clock);
+  ASSERT_TRUE(driver.set_sync_status({true, Duration::from_ms(1), Duration::from_us(1)}).ok());
+  ASSERT_TRUE(driver.set_leap(clock::LeapState::delete_).ok());
+  clock.advance_to(kS);
+  EXPECT_EQ(driver.state()->clock_state, TIME_DEL);
+  EXPECT_NE(driver.state()->status & STA_DEL, 0U);
+  clock.advance_to(9 * kS - 1);
+  EXPECT_EQ(clock.local(), kMidnight - kSecond - Duration::from_ns(1));
+  EXPECT_EQ(driver.state()->clock_state, TIME_DEL);
+  clock.advance_to(9 * kS);  // 23:59:59 would begin: 00:00:00 instead
+  EXPECT_EQ(clock.local(), kMidnight);
+  EXPECT_EQ(driver.state()->clock_state, TIME_WAIT);
+  EXPECT_EQ(driver.state()->tai_offset_s, 36);
+  EXPECT_EQ(clock.error_ns(), 0);
+  EXPECT_EQ(clock.tai_error_ns(), 0);
+  EXPECT_EQ(clock.monotonic(), model.initial_monotonic + Duration::from_s(9));
+  EXPECT_EQ(driver.noticed_kernel_leap(), -1);
+  EXPECT_EQ(driver.noticed_interference(), std::nullopt);
+  ASSERT_TRUE(driver.set_leap(clock::LeapState::none).ok());
+  clock.advance_to(10 * kS);
+  EXPECT_EQ(driver.state()->clock_state, TIME_OK);
+}
+
+TEST(SimClockKernelLeap, AFastClockLeapsAtItsOwnMidnight) {
+  // +100 ppm from 1000 s before midnight: REALTIME reads M at true 1000 s / 1.0001, 0.1 s early.
+  ClockModel model;
+  model.frequency_ppm = 100;
+  model.initial_tai_offset_s = 36;
+  const Truth truth(kMidnight - Duration::from_s(1000), 36, {{kMidnight, +1}});
+  SimClock clock(model, truth, 1);
+  clock.set_kernel_leap(clock::LeapState::insert);
+  for (int64_t t = 7; t < 1100 * kS; t += 7777777) clock.advance_to(t);  // uneven steps
+  clock.advance_to(1100 * kS);
+  ASSERT_EQ(clock.kernel_leaps().size(), 1U);
+  const int64_t leap_ns = clock.kernel_leaps()[0].true_ns;
+  // The first nanosecond at which t + 1e-4·t ≥ 1000 s: 999 900 010 000 ns.
+  EXPECT_EQ(leap_ns, 999'900'010'000);
+  EXPECT_GE(clock.kernel_leaps()[0].local, kMidnight - kSecond);
+  EXPECT_LT(clock.kernel_leaps()[0].local, kMidnight - kSecond + Duration::from_ns(2));
+  // Just before, on a clock run there in one call: still TIME_INS, REALTIME short of M.
+  SimClock before(model, truth, 1);
+  before.set_kernel_leap(clock::LeapState::insert);
+  before.advance_to(leap_ns - 1);
+  EXPECT_LT(before.local(), kMidnight);
+  EXPECT_EQ(before.kernel_time_state(), TIME_INS);
+  EXPECT_EQ(before.tai_offset_s(), 36);
+  // CLOCK_TAI never jumped: its error is the clock's 100 ppm drift, 110 ms after 1100 s.
+  EXPECT_NEAR(clock.tai_error_ns(), 110e6, 1);
+}
+
+TEST(SimClockKernelLeap, AClockSteppedPastMidnightDoesNotLeap) {
+  ClockModel model;
+  SimClock clock(model, Truth(kMidnight - Duration::from_s(10), 36), 1);
+  clock.set_kernel_leap(clock::LeapState::insert);
+  clock.advance_to(5 * kS);
+  clock.step(Duration::from_s(10));  // 23:59:55 → 00:00:05 without reaching 00:00:00
+  clock.advance_to(20 * kS);
+  EXPECT_TRUE(clock.kernel_leaps().empty());
+  EXPECT_EQ(clock.kernel_time_state(), TIME_INS);  // as the kernel: secs == next_leap never
+}
+
+class SimServerLeapTest : public SimServerTest {
+ protected:
+  // The day of the 2016 leap starts at t = 100 s; the inserted second is t ∈ [86 500, 86 501) s.
+  const Truth truth_{kMidnight - Duration::from_s(86400 + 100), 36, {{kMidnight, +1}}};
+  struct Reply {
+    ntp::Leap leap;
+    UtcTime receive;
+  };
+  Reply ask(const SimServer& server_model_copy, int64_t t_ns) {
+    SimServer server = server_model_copy;
+    const auto reply = server.on_request(request(kStart), t_ns);
+    const auto decoded = ntp::decode(reply->bytes);
+    return {decoded->leap, decoded->receive_time.to_utc(kMidnight)};
+  }
+};
+
+TEST_F(SimServerLeapTest, FollowsAndAnnouncesTheTrueLeap) {
+  const SimServer server({}, truth_);
+  const int64_t leap_ns = 86500 * kS;
+  EXPECT_EQ(ask(server, 99 * kS).leap, ntp::Leap::none);
+  EXPECT_EQ(ask(server, 100 * kS).leap, ntp::Leap::add_second);
+  const Reply first = ask(server, leap_ns - kS / 2);
+  const Reply again = ask(server, leap_ns + kS / 2);
+  EXPECT_EQ(first.leap, ntp::Leap::add_second);
+  EXPECT_EQ(again.leap, ntp::Leap::add_second);
+  // 23:59:59.5 and 23:59:60.5 carry the same NTP seconds.
+  EXPECT_EQ(first.receive, kMidnight - Duration::from_ms(500));
+  EXPECT_EQ(again.receive, kMidnight - Duration::from_ms(500));
+  const Reply after = ask(server, leap_ns + kS + kS / 2);
+  EXPECT_EQ(after.leap, ntp::Leap::none);
+  EXPECT_EQ(after.receive, kMidnight + Duration::from_ms(500));
+}
+
+TEST_F(SimServerLeapTest, IgnoresOrMakesUpLeaps) {
+  const int64_t leap_ns = 86500 * kS;
+  ServerModel ignoring;
+  ignoring.leap_clock = ServerModel::LeapClock::ignores;
+  ignoring.announce = ServerModel::LeapAnnounce::none;
+  const SimServer ignorer(ignoring, truth_);
+  EXPECT_EQ(ask(ignorer, leap_ns - kS).leap, ntp::Leap::none);
+  EXPECT_EQ(ask(ignorer, leap_ns + kS / 2).receive, kMidnight + Duration::from_ms(500));
+  EXPECT_EQ(ask(ignorer, leap_ns + kS + kS / 2).receive, kMidnight + Duration::from_ms(1500));
+
+  // A deletion announced for the end of 2017-01-01, which the truth does not have.
+  ServerModel liar;
+  liar.announce = ServerModel::LeapAnnounce::made_up;
+  liar.made_up_leap = {kMidnight + Duration::from_s(86400), -1};
+  const SimServer made_up(liar, truth_);
+  EXPECT_EQ(ask(made_up, leap_ns - kS).leap, ntp::Leap::none);  // not the true leap
+  EXPECT_EQ(ask(made_up, leap_ns + kS + kS / 2).leap, ntp::Leap::delete_second);
+  const int64_t its_midnight_ns = leap_ns + kS + 86400 * kS;
+  EXPECT_EQ(ask(made_up, its_midnight_ns - 1).leap, ntp::Leap::delete_second);
+  EXPECT_EQ(ask(made_up, its_midnight_ns).leap, ntp::Leap::none);
+  EXPECT_EQ(ask(made_up, its_midnight_ns).receive,
+            kMidnight + Duration::from_s(86400));  // its clock did not delete anything
+}
+
+TEST(SimRun, TraceShowsTheTruthsLeapInAFineWindow) {
+  // The servers announce nothing, so the client's kernel is not armed: the truth inserts a
+  // second the clock does not, and the trace shows the clock 1 s ahead of true UTC just after
+  // it while CLOCK_TAI − true TAI does not move.
+  Scenario scenario = Scenario::reference();
+  scenario.sources[0].server.announce = ServerModel::LeapAnnounce::none;
+  scenario.start = kMidnight - Duration::from_s(1000);
+  scenario.duration = Duration::from_s(1010);
+  scenario.true_tai_offset_s = 36;
+  scenario.true_leaps = {{kMidnight, +1}};
+  scenario.clock.initial_tai_offset_s = 36;
+  scenario.fine_trace = {{Duration::from_s(999), Duration::from_s(1002), Duration::from_ms(100)}};
+  const RunResult result = run(scenario);
+  std::size_t fine = 0;
+  for (std::size_t i = 1; i < result.trace.size(); ++i) {
+    if (result.trace[i].t <= Duration::from_s(999) || result.trace[i].t > Duration::from_s(1002))
+      continue;
+    EXPECT_EQ(result.trace[i].t - result.trace[i - 1].t, Duration::from_ms(100));
+    ++fine;
+  }
+  EXPECT_EQ(fine, 30U);
+  EXPECT_EQ(result.trace.back().t, Duration::from_s(1010));  // back to 1 s after the window
+  const auto at = [&](Duration t) {
+    for (const TracePoint& p : result.trace)
+      if (p.t == t) return p;
+    ADD_FAILURE() << "no trace point at " << t.to_string();
+    return TracePoint{};
+  };
+  const TracePoint before = at(Duration::from_ms(999500));
+  const TracePoint inserted = at(Duration::from_ms(1000500));  // true 23:59:60.5
+  EXPECT_NEAR(before.offset_ns, 0, 1e6);
+  EXPECT_NEAR(inserted.offset_ns, 1e9, 1e6);
+  // Both at true 23:59:59.5 (first pass, then the repeat): REALTIME 1 s apart.
+  EXPECT_NEAR(static_cast<double>((inserted.local - before.local).ns()), 1e9, 1e3);
+  EXPECT_EQ(inserted.true_tai - before.true_tai, kSecond);
+  EXPECT_NEAR(inserted.tai_error_ns, before.tai_error_ns, 1e3);
+  EXPECT_EQ(inserted.tai_offset_s, 36);
+  EXPECT_EQ(inserted.kernel_time_state, TIME_OK);
+  EXPECT_TRUE(result.kernel_leaps.empty());
+  EXPECT_TRUE(result.tai_offset_changes.empty());
+  EXPECT_LT(result.max_tai_jump(Duration::from_s(500), Duration::from_ms(1000500)).abs(),
+            Duration::from_ms(1));
+}
+
+TEST(RunResult, LargestTaiJumpAndTaiOffsetChanges) {
+  RunResult result;
+  const auto point = [](int64_t t_ms, int64_t tai_ms) {
+    TracePoint p;
+    p.t = Duration::from_ms(t_ms);
+    p.clock_tai = TaiTime::from_tai_ns(tai_ms * 1000000);
+    return p;
+  };
+  // 1 s steps of true time; CLOCK_TAI runs 1 ms fast, then is stepped back 1 s, then by 0.2 s.
+  result.trace = {point(0, 5000), point(1000, 6001), point(2000, 6002), point(3000, 7002),
+                  point(4000, 8202)};
+  EXPECT_EQ(result.max_tai_jump(), Duration::from_ms(-999));
+  EXPECT_EQ(result.max_tai_jump(Duration::from_ms(2000)), Duration::from_ms(200));
+  EXPECT_EQ(result.max_tai_jump(Duration::from_ms(3000), Duration::from_ms(3000)), Duration());
+  result.tai_offset_changes = {{5 * kS, 0, 36, false}, {50 * kS, 36, 37, true}};
+  const auto changes = result.tai_offset_changes_between(Duration::from_s(10), Duration::from_s(60));
+  ASSERT_EQ(changes.size(), 1U);
+  EXPECT_EQ(changes[0].to_s, 37);
+  EXPECT_TRUE(changes[0].by_kernel_leap);
 }
 
 TEST(Random, DrawsDependOnlyOnTheSeed) {
