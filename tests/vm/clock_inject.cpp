@@ -4,6 +4,11 @@
 //
 //   clock_inject --read                       print one line: adjtimex(modes = 0)
 //   clock_inject --step-ns N --freq-ppm F     ADJ_SETOFFSET by N ns, then ADJ_FREQUENCY = F ppm
+//   clock_inject --leap insert|delete|none --tai N
+//                                             STA_INS / STA_DEL (or neither) and ADJ_TAI = N, so
+//                                             the kernel inserts or deletes a leap second at the
+//                                             next UTC midnight (the leap test's harness check,
+//                                             standing in for taid's leapsecmode system)
 //
 // The read-out is deliberately not lib/clock's: the test must not judge taid by taid's own code.
 #include <sys/timex.h>
@@ -49,10 +54,10 @@ int print_state() {
   // STA_NANO says whether offset is in ns or us; freq is ppm with a 16-bit fraction.
   const int64_t offset_ns = static_cast<int64_t>(tx.offset) * ((tx.status & STA_NANO) ? 1 : 1000);
   std::printf("state=%d status=0x%04x unsync=%d freq_ppm=%.3f offset_ns=%" PRId64
-              " maxerror_us=%ld esterror_us=%ld constant=%ld tick_us=%ld\n",
+              " maxerror_us=%ld esterror_us=%ld constant=%ld tick_us=%ld tai=%d\n",
               state, static_cast<unsigned>(tx.status), (tx.status & STA_UNSYNC) ? 1 : 0,
               static_cast<double>(tx.freq) / 65536.0, offset_ns, tx.maxerror, tx.esterror,
-              tx.constant, tx.tick);
+              tx.constant, tx.tick, tx.tai);
   return 0;
 }
 
@@ -84,6 +89,31 @@ int inject(int64_t step_ns, double freq_ppm) {
   return print_state();
 }
 
+int arm_leap(const char* leap, long tai) {
+  timex now{};
+  if (::adjtimex(&now) < 0) {
+    std::fprintf(stderr, "clock_inject: adjtimex read: %s\n", std::strerror(errno));
+    return 1;
+  }
+  // The bits a process may write (STA_RONLY excluded), every one as it was but the leap bits.
+  // STA_PLL stays as it was: clearing it would reset the kernel's state machine to TIME_OK.
+  constexpr int kReadOnly = STA_PPSSIGNAL | STA_PPSJITTER | STA_PPSWANDER | STA_PPSERROR |
+                            STA_CLOCKERR | STA_NANO | STA_MODE | STA_CLK;
+  int status = now.status & ~kReadOnly & ~(STA_INS | STA_DEL);
+  if (std::strcmp(leap, "insert") == 0) status |= STA_INS;
+  if (std::strcmp(leap, "delete") == 0) status |= STA_DEL;
+  timex tx{};
+  tx.modes = ADJ_STATUS | ADJ_TAI;
+  tx.status = status;
+  tx.constant = tai;
+  if (::adjtimex(&tx) < 0) {
+    std::fprintf(stderr, "clock_inject: ADJ_STATUS|ADJ_TAI: %s\n", std::strerror(errno));
+    return 1;
+  }
+  std::printf("clock_inject: leap %s armed, TAI offset %ld s\n", leap, tai);
+  return print_state();
+}
+
 bool parse_number(const char* text, double& out) {
   char* end = nullptr;
   errno = 0;
@@ -92,7 +122,10 @@ bool parse_number(const char* text, double& out) {
 }
 
 int usage() {
-  std::fputs("usage: clock_inject --read | clock_inject --step-ns N --freq-ppm F\n", stderr);
+  std::fputs(
+      "usage: clock_inject --read | clock_inject --step-ns N --freq-ppm F |\n"
+      "       clock_inject --leap insert|delete|none --tai N\n",
+      stderr);
   return 2;
 }
 
@@ -107,6 +140,14 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (argc == 2 && std::strcmp(argv[1], "--read") == 0) return print_state();
+  if (argc == 5 && std::strcmp(argv[1], "--leap") == 0 && std::strcmp(argv[3], "--tai") == 0) {
+    const std::string leap = argv[2];
+    double tai = 0;
+    if ((leap != "insert" && leap != "delete" && leap != "none") || !parse_number(argv[4], tai) ||
+        tai < 0 || tai > 1000 || tai != std::floor(tai))
+      return usage();
+    return arm_leap(argv[2], static_cast<long>(tai));
+  }
   if (argc != 5 || std::strcmp(argv[1], "--step-ns") != 0 ||
       std::strcmp(argv[3], "--freq-ppm") != 0)
     return usage();
