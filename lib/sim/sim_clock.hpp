@@ -96,9 +96,7 @@ class SimClock {
     return Duration::from_ns(local_ns_ - steps_ns_ - leap_steps_ns_ - monotonic_base_ns_);
   }
   // CLOCK_TAI now: CLOCK_REALTIME + the kernel's TAI offset.
-  TaiTime clock_tai() const {
-    return TaiTime::from_utc(local(), Duration::from_s(tai_offset_s_));
-  }
+  TaiTime clock_tai() const { return TaiTime::from_utc(local(), Duration::from_s(tai_offset_s_)); }
   // local − true POSIX UTC, ns, with the fraction of a nanosecond the int64 reading drops.
   double error_ns() const;
   // CLOCK_TAI − true TAI, ns (with the fraction).

@@ -43,10 +43,10 @@ struct ServerModel {
   LeapClock leap_clock = LeapClock::follows;
   // Its LI bits.
   enum class LeapAnnounce {
-    truth,     // LI add/delete through the UTC day before each true leap, and its inserted second
-    none,      // always LI 0
-    made_up,   // LI of `made_up_leap` through the day before its midnight (its clock unaffected);
-               // the true leaps are not announced
+    truth,    // LI add/delete through the UTC day before each true leap, and its inserted second
+    none,     // always LI 0
+    made_up,  // LI of `made_up_leap` through the day before its midnight (its clock unaffected);
+              // the true leaps are not announced
   };
   LeapAnnounce announce = LeapAnnounce::truth;
   TrueLeap made_up_leap;  // made_up: the midnight ending the day, and +1 / −1

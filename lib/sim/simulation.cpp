@@ -167,7 +167,8 @@ Runner::Runner(const Scenario& scenario)
     const SourceSetup& setup = scenario.sources[i];
     auto source = std::make_unique<Source>(setup, clock_.truth(), scenario.seed, i);
     Random* cookies = &source->cookies;
-    source->id = core_.add_source(setup.config, setup.options, [cookies] { return cookies->u64(); });
+    source->id =
+        core_.add_source(setup.config, setup.options, [cookies] { return cookies->u64(); });
     sources_.push_back(std::move(source));
     result_.source_names.push_back(setup.config.name);
   }
@@ -271,7 +272,8 @@ void Runner::carry_out(std::size_t index, const ntp::Actions& actions) {
         schedule(*arrival, AtServer{index, send->bytes});
     } else if (const auto* timer = std::get_if<ntp::SetTimer>(&action)) {
       const Duration target = clock_.monotonic() + timer->after;
-      schedule(when_monotonic_reaches(target), SourceTimer{index, ++source.timer_generation, target});
+      schedule(when_monotonic_reaches(target),
+               SourceTimer{index, ++source.timer_generation, target});
     } else if (const auto* demobilize = std::get_if<ntp::Demobilize>(&action)) {
       source.demobilized = true;
       ++source.timer_generation;
@@ -298,8 +300,7 @@ void Runner::carry_out_clock(const timekeeping::Actions& actions) {
       for (std::size_t i = 0; i < sources_.size(); ++i) {
         Source& source = *sources_[i];
         if (source.id != poll_now->id || source.demobilized) continue;
-        schedule(clock_.true_ns(),
-                 SourceTimer{i, ++source.timer_generation, clock_.monotonic()});
+        schedule(clock_.true_ns(), SourceTimer{i, ++source.timer_generation, clock_.monotonic()});
       }
     }
   }
@@ -413,20 +414,18 @@ std::vector<TaiOffsetChange> RunResult::tai_offset_changes_between(Duration from
 
 std::string Statistics::summary() const {
   char buf[320];
-  const std::string sync =
-      sync_time ? strcat(sync_time->seconds(), " s") : std::string("never");
+  const std::string sync = sync_time ? strcat(sync_time->seconds(), " s") : std::string("never");
   const std::string first =
       first_synchronized ? strcat(first_synchronized->seconds(), " s") : std::string("never");
-  std::snprintf(buf, sizeof buf,
-                "sync %s (core synchronized at %s), max |offset| %.1f us, RMS offset %.1f us, "
-                "RMS freq error %.3f ppm, envelope restarts %llu, steps %llu, updates %llu, "
-                "log lines %llu (%llu warnings)",
-                sync.c_str(), first.c_str(), max_abs_offset_ns / 1e3, rms_offset_ns / 1e3,
-                rms_frequency_error_ppm, static_cast<unsigned long long>(envelope_restarts),
-                static_cast<unsigned long long>(steps),
-                static_cast<unsigned long long>(clock_updates),
-                static_cast<unsigned long long>(log_lines),
-                static_cast<unsigned long long>(warnings));
+  std::snprintf(
+      buf, sizeof buf,
+      "sync %s (core synchronized at %s), max |offset| %.1f us, RMS offset %.1f us, "
+      "RMS freq error %.3f ppm, envelope restarts %llu, steps %llu, updates %llu, "
+      "log lines %llu (%llu warnings)",
+      sync.c_str(), first.c_str(), max_abs_offset_ns / 1e3, rms_offset_ns / 1e3,
+      rms_frequency_error_ppm, static_cast<unsigned long long>(envelope_restarts),
+      static_cast<unsigned long long>(steps), static_cast<unsigned long long>(clock_updates),
+      static_cast<unsigned long long>(log_lines), static_cast<unsigned long long>(warnings));
   return buf;
 }
 

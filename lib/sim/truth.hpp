@@ -31,7 +31,7 @@ class Truth {
   struct Leap {
     UtcTime midnight;
     int direction = 1;
-    int64_t t_ns = 0;          // true time the offset changes (the inserted second begins)
+    int64_t t_ns = 0;  // true time the offset changes (the inserted second begins)
     int32_t offset_after_s = 0;
     int64_t day_start_t_ns = 0;  // true time of the POSIX midnight 24 h before `midnight`
     int64_t done_t_ns = 0;       // true time the leap is over (the inserted second ended)

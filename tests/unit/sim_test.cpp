@@ -358,7 +358,7 @@ TEST(Truth, InsertedSecondRepeatsPosixUtcWhileTaiRunsOn) {
 TEST(Truth, DeletedSecondIsSkipped) {
   const Truth truth(kMidnight - Duration::from_s(10), 37, {{kMidnight, -1}});
   EXPECT_EQ(truth.utc_at(8 * kS + kS / 2), kMidnight - Duration::from_ms(1500));  // 23:59:58.5
-  EXPECT_EQ(truth.utc_at(9 * kS), kMidnight);                                   // not 23:59:59
+  EXPECT_EQ(truth.utc_at(9 * kS), kMidnight);                                     // not 23:59:59
   EXPECT_EQ(truth.tai_offset_at(9 * kS), 36);
   EXPECT_EQ(truth.tai_at(9 * kS), TaiTime::from_utc(kMidnight, Duration::from_s(36)));
   EXPECT_EQ(truth.t_of_utc(kMidnight - Duration::from_ms(500)), 9 * kS);  // the skipped second
@@ -402,7 +402,7 @@ TEST_F(KernelLeapTest, InsertionAtExactMidnightRepeats235959AndKeepsTaiContinuou
   EXPECT_EQ(clock.error_ns(), 0);  // the truth repeats the second too
   EXPECT_EQ(clock.tai_error_ns(), 0);
   EXPECT_EQ(clock.monotonic(), monotonic0 + Duration::from_s(10));  // never steps
-  EXPECT_EQ(clock.stepped(), Duration());                          // not a step of anyone's
+  EXPECT_EQ(clock.stepped(), Duration());                           // not a step of anyone's
   clock.advance_to(10 * kS + kS / 2);
   EXPECT_EQ(clock.local(), kMidnight - Duration::from_ms(500));
   EXPECT_EQ(state(), TIME_OOP);
@@ -669,7 +669,8 @@ TEST(RunResult, LargestTaiJumpAndTaiOffsetChanges) {
   EXPECT_EQ(result.max_tai_jump(Duration::from_ms(2000)), Duration::from_ms(200));
   EXPECT_EQ(result.max_tai_jump(Duration::from_ms(3000), Duration::from_ms(3000)), Duration());
   result.tai_offset_changes = {{5 * kS, 0, 36, false}, {50 * kS, 36, 37, true}};
-  const auto changes = result.tai_offset_changes_between(Duration::from_s(10), Duration::from_s(60));
+  const auto changes =
+      result.tai_offset_changes_between(Duration::from_s(10), Duration::from_s(60));
   ASSERT_EQ(changes.size(), 1U);
   EXPECT_EQ(changes[0].to_s, 37);
   EXPECT_TRUE(changes[0].by_kernel_leap);
