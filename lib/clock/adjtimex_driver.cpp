@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdio>
 #include <ctime>
+#include <utility>
 
 #include "core/log.hpp"
 
@@ -157,6 +158,31 @@ std::string step_interference_message(Duration step) {
   return buf;
 }
 
+std::string tai_interference_message(int32_t from_s, int32_t to_s) {
+  return strcat("TAI offset changed from ", from_s, " s to ", to_s, " s by another process");
+}
+
+ClockCheckVerdict judge_clock_check(const ClockCheck& c) {
+  ClockCheckVerdict verdict;
+  const int32_t foreign_tai_s = c.tai_now_s - c.tai_before_s - c.own_tai_change_s;
+  // What CLOCK_TAI − BOOTTIME should have done: our steps, and our TAI offset changes (ADJ_TAI
+  // moves CLOCK_TAI, not REALTIME).
+  Duration explained = c.own_steps + Duration::from_s(c.own_tai_change_s);
+  if (foreign_tai_s != 0) {
+    const Duration rest = c.tai_clock_change - explained;
+    const bool tai_clock_still = rest.abs() <= kStepInterferenceThreshold + c.uncertainty;
+    if (c.armed_leap != 0 && foreign_tai_s == c.armed_leap && tai_clock_still) {
+      verdict.kernel_leap = foreign_tai_s;
+    } else {
+      verdict.tai_interference =
+          tai_interference_message(c.tai_before_s + c.own_tai_change_s, c.tai_now_s);
+      explained += Duration::from_s(foreign_tai_s);  // moved CLOCK_TAI by itself: not a step
+    }
+  }
+  verdict.step = unexplained_step(c.tai_clock_change, explained, c.uncertainty);
+  return verdict;
+}
+
 Result<std::unique_ptr<AdjtimexDriver>> AdjtimexDriver::open() {
   // Refused up front with the operator's explanation, rather than an EPERM halfway through.
   if (auto privileged = check_clock_privilege(); !privileged) return privileged.error();
@@ -192,7 +218,12 @@ Result<std::unique_ptr<AdjtimexDriver>> AdjtimexDriver::open() {
   if (!after) return after.error();
   d->status_after_open_ = static_cast<uint32_t>(after->status);
   d->applied_ = {after->tick, after->freq};
-  d->realtime_minus_boottime_ = realtime_minus_boottime();
+  d->tai_minus_boottime_ = tai_minus_boottime();
+  d->tai_offset_s_ = after->tai;
+  // A leap armed before we started (a restarted taid's) is the kernel's all the same.
+  const auto armed = static_cast<uint32_t>(after->status);
+  d->armed_leap_ = (armed & STA_INS) != 0 ? 1 : (armed & STA_DEL) != 0 ? -1 : 0;
+  d->armed_leap_since_check_ = d->armed_leap_;
   log_info(strcat("adjtimex: kernel PLL off, status ", hex_status(d->status_before_open_), " -> ",
                   hex_status(d->status_after_open_), "; frequency ",
                   combined_frequency_ppb(d->applied_, d->user_hz_) / 1000.0, " ppm (tick ",
@@ -200,19 +231,19 @@ Result<std::unique_ptr<AdjtimexDriver>> AdjtimexDriver::open() {
   return d;
 }
 
-ClockDifference AdjtimexDriver::realtime_minus_boottime() {
-  // BOOTTIME read on both sides of REALTIME, so a reading is good to half the time the reads
+ClockDifference AdjtimexDriver::tai_minus_boottime() {
+  // BOOTTIME read on both sides of TAI, so a reading is good to half the time the reads
   // take: microseconds, unless the thread was preempted in between (milliseconds in a loaded
   // VM), hence the narrowest of a few.
   ClockDifference best{Duration{}, Duration::from_s(1000)};
   for (int i = 0; i < 5; ++i) {
-    timespec boot1{}, real{}, boot2{};
+    timespec boot1{}, tai{}, boot2{};
     clock_gettime(CLOCK_BOOTTIME, &boot1);
-    clock_gettime(CLOCK_REALTIME, &real);
+    clock_gettime(CLOCK_TAI, &tai);
     clock_gettime(CLOCK_BOOTTIME, &boot2);
     const Duration half_bracket = timespec_diff(boot2, boot1) / 2;
     if (half_bracket < best.uncertainty) {
-      best = {timespec_diff(real, boot1) - half_bracket, half_bracket};
+      best = {timespec_diff(tai, boot1) - half_bracket, half_bracket};
     }
     if (best.uncertainty < Duration::from_us(20)) break;
   }
@@ -262,9 +293,18 @@ Result<void> AdjtimexDriver::step_with_tai_offset(Duration offset, int32_t tai_o
   tx.time.tv_sec = t.seconds;
   tx.time.tv_usec = t.nanoseconds;  // nanoseconds under ADJ_NANO
   tx.constant = tai_offset_s;
+  auto before = kernel_tai_offset();
+  if (!before) return before.error();
   if (auto r = call_adjtimex(tx, "ADJ_SETOFFSET|ADJ_NANO|ADJ_TAI"); !r) return r.error();
   own_steps_ += offset;
+  own_tai_change_s_ += tai_offset_s - *before;
   return {};
+}
+
+Result<int32_t> AdjtimexDriver::kernel_tai_offset() {
+  auto tx = read_timex();
+  if (!tx) return tx.error();
+  return static_cast<int32_t>(tx->tai);
 }
 
 Result<void> AdjtimexDriver::set_leap(LeapState leap) {
@@ -274,6 +314,8 @@ Result<void> AdjtimexDriver::set_leap(LeapState leap) {
   tx.modes = ADJ_STATUS;
   tx.status = static_cast<int>(status_with_leap(static_cast<uint32_t>(now->status), leap));
   if (auto r = call_adjtimex(tx, "ADJ_STATUS"); !r) return r.error();
+  armed_leap_ = leap == LeapState::insert ? 1 : leap == LeapState::delete_ ? -1 : 0;
+  if (armed_leap_ != 0) armed_leap_since_check_ = armed_leap_;
   return {};
 }
 
@@ -294,39 +336,72 @@ Result<void> AdjtimexDriver::set_tai_offset(int32_t seconds) {
   if (seconds < 0) {
     return Error::plain(strcat("TAI offset ", seconds, " s: the kernel accepts only >= 0"));
   }
+  auto before = kernel_tai_offset();
+  if (!before) return before.error();
   ::timex tx{};
   tx.modes = ADJ_TAI;
   tx.constant = seconds;
   if (auto r = call_adjtimex(tx, "ADJ_TAI"); !r) return r.error();
+  own_tai_change_s_ += seconds - *before;
   return {};
 }
 
 Result<KernelTimeState> AdjtimexDriver::state() { return read_kernel_time_state(); }
 
-std::optional<std::string> AdjtimexDriver::noticed_interference() {
-  std::string report;
-  if (auto tx = read_timex(); tx) {
-    const TickAndFrequency kernel{tx->tick, tx->freq};
-    if (kernel != applied_) {
-      report = frequency_interference_message(combined_frequency_ppb(kernel, user_hz_),
-                                              combined_frequency_ppb(applied_, user_hz_));
-      applied_ = kernel;  // reported once; the next set_frequency_ppb() takes over again
-    }
+void AdjtimexDriver::check() {
+  auto tx = read_timex();
+  if (!tx) return;  // nothing to judge by; the next check tries again
+  const TickAndFrequency kernel{tx->tick, tx->freq};
+  if (kernel != applied_) {
+    add_report(frequency_interference_message(combined_frequency_ppb(kernel, user_hz_),
+                                              combined_frequency_ppb(applied_, user_hz_)));
+    applied_ = kernel;  // reported once; the next set_frequency_ppb() takes over again
   }
-  const ClockDifference now = realtime_minus_boottime();
+  const ClockDifference now = tai_minus_boottime();
+  // The TAI offset read again after CLOCK_TAI: if it changed in between (a leap second or an
+  // ADJ_TAI at that very moment), the pair does not belong together; judge at the next check.
+  auto tai_after = kernel_tai_offset();
   // A reading too uncertain to judge by is skipped: the baseline and our steps since it stay,
   // so a step made meanwhile is still found at the next check.
-  if (now.uncertainty <= kMaxReadingUncertainty) {
-    if (auto step = unexplained_step(now.value - realtime_minus_boottime_.value, own_steps_,
-                                     now.uncertainty + realtime_minus_boottime_.uncertainty)) {
-      if (!report.empty()) report += "; ";
-      report += step_interference_message(*step);
-    }
-    realtime_minus_boottime_ = now;
-    own_steps_ = Duration{};
+  if (!tai_after || *tai_after != tx->tai || now.uncertainty > kMaxReadingUncertainty) return;
+  const ClockCheck seen{now.value - tai_minus_boottime_.value,
+                        now.uncertainty + tai_minus_boottime_.uncertainty,
+                        own_steps_,
+                        tai_offset_s_,
+                        *tai_after,
+                        own_tai_change_s_,
+                        armed_leap_since_check_};
+  const ClockCheckVerdict verdict = judge_clock_check(seen);
+  if (verdict.kernel_leap) {
+    kernel_leap_ = verdict.kernel_leap;
+    log_info(strcat("adjtimex: the kernel ", *verdict.kernel_leap > 0 ? "inserted" : "deleted",
+                    " a leap second; TAI offset now ", *tai_after, " s"));
   }
-  if (report.empty()) return std::nullopt;
+  if (verdict.tai_interference) add_report(*verdict.tai_interference);
+  if (verdict.step) add_report(step_interference_message(*verdict.step));
+  tai_minus_boottime_ = now;
+  tai_offset_s_ = *tai_after;
+  own_steps_ = Duration{};
+  own_tai_change_s_ = 0;
+  armed_leap_since_check_ = armed_leap_;
+}
+
+void AdjtimexDriver::add_report(const std::string& line) {
+  if (!pending_report_.empty()) pending_report_ += "; ";
+  pending_report_ += line;
+}
+
+std::optional<std::string> AdjtimexDriver::noticed_interference() {
+  check();
+  if (pending_report_.empty()) return std::nullopt;
+  std::string report = std::move(pending_report_);
+  pending_report_.clear();
   return report;
+}
+
+std::optional<int> AdjtimexDriver::noticed_kernel_leap() {
+  check();
+  return std::exchange(kernel_leap_, std::nullopt);
 }
 
 }  // namespace taid::clock

@@ -6,15 +6,21 @@
 // them. Frequencies are ppb, positive = the clock runs faster (ClockDriver's convention).
 //
 // Interference: noticed_interference() compares the kernel's tick and frequency word with what
-// this driver last applied, and the change of (CLOCK_REALTIME − CLOCK_BOOTTIME) since the last
-// check with the steps this driver made. A frequency change (adjtimex or the tick) slews every
-// clock alike; only a step or a leap second changes that difference. CLOCK_BOOTTIME rather
-// than CLOCK_MONOTONIC: a suspend advances REALTIME and BOOTTIME by the time asleep but not
-// MONOTONIC, and must not look like a step.
-// NOTE (issue 9): when the kernel inserts or deletes a leap second (STA_INS/STA_DEL set here),
-// REALTIME − BOOTTIME changes by −1 s / +1 s at midnight. That change must be added to the
-// expected change exactly like our own steps (own_steps_), or the leap second will be reported
-// as "clock stepped by another process".
+// this driver last applied, and, since the last check, the change of (CLOCK_TAI −
+// CLOCK_BOOTTIME) with the steps and TAI offset changes this driver made, and the change of the
+// kernel's TAI offset with this driver's. A frequency change (adjtimex or the tick) slews every
+// clock alike; only a step or a TAI offset change moves CLOCK_TAI against BOOTTIME. CLOCK_TAI
+// rather than CLOCK_REALTIME: the kernel's own leap second (STA_INS/STA_DEL, armed here) moves
+// REALTIME by ∓1 s and the TAI offset by ±1 together, and CLOCK_TAI not at all, so a leap is not
+// a step; it shows as the TAI offset changing by ±1 while CLOCK_TAI stayed, and
+// noticed_kernel_leap() reports it once (judge_clock_check() below is the rule). CLOCK_BOOTTIME
+// rather than CLOCK_MONOTONIC: a suspend advances REALTIME and BOOTTIME by the time asleep but
+// not MONOTONIC, and must not look like a step.
+//
+// Kernel behaviour a caller must know (Linux 6.1, seen in tests/vm's leap test): a step
+// (ADJ_SETOFFSET, settimeofday) runs ntp_clear(), which sets STA_UNSYNC and forgets an armed
+// leap's second while the state stays TIME_INS: the kernel then does not insert at midnight.
+// After a step, arm again (set_leap(none), then set_leap(insert) a second later), or step first.
 //
 // Not thread-safe: the engine's thread owns the driver. Only this driver should write the
 // clock; every adjtimex here but the reads sets mode bits and needs CAP_SYS_TIME.
@@ -97,8 +103,8 @@ inline constexpr Duration kStepInterferenceThreshold = Duration::from_ms(1);
 std::optional<Duration> unexplained_step(Duration observed_change, Duration own_steps,
                                          Duration uncertainty = Duration{});
 
-// One reading of CLOCK_REALTIME − CLOCK_BOOTTIME, good to ± uncertainty (half the time between
-// the BOOTTIME reads around the REALTIME one: a stalled vCPU or a preempted thread widens it).
+// One reading of CLOCK_TAI − CLOCK_BOOTTIME, good to ± uncertainty (half the time between the
+// BOOTTIME reads around the TAI one: a stalled vCPU or a preempted thread widens it).
 struct ClockDifference {
   Duration value;
   Duration uncertainty;
@@ -109,6 +115,31 @@ inline constexpr Duration kMaxReadingUncertainty = Duration::from_us(250);
 // The one-line reports of noticed_interference().
 std::string frequency_interference_message(double kernel_ppb, double taid_ppb);
 std::string step_interference_message(Duration step);
+std::string tai_interference_message(int32_t from_s, int32_t to_s);
+
+// What one interference check saw since the last one.
+struct ClockCheck {
+  Duration tai_clock_change;   // change of CLOCK_TAI − CLOCK_BOOTTIME
+  Duration uncertainty;        // of that change (both readings')
+  Duration own_steps;          // the steps this driver made
+  int32_t tai_before_s = 0;    // the kernel's TAI offset at the last check
+  int32_t tai_now_s = 0;       // and now
+  int32_t own_tai_change_s = 0;  // what this driver's ADJ_TAI writes changed it by
+  // +1 / −1 when this driver had STA_INS / STA_DEL set at any time since the last check, else 0.
+  int armed_leap = 0;
+};
+struct ClockCheckVerdict {
+  std::optional<int> kernel_leap;             // +1 inserted, −1 deleted by the kernel
+  std::optional<std::string> tai_interference;  // tai_interference_message()
+  std::optional<Duration> step;               // a step nobody here made (unexplained_step())
+  bool operator==(const ClockCheckVerdict&) const = default;
+};
+// The rule: the TAI offset's change beyond our own is the kernel's leap when it is the ±1 we
+// armed and CLOCK_TAI did not move with it (the kernel moved REALTIME instead); any other
+// foreign change of the offset is interference, and it moves CLOCK_TAI by itself, so that much
+// of CLOCK_TAI's move is put down to it rather than to a step. What is left beyond our own
+// steps and TAI changes, past the threshold, is a foreign step.
+ClockCheckVerdict judge_clock_check(const ClockCheck& check);
 
 // --- The driver. ---
 
@@ -138,6 +169,7 @@ class AdjtimexDriver final : public ClockDriver {
   Result<void> set_tai_offset(int32_t seconds) override;
   Result<KernelTimeState> state() override;
   std::optional<std::string> noticed_interference() override;
+  std::optional<int> noticed_kernel_leap() override;
 
   // The kernel status before open() and the status open() wrote (for the start-up log).
   uint32_t status_before_open() const { return status_before_open_; }
@@ -147,17 +179,33 @@ class AdjtimexDriver final : public ClockDriver {
  private:
   AdjtimexDriver() = default;
 
-  // CLOCK_REALTIME − CLOCK_BOOTTIME now (see the header comment), the best of a few readings.
-  static ClockDifference realtime_minus_boottime();
+  // CLOCK_TAI − CLOCK_BOOTTIME now (see the header comment), the best of a few readings.
+  static ClockDifference tai_minus_boottime();
+  // The kernel's TAI offset now, for an ADJ_TAI write's own change.
+  Result<int32_t> kernel_tai_offset();
+  // One interference check (the frequency, then CLOCK_TAI and the TAI offset): its findings wait
+  // in pending_report_ and kernel_leap_ for noticed_interference() and noticed_kernel_leap(),
+  // so either may be asked first and neither loses the other's news.
+  void check();
+  void add_report(const std::string& line);
 
   int64_t user_hz_ = 100;
   uint32_t status_before_open_ = 0;
   uint32_t status_after_open_ = 0;
   // The tick and frequency word the kernel reported after our last write (or at open()).
   TickAndFrequency applied_;
-  // REALTIME − BOOTTIME at the last check, and the sum of our steps since then.
-  ClockDifference realtime_minus_boottime_;
+  // TAI − BOOTTIME and the kernel's TAI offset at the last check; our steps and TAI offset
+  // changes since then.
+  ClockDifference tai_minus_boottime_;
+  int32_t tai_offset_s_ = 0;
   Duration own_steps_;
+  int32_t own_tai_change_s_ = 0;
+  // The leap this driver has armed now, and the one armed at any time since the last check.
+  int armed_leap_ = 0;
+  int armed_leap_since_check_ = 0;
+  // A kernel leap the last check found, until noticed_kernel_leap() hands it out.
+  std::optional<int> kernel_leap_;
+  std::string pending_report_;  // interference found and not yet handed out
 };
 
 }  // namespace taid::clock

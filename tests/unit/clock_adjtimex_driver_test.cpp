@@ -180,6 +180,88 @@ TEST(AdjtimexInterference, Messages) {
             "clock stepped by another process by -0.250 s");
 }
 
+// judge_clock_check: CLOCK_TAI − BOOTTIME's change, the TAI offset before and now.
+ClockCheck check(Duration tai_clock_change, int32_t tai_before_s, int32_t tai_now_s,
+                 int armed_leap = 0, Duration own_steps = Duration{},
+                 int32_t own_tai_change_s = 0) {
+  ClockCheck c;
+  c.tai_clock_change = tai_clock_change;
+  c.uncertainty = Duration::from_us(40);
+  c.own_steps = own_steps;
+  c.tai_before_s = tai_before_s;
+  c.tai_now_s = tai_now_s;
+  c.own_tai_change_s = own_tai_change_s;
+  c.armed_leap = armed_leap;
+  return c;
+}
+
+TEST(AdjtimexInterference, TheKernelsInsertedLeapIsALeapNotAStep) {
+  // STA_INS armed; at midnight REALTIME went back 1 s and the offset 36 -> 37: CLOCK_TAI still.
+  const ClockCheckVerdict v = judge_clock_check(check(Duration::from_us(300), 36, 37, +1));
+  EXPECT_EQ(v.kernel_leap, 1);
+  EXPECT_EQ(v.tai_interference, std::nullopt);
+  EXPECT_EQ(v.step, std::nullopt);
+}
+
+TEST(AdjtimexInterference, TheKernelsDeletedLeapIsALeapNotAStep) {
+  const ClockCheckVerdict v = judge_clock_check(check(Duration::from_us(-200), 37, 36, -1));
+  EXPECT_EQ(v, (ClockCheckVerdict{-1, std::nullopt, std::nullopt}));
+}
+
+TEST(AdjtimexInterference, NoLeapWhenNothingChanged) {
+  EXPECT_EQ(judge_clock_check(check(Duration::from_us(500), 37, 37, +1)), ClockCheckVerdict{});
+}
+
+TEST(AdjtimexInterference, OwnTaiChangesAndStepsAreOurs) {
+  // set_tai_offset(37) from 0: CLOCK_TAI moved +37 s, all ours.
+  EXPECT_EQ(judge_clock_check(check(Duration::from_s(37), 0, 37, 0, Duration{}, 37)),
+            ClockCheckVerdict{});
+  // step_with_tai_offset(-1 s, 37) from 36: CLOCK_TAI did not move, all ours, not a leap.
+  EXPECT_EQ(judge_clock_check(
+                check(Duration::from_us(20), 36, 37, +1, Duration::from_s(-1), 1)),
+            ClockCheckVerdict{});
+  // Our step of +3.5 s while the offset stayed.
+  EXPECT_EQ(judge_clock_check(check(Duration::from_ms(3500), 36, 36, 0, Duration::from_ms(3500))),
+            ClockCheckVerdict{});
+}
+
+TEST(AdjtimexInterference, AForeignTaiOffsetChangeIsInterferenceNotAStep) {
+  // Someone's ADJ_TAI 0 -> 37: CLOCK_TAI jumped 37 s with it.
+  const ClockCheckVerdict v = judge_clock_check(check(Duration::from_s(37), 0, 37));
+  EXPECT_EQ(v.kernel_leap, std::nullopt);
+  EXPECT_EQ(v.tai_interference, "TAI offset changed from 0 s to 37 s by another process");
+  EXPECT_EQ(v.step, std::nullopt);
+  // +1 like a leap, but nothing was armed and CLOCK_TAI jumped: not the kernel's leap.
+  EXPECT_EQ(judge_clock_check(check(Duration::from_s(1), 36, 37, 0)).tai_interference,
+            "TAI offset changed from 36 s to 37 s by another process");
+  // Armed, but CLOCK_TAI jumped +1 s too (ADJ_TAI by someone at the wrong time, REALTIME
+  // unmoved): interference, not the kernel's leap.
+  const ClockCheckVerdict armed = judge_clock_check(check(Duration::from_s(1), 36, 37, +1));
+  EXPECT_EQ(armed.kernel_leap, std::nullopt);
+  ASSERT_TRUE(armed.tai_interference.has_value());
+  EXPECT_EQ(armed.step, std::nullopt);
+  // Armed for an insertion, the offset went down by 1: not ours.
+  EXPECT_EQ(judge_clock_check(check(Duration::from_us(10), 37, 36, +1)).kernel_leap, std::nullopt);
+  // Our own change 36 -> 37 and someone else's on top, 37 -> 40.
+  EXPECT_EQ(judge_clock_check(check(Duration::from_s(4), 36, 40, 0, Duration{}, 1))
+                .tai_interference,
+            "TAI offset changed from 37 s to 40 s by another process");
+}
+
+TEST(AdjtimexInterference, AForeignStepIsStillAStepAcrossALeap) {
+  // The kernel's leap and a foreign -2 s step in one interval: CLOCK_TAI moved -2 s, so the
+  // offset's +1 is not put down to the kernel; both are reported, the step as REALTIME's whole
+  // move (-3 s: the offset's +1 explains +1 s of CLOCK_TAI's move). A rare coincidence, not
+  // untangled; what matters is that it is not silent.
+  const ClockCheckVerdict v = judge_clock_check(check(Duration::from_s(-2), 36, 37, +1));
+  EXPECT_EQ(v.kernel_leap, std::nullopt);
+  ASSERT_TRUE(v.tai_interference.has_value());
+  EXPECT_EQ(v.step, Duration::from_s(-3));
+  // A foreign step alone, offset unchanged.
+  EXPECT_EQ(judge_clock_check(check(Duration::from_ms(-250), 37, 37, +1)).step,
+            Duration::from_ms(-250));
+}
+
 // --- The privilege check. ---
 
 constexpr const char* kNoPrivilege =
