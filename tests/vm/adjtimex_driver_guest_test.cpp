@@ -18,6 +18,7 @@
 #include <fstream>
 #include <memory>
 #include <optional>
+#include <utility>
 #include <string>
 #include <thread>
 
@@ -354,6 +355,110 @@ TEST_F(AdjtimexGuest, AnotherWritersStepIsNoticedOnceAndOursAreNot) {
             "frequency changed behind taid's back: now -3.000 ppm, taid set 0.000 ppm; "
             "clock stepped by another process by -0.250 s");
   EXPECT_EQ(driver_->noticed_interference(), std::nullopt);
+}
+
+TEST_F(AdjtimexGuest, StepWithTaiOffsetLeavesClockTaiWhereItWas) {
+  ASSERT_TRUE(driver_->set_tai_offset(36).ok());
+  const Difference tai_before = difference(CLOCK_TAI, CLOCK_MONOTONIC);
+  const Difference real_before = difference(CLOCK_REALTIME, CLOCK_MONOTONIC);
+  // A leap second stepped by the daemon: REALTIME −1 s and the offset +1 in one call.
+  ASSERT_TRUE(driver_->step_with_tai_offset(Duration::from_s(-1), 37).ok());
+  const Difference tai_after = difference(CLOCK_TAI, CLOCK_MONOTONIC);
+  const Difference real_after = difference(CLOCK_REALTIME, CLOCK_MONOTONIC);
+  EXPECT_EQ(raw_read().tai, 37);
+  const int64_t tai_moved_ns = tai_after.ns - tai_before.ns;
+  const int64_t real_moved_ns = real_after.ns - real_before.ns;
+  std::printf("step_with_tai_offset(-1 s, 37): CLOCK_TAI moved %+lld ns, REALTIME %+lld ns\n",
+              static_cast<long long>(tai_moved_ns), static_cast<long long>(real_moved_ns));
+  // Against MONOTONIC, which no step moves: CLOCK_TAI to within the readings' brackets.
+  EXPECT_LE(std::llabs(tai_moved_ns), tai_before.bracket_ns + tai_after.bracket_ns + 1000);
+  EXPECT_LE(std::llabs(real_moved_ns + 1'000'000'000),
+            real_before.bracket_ns + real_after.bracket_ns + 1000);
+  // All of it ours: no interference, and not the kernel's leap.
+  EXPECT_EQ(driver_->noticed_interference(), std::nullopt);
+  EXPECT_EQ(driver_->noticed_kernel_leap(), std::nullopt);
+  EXPECT_TRUE(driver_->step(Duration::from_s(1)).ok());  // back where the clock was
+}
+
+TEST_F(AdjtimexGuest, AnotherWritersTaiOffsetIsNoticedOnce) {
+  ASSERT_TRUE(driver_->set_tai_offset(36).ok());
+  EXPECT_EQ(driver_->noticed_interference(), std::nullopt);
+  ::timex tx{};
+  tx.modes = ADJ_TAI;
+  tx.constant = 40;
+  ASSERT_NE(::adjtimex(&tx), -1) << std::strerror(errno);
+  EXPECT_EQ(driver_->noticed_interference(),
+            "TAI offset changed from 36 s to 40 s by another process");
+  EXPECT_EQ(driver_->noticed_interference(), std::nullopt);
+  EXPECT_EQ(driver_->noticed_kernel_leap(), std::nullopt);
+}
+
+// Steps the clock (through the driver: its own step) to `before_s` seconds before the next UTC
+// midnight; returns that midnight as POSIX seconds and the step made, to undo it later.
+std::pair<int64_t, Duration> step_to_before_midnight(AdjtimexDriver& driver, int before_s) {
+  const int64_t now_ns = ns_of(CLOCK_REALTIME);
+  const int64_t midnight_s = (now_ns / 1'000'000'000 / 86400 + 1) * 86400;
+  const Duration step = Duration::from_ns((midnight_s - before_s) * 1'000'000'000 - now_ns);
+  EXPECT_TRUE(driver.step(step).ok());
+  return {midnight_s, step};
+}
+
+void sleep_until_realtime(int64_t posix_ns) {
+  while (ns_of(CLOCK_REALTIME) < posix_ns)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+}
+
+TEST_F(AdjtimexGuest, TheKernelsLeapSecondIsNoticedOnceAndIsNotInterference) {
+  ASSERT_TRUE(driver_->set_tai_offset(36).ok());
+  // Step first: a step after arming would make the kernel forget the leap (see the next test).
+  const auto [midnight_s, step] = step_to_before_midnight(*driver_, 4);
+  ASSERT_TRUE(driver_->set_sync_status({true, Duration::from_ms(1), Duration::from_ms(1)}).ok());
+  ASSERT_TRUE(driver_->set_leap(LeapState::insert).ok());
+  EXPECT_EQ(driver_->noticed_interference(), std::nullopt);  // the step was ours
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  EXPECT_EQ(raw_state(), TIME_INS);
+  EXPECT_EQ(driver_->noticed_kernel_leap(), std::nullopt);  // not yet
+  const Difference tai_before = difference(CLOCK_TAI, CLOCK_MONOTONIC);
+  // Past midnight: the inserted second 23:59:60 (REALTIME 23:59:59 again) and into the next.
+  sleep_until_realtime(midnight_s * 1'000'000'000 + 200'000'000);
+  const Difference tai_after = difference(CLOCK_TAI, CLOCK_MONOTONIC);
+  const ::timex raw = raw_read();
+  const int state = raw_state();
+  std::printf("kernel leap: state %d, TAI offset %d, CLOCK_TAI moved %+lld ns against MONOTONIC\n",
+              state, raw.tai, static_cast<long long>(tai_after.ns - tai_before.ns));
+  EXPECT_TRUE(state == TIME_WAIT) << state;
+  EXPECT_EQ(raw.tai, 37);
+  EXPECT_LE(std::llabs(tai_after.ns - tai_before.ns),
+            tai_before.bracket_ns + tai_after.bracket_ns + 1000);
+  // The driver: the kernel's leap once, and no interference, in either order of asking.
+  EXPECT_EQ(driver_->noticed_kernel_leap(), 1);
+  EXPECT_EQ(driver_->noticed_interference(), std::nullopt);
+  EXPECT_EQ(driver_->noticed_kernel_leap(), std::nullopt);
+  ASSERT_TRUE(driver_->set_leap(LeapState::none).ok());
+  EXPECT_TRUE(driver_->step(Duration{} - step + Duration::from_s(1)).ok());  // undone (+ leap)
+  EXPECT_EQ(driver_->noticed_interference(), std::nullopt);
+}
+
+TEST_F(AdjtimexGuest, AStepAfterArmingMakesTheKernelForgetTheLeap) {
+  // The kernel fact the driver's header warns about: ADJ_SETOFFSET runs ntp_clear(), which sets
+  // STA_UNSYNC and forgets the armed leap's second while the state stays TIME_INS.
+  ASSERT_TRUE(driver_->set_tai_offset(36).ok());
+  ASSERT_TRUE(driver_->set_sync_status({true, Duration::from_ms(1), Duration::from_ms(1)}).ok());
+  ASSERT_TRUE(driver_->set_leap(LeapState::insert).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  ASSERT_EQ(raw_state(), TIME_INS);
+  const auto [midnight_s, step] = step_to_before_midnight(*driver_, 3);
+  EXPECT_NE(raw_read().status & STA_UNSYNC, 0) << status_hex(raw_read().status);
+  ASSERT_TRUE(driver_->set_sync_status({true, Duration::from_ms(1), Duration::from_ms(1)}).ok());
+  sleep_until_realtime(midnight_s * 1'000'000'000 + 200'000'000);
+  const ::timex raw = raw_read();
+  std::printf("armed, then stepped to M - 3 s: after M state %d, TAI offset %d\n", raw_state(),
+              raw.tai);
+  EXPECT_EQ(raw.tai, 36);  // no leap second
+  EXPECT_EQ(driver_->noticed_kernel_leap(), std::nullopt);
+  EXPECT_EQ(driver_->noticed_interference(), std::nullopt);
+  ASSERT_TRUE(driver_->set_leap(LeapState::none).ok());
+  EXPECT_TRUE(driver_->step(Duration{} - step).ok());
 }
 
 }  // namespace
