@@ -52,7 +52,8 @@ std::optional<ServerReply> SimServer::on_request(std::span<const uint8_t> bytes,
 
   const UtcTime t2 = clock_at(arrival_ns);
   const int64_t sent_ns = arrival_ns + model_.processing.ns();
-  const UtcTime t3 = t2 + model_.processing;
+  // Read from its clock again, as a real server does: across its inserted second T3 may precede T2.
+  const UtcTime t3 = clock_at(sent_ns);
 
   ntp::Packet reply;
   reply.leap = leap_at(arrival_ns);

@@ -581,6 +581,12 @@ TEST_F(SimServerLeapTest, FollowsAndAnnouncesTheTrueLeap) {
   // 23:59:59.5 and 23:59:60.5 carry the same NTP seconds.
   EXPECT_EQ(first.receive, kMidnight - Duration::from_ms(500));
   EXPECT_EQ(again.receive, kMidnight - Duration::from_ms(500));
+  // Received 5 µs before 23:59:60, sent 5 µs into it (10 µs processing): T3 precedes T2.
+  SimServer straddling = server;
+  const auto reply = straddling.on_request(request(kStart), leap_ns - 5000);
+  const auto decoded = ntp::decode(reply->bytes);
+  EXPECT_EQ(decoded->receive_time.to_utc(kMidnight), kMidnight - Duration::from_us(5));
+  EXPECT_EQ(decoded->transmit_time.to_utc(kMidnight), kMidnight - kSecond + Duration::from_us(5));
   const Reply after = ask(server, leap_ns + kS + kS / 2);
   EXPECT_EQ(after.leap, ntp::Leap::none);
   EXPECT_EQ(after.receive, kMidnight + Duration::from_ms(500));
