@@ -7,6 +7,7 @@
 #include <array>
 #include <cerrno>
 #include <charconv>
+#include <cctype>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -39,6 +40,7 @@ struct ParseState {
   // hwtimestamp interfaces already seen, with their line.
   std::vector<std::pair<std::string, int>> interfaces;
   int first_log_line = 0;  // for "log without logdir"
+  bool leapseclist_written = false;  // leapseclist and leapsectz exclude each other
 
   std::string where(int line) const { return strcat(file, ":", line); }
   [[noreturn]] void fail(const Line& line, const std::string& message) const {
@@ -238,6 +240,24 @@ void parse_bindcmdaddress(ParseState& st, const Line& line) {
 void parse_driftfile(ParseState& st, const Line& line) {
   parse_path<&Config::driftfile>(st, line, "driftfile");
 }
+void parse_leapseclist(ParseState& st, const Line& line) {
+  if (!st.config.leapsectz.empty()) st.fail(line, "leapseclist: leapsectz is already set (one only)");
+  parse_path<&Config::leapseclist>(st, line, "leapseclist");
+  st.leapseclist_written = true;
+}
+// A zone name under /usr/share/zoneinfo: words of letters, digits, '_', '-', '+' joined by '/'.
+void parse_leapsectz(ParseState& st, const Line& line) {
+  if (st.leapseclist_written) st.fail(line, "leapsectz: leapseclist is already set (one only)");
+  if (line.words.size() != 2) st.fail(line, "leapsectz: expected one zone name (e.g. right/UTC)");
+  const std::string_view name = line.words[1];
+  bool valid = !name.empty() && name.front() != '/' && name.find("..") == std::string_view::npos;
+  for (char c : name)
+    valid = valid && (std::isalnum(static_cast<unsigned char>(c)) || c == '/' || c == '_' ||
+                      c == '-' || c == '+' || c == '.');
+  if (!valid) st.fail(line, strcat("leapsectz: '", name, "' is not a zone name (e.g. right/UTC)"));
+  note_single(st, line, "leapsectz");
+  st.config.leapsectz = std::string(name);
+}
 
 // A directive taking one word from a table, declared once per directive; messages list the
 // words in table order.
@@ -311,6 +331,17 @@ constexpr std::array<Choice<servo::Kind>, 2> kServoKinds{{
     {"estimate", servo::Kind::estimate},
     {"pi", servo::Kind::pi},
 }};
+
+constexpr std::array<Choice<timekeeping::LeapMode>, 4> kLeapModes{{
+    {"system", timekeeping::LeapMode::system},
+    {"step", timekeeping::LeapMode::step},
+    {"slew", timekeeping::LeapMode::slew},
+    {"ignore", timekeeping::LeapMode::ignore},
+}};
+
+void parse_leapsecmode(ParseState& st, const Line& line) {
+  st.config.timekeeping.leap_mode = parse_single_choice(st, line, "leapsecmode", kLeapModes);
+}
 
 // servo estimate|pi (ours): the strategy, parsed here so the config needs only the header.
 void parse_servo(ParseState& st, const Line& line) {
@@ -568,7 +599,7 @@ struct Directive {
   void (*handle)(ParseState&, const Line&);
 };
 
-constexpr std::array<Directive, 10> kDirectives{{
+constexpr std::array<Directive, 13> kDirectives{{
     {"server", parse_server},
     {"pool", parse_pool},
     {"bindcmdaddress", parse_bindcmdaddress},
@@ -579,6 +610,9 @@ constexpr std::array<Directive, 10> kDirectives{{
     {"logdir", parse_logdir},
     {"log", parse_log},
     {"servo", parse_servo},
+    {"leapseclist", parse_leapseclist},
+    {"leapsectz", parse_leapsectz},
+    {"leapsecmode", parse_leapsecmode},
 }};
 
 bool is_blank(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f'; }

@@ -26,6 +26,12 @@
 //   timestamping auto|hardware|bpf|kernel|user   how packets are stamped (default auto)
 //   bpfattach auto|tc|tcx|xdp-generic|xdp-native where the eBPF RX program attaches
 //   servo estimate|pi     the servo strategy (servo.hpp; default estimate, chrony's way)
+// Leap seconds and TAI (lib/timekeeping/leap_schedule.hpp), chrony's directives:
+//   leapseclist PATH      the leap-seconds.list to read (absolute; default the tzdata file
+//                         /usr/share/zoneinfo/leap-seconds.list)
+//   leapsectz NAME        instead, the leap seconds of a TZif zone such as right/UTC
+//                         (/usr/share/zoneinfo/NAME); with leapseclist, an error
+//   leapsecmode system|step|slew|ignore   how a leap second is carried out (default system)
 // minpoll/maxpoll are log2 seconds in -6..17 (below 4, i.e. 16 s, only for links one owns, as
 // in chrony), port 1..65535, maxsources 1..16. Numbers are decimal ("0.5", "1e-3"; no sign "+",
 // no hex, no "inf"/"nan"); seconds at most 10^9 (they become int64 nanoseconds). chrony checks
@@ -107,6 +113,9 @@ struct Config {
   BpfAttach bpf_attach = BpfAttach::auto_;
   std::string logdir;             // empty: no log files
   bool log_measurements = false;  // `log measurements`: one CSV line per sample in logdir
+  // The leap table: a leap-seconds.list, or a TZif zone's leap records when leapsectz is set.
+  std::string leapseclist = "/usr/share/zoneinfo/leap-seconds.list";
+  std::string leapsectz;  // the zone's name (e.g. right/UTC); empty: leapseclist is used
   // Selection, servo and clock settings; the structs' defaults where the file says nothing.
   // initial_frequency_ppb is left empty: the drift file's content is read at start, not here.
   timekeeping::Settings timekeeping;

@@ -2,6 +2,7 @@
 #include "daemon/engine.hpp"
 
 #include <sys/random.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <cmath>
@@ -11,6 +12,8 @@
 #include <boost/asio/ip/udp.hpp>
 
 #include "core/log.hpp"
+#include "timescale/leap_table.hpp"
+#include "timescale/utc_label.hpp"
 #include "net/hw_timestamping.hpp"
 #include "net/interfaces.hpp"
 #include "net/timestamping.hpp"
@@ -75,13 +78,51 @@ struct Engine::Pending {
 
 namespace {
 
-// The core's settings: the config's, the driver's range, the drift file's frequency.
-timekeeping::Settings core_settings(const Config& config, const clock::ClockDriver& driver,
+// The leap table's file: leapsectz's zone under the tz database, else leapseclist.
+struct LeapTableFile {
+  std::string path;
+  bool tzif = false;
+};
+LeapTableFile leap_table_file(const Config& config) {
+  if (!config.leapsectz.empty()) return {"/usr/share/zoneinfo/" + config.leapsectz, true};
+  return {config.leapseclist, false};
+}
+Result<timescale::LeapTable> read_leap_table(const LeapTableFile& file) {
+  return file.tzif ? timescale::read_tzif_leaps(file.path)
+                   : timescale::read_leap_seconds_list(file.path);
+}
+
+std::string describe(const timescale::LeapTable& table) {
+  const auto date = [](int64_t utc_s) {
+    return timescale::to_string(timescale::utc_label_from_posix(
+        UtcTime::from_unix_ns(utc_s * 1000000000))).substr(0, 10);
+  };
+  return strcat(table.origin, ": ", table.entries.size(), " entries, TAI - UTC ",
+                table.entries.back().tai_offset_s, " s since ", date(table.last_entry_utc_s()),
+                table.expires_utc_s ? strcat(", expires ", date(*table.expires_utc_s))
+                                    : std::string(", no expiry"));
+}
+
+// The core's settings: the config's, the driver's range, the drift file's frequency, the leap
+// table (a bad one is logged and taid runs without: it then vouches for no TAI offset) and the
+// kernel's TAI offset now.
+timekeeping::Settings core_settings(const Config& config, clock::ClockDriver& driver,
                                     bool observe_only, const std::optional<DriftFile>& drift) {
   timekeeping::Settings settings = config.timekeeping;
   settings.observe_only = observe_only;
   settings.max_frequency_ppb = driver.max_frequency_ppb();
   if (drift && !observe_only) settings.initial_frequency_ppb = drift->frequency_ppm * 1000;
+  if (auto table = read_leap_table(leap_table_file(config))) {
+    log_info(strcat("leap table ", describe(*table)));
+    if (auto warning = timescale::expiry_warning(*table, driver.now().unix_ns() / 1000000000))
+      log_warning(*warning);
+    settings.leap_table = std::move(*table);
+    settings.leap_table_note.clear();
+  } else {
+    settings.leap_table_note = strcat("no leap table: ", table.error().message());
+    log_warning(strcat(settings.leap_table_note, " (no TAI offset will be set)"));
+  }
+  if (auto state = driver.state()) settings.kernel_tai_offset_s = state->tai_offset_s;
   return settings;
 }
 
@@ -126,6 +167,7 @@ Engine::Engine(asio::io_context& io, Config config, clock::ClockDriver& driver, 
             driver_frequency_ppb(driver_)),
       core_timer_(io),
       drift_timer_(io),
+      leap_table_timer_(io),
       chooser_(config_.timestamping) {
   precision_.kernel_log2 = net::measure_clock_precision_log2();
   precision_.user_log2 = std::max(net::kUserStampPrecisionLog2, precision_.kernel_log2);
@@ -142,6 +184,8 @@ void Engine::start() {
   set_up_timestamping();
   carry_out_clock(core_.start(driver_.now()));
   if (!observe_only_) schedule_drift_write();
+  leap_table_stat_ = stat_of(leap_table_file(config_).path);
+  schedule_leap_table_check();
   if (config_.log_measurements) {
     const std::string path = config_.logdir + "/measurements.log";
     measurements_.open(path, std::ios::app);
@@ -167,6 +211,50 @@ void Engine::write_drift_file() {
                                               t.skew_ppb / 1000);
       !written)
     log_warning(written.error().message());
+}
+
+Engine::FileStat Engine::stat_of(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return {};
+  return {true, static_cast<uint64_t>(st.st_ino), static_cast<int64_t>(st.st_size),
+          static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec};
+}
+
+// The leap table is read again when its file changes (a new leap-seconds.list from tzdata): a good
+// one replaces the table, a bad one is logged and the last good table stays. Once a day the
+// table's expiry is looked at again.
+void Engine::schedule_leap_table_check() {
+  leap_table_timer_.expires_after(std::chrono::seconds(10));
+  leap_table_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec) return;
+    const LeapTableFile file = leap_table_file(config_);
+    const FileStat now_stat = stat_of(file.path);
+    const int64_t today = driver_.now().unix_ns() / 1000000000 / 86400;
+    const auto& current = core_.settings().leap_table;
+    if (now_stat != leap_table_stat_) {
+      leap_table_stat_ = now_stat;
+      if (auto table = read_leap_table(file)) {
+        log_info(strcat("leap table reloaded: ", describe(*table)));
+        if (auto warning = timescale::expiry_warning(*table, driver_.now().unix_ns() / 1000000000))
+          log_warning(*warning);
+        core_.set_leap_table(std::move(*table), "");
+      } else {
+        log_warning(strcat(table.error().message(), "; keeping ",
+                           core_.tracking().leap_table.empty()
+                               ? std::string("no table")
+                               : strcat("the last good table (", core_.tracking().leap_table, ")")));
+      }
+      expiry_checked_day_ = today;
+    } else if (today != expiry_checked_day_) {
+      expiry_checked_day_ = today;
+      if (current) {
+        if (auto warning =
+                timescale::expiry_warning(*current, driver_.now().unix_ns() / 1000000000))
+          log_warning(*warning);
+      }
+    }
+    schedule_leap_table_check();
+  });
 }
 
 void Engine::schedule_drift_write() {
@@ -480,7 +568,7 @@ void Engine::on_reply(Source& source, std::span<const uint8_t> bytes, const net:
   candidates[ntp::TimestampSource::kernel] = stamps.kernel;
   candidates[ntp::TimestampSource::bpf] = bpf_stamp(source, bytes);
   const ntp::LocalTimestamp rx = core_.cook(with_monotonic(chooser_.pick(candidates)));
-  const ntp::Actions actions = source.exchange.on_packet(bytes, rx);
+  const ntp::Actions actions = core_.on_packet(source.id, bytes, rx);
   // Only a reply the exchange accepted may teach the chooser or show up in `taictl sources`:
   // anything else may be forged.
   const bool accepted = std::any_of(actions.begin(), actions.end(), [](const ntp::Action& a) {
@@ -808,6 +896,18 @@ json Engine::tracking_json() const {
       {"bpf_error", bpf_error_},
       {"hardware", hardware_notes_}};
   if (drift_file_) j["drift_file_freq_ppm"] = drift_file_->frequency_ppm;
+  json tai{{"offset_s", t.tai_offset_s},
+           {"vouched", t.tai_vouched},
+           {"note", t.tai_note},
+           {"table", t.leap_table},
+           {"leapsecmode", timekeeping::to_string(t.leap_mode)},
+           {"leap_armed", t.leap_armed > 0 ? "insert" : t.leap_armed < 0 ? "delete" : "none"},
+           {"leap_seconds", t.leap_seconds},
+           {"replies_dropped_near_leap", t.replies_dropped_near_leap}};
+  if (t.leap_at) tai["leap_at"] = t.leap_at->to_string();
+  if (!t.leap_from.empty()) tai["leap_from"] = t.leap_from;
+  if (auto kernel = driver_.state()) tai["kernel_offset_s"] = kernel->tai_offset_s;
+  j["tai"] = std::move(tai);
   const Source* peer = system_peer();
   if (!peer) {
     j["reference"] = nullptr;
@@ -900,6 +1000,45 @@ json Engine::kernel_json() const {
               {"time", k.time.to_string()}};
 }
 
+// `tai LABEL`: the TAI instant of a UTC label (23:59:60 included); `utc LABEL`: the UTC label of
+// a TAI instant written as a calendar date on the TAI scale. Both with the daemon's table.
+json Engine::convert_json(std::string_view direction, std::string_view argument) const {
+  const auto& table = core_.settings().leap_table;
+  const timekeeping::Tracking& t = core_.tracking();
+  if (!table) return json{{"error", t.leap_table.empty() ? "no leap table" : t.leap_table}};
+  auto label = timescale::parse_utc_label(argument);
+  if (!label) return json{{"error", strcat(direction, ": ", label.error().message())}};
+  const auto tai_label = [](TaiTime tai) {
+    std::string text = timescale::to_string(
+        timescale::utc_label_from_posix(UtcTime::from_unix_ns(tai.tai_ns())));
+    text.back() = ' ';
+    return text + "TAI";
+  };
+  json j{{"table", table->origin}};
+  if (direction == "tai") {
+    auto tai = timescale::tai_from_utc(*label, *table);
+    if (!tai) return json{{"error", strcat("tai: ", tai.error().message())}};
+    j["utc"] = timescale::to_string(*label);
+    j["tai"] = tai_label(*tai);
+    j["tai_ns"] = tai->tai_ns();
+    j["tai_minus_utc_s"] =
+        (*tai - TaiTime::from_utc(timescale::posix_from_label(*label), Duration{})).ns() /
+        1000000000;
+    j["covered"] = table->covers(timescale::posix_from_label(*label).unix_ns() / 1000000000);
+  } else {
+    const TaiTime tai = TaiTime::from_tai_ns(timescale::posix_from_label(*label).unix_ns());
+    auto utc = timescale::utc_from_tai(tai, *table);
+    if (!utc) return json{{"error", strcat("utc: ", utc.error().message())}};
+    j["tai"] = tai_label(tai);
+    j["tai_ns"] = tai.tai_ns();
+    j["utc"] = timescale::to_string(*utc);
+    j["tai_minus_utc_s"] =
+        (tai - TaiTime::from_utc(timescale::posix_from_label(*utc), Duration{})).ns() / 1000000000;
+    j["covered"] = table->covers(timescale::posix_from_label(*utc).unix_ns() / 1000000000);
+  }
+  return j;
+}
+
 json Engine::query(std::string_view request) {
   std::istringstream in{std::string(request)};
   std::string command, argument, extra;
@@ -910,8 +1049,13 @@ json Engine::query(std::string_view request) {
   if (command == "kernel" && argument.empty()) return kernel_json();
   if (command == "filter" && !argument.empty() && extra.empty()) return filter_json(argument);
   if (command == "filter") return json{{"error", "filter: needs exactly one source name"}};
+  if ((command == "tai" || command == "utc") && !argument.empty() && extra.empty())
+    return convert_json(command, argument);
+  if (command == "tai" || command == "utc")
+    return json{{"error", strcat(command, ": needs exactly one time, e.g. 2016-12-31T23:59:60Z")}};
   return json{{"error", strcat("unknown request '", request.substr(0, 64),
-                               "' (known: sources, tracking, filter NAME, kernel)")}};
+                               "' (known: sources, tracking, sourcestats, filter NAME, kernel, "
+                               "tai UTC-TIME, utc TAI-TIME)")}};
 }
 
 }  // namespace taid::daemon

@@ -92,6 +92,18 @@ class Engine {
   // and at exit (disciplining only).
   void write_drift_file();
   void schedule_drift_write();
+  // The leap table file: read again when it changes (stat every 10 s).
+  struct FileStat {
+    bool exists = false;
+    uint64_t inode = 0;
+    int64_t size = 0;
+    int64_t mtime_ns = 0;
+    friend bool operator==(const FileStat&, const FileStat&) = default;
+  };
+  static FileStat stat_of(const std::string& path);
+  void schedule_leap_table_check();
+  // Conversions with the daemon's leap table (`taictl tai` / `taictl utc`).
+  nlohmann::json convert_json(std::string_view direction, std::string_view argument) const;
 
   boost::asio::io_context& io_;
   Config config_;
@@ -101,6 +113,9 @@ class Engine {
   timekeeping::Timekeeper core_;
   boost::asio::steady_timer core_timer_;
   boost::asio::steady_timer drift_timer_;
+  boost::asio::steady_timer leap_table_timer_;
+  FileStat leap_table_stat_;
+  int64_t expiry_checked_day_ = 0;
   std::optional<std::string> stop_reason_;
   net::RxPrecision precision_;
   std::vector<std::unique_ptr<Source>> sources_;

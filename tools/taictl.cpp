@@ -31,6 +31,9 @@ constexpr const char* kUsage =
     "  tracking       the reference in use, the clock's offset, frequency and error bound\n"
     "  filter NAME    the eight clock-filter stages of one source\n"
     "  kernel         the kernel's NTP state (adjtimex read-out)\n"
+    "  tai UTC        the TAI instant of a UTC time, 23:59:60 included, with the daemon's leap\n"
+    "                 table (e.g. taictl tai 2016-12-31T23:59:60Z)\n"
+    "  utc TAI        the UTC time of a TAI instant written as a date (e.g. 2017-01-01T00:00:36Z)\n"
     "  -s SOCKET      control socket (default /run/taid/taid.sock)\n"
     "  --json         print the daemon's JSON answer\n";
 
@@ -158,6 +161,17 @@ void print_tracking(const json& j) {
     row("Last RX stamp", str(j, "timestamp_source"));
   }
   if (j.contains("drift_file_freq_ppm")) row("Drift file", str(j, "drift_file_freq_ppm") + " ppm");
+  if (j.contains("tai")) {
+    const json& t = j["tai"];
+    row("TAI offset", str(t, "offset_s") + " s, " +
+                          (t.value("vouched", false) ? "vouched for: " : "NOT vouched for: ") +
+                          str(t, "note"));
+    if (t.contains("kernel_offset_s")) row("Kernel TAI offset", str(t, "kernel_offset_s") + " s");
+    row("Leap table", str(t, "table"));
+    std::string leap = str(t, "leap_armed") + " (leapsecmode " + str(t, "leapsecmode") + ")";
+    if (t.contains("leap_at")) leap += " at " + str(t, "leap_at") + " from " + str(t, "leap_from");
+    row("Leap second", leap);
+  }
   if (j.contains("timestamping")) {
     const json& t = j["timestamping"];
     std::string text = str(t, "mode") + " -> " + str(t, "rx_path") + " receive stamps";
@@ -261,7 +275,8 @@ int main(int argc, char** argv) {
                      ((words[0] == "filter" && words.size() == 2) ||
                       ((words[0] == "sources" || words[0] == "sourcestats" || words[0] == "tracking" ||
                         words[0] == "kernel") &&
-                       words.size() == 1));
+                       words.size() == 1) ||
+                      ((words[0] == "tai" || words[0] == "utc") && words.size() == 2));
   if (!known) {
     std::fputs(kUsage, stderr);
     return 2;
@@ -297,6 +312,11 @@ int main(int argc, char** argv) {
       print_tracking(j);
     else if (words[0] == "filter")
       print_filter(j);
+    else if (words[0] == "tai" || words[0] == "utc")
+      std::printf("%s = %s (TAI - UTC %s s%s; %s)\n", str(j, "utc").c_str(), str(j, "tai").c_str(),
+                  j.contains("tai_minus_utc_s") ? str(j, "tai_minus_utc_s").c_str() : "?",
+                  j.value("covered", false) ? "" : ", beyond the table: not vouched",
+                  str(j, "table").c_str());
     else
       print_kernel(j);
   } catch (const json::exception& e) {

@@ -77,6 +77,16 @@ struct Timekeeper::Impl {
   bool any_update = false;
   bool announce_sync = false;
   std::optional<double> last_fll;  // the previous update's offset / interval, s/s
+
+  LeapSchedule leap{LeapMode::system, 0};
+  LeapVote last_vote;  // the selected sources' LI at the last source event
+  // (realtime − monotonic) of the last stamp cooked: a kernel leap second moves it by ∓1 s.
+  std::optional<Duration> realtime_minus_monotonic;
+  // What cook() found (it cannot emit actions): the kernel's leap, to log and account for in the
+  // tracking at the next event.
+  std::optional<int> kernel_leap_seen;
+  Duration last_update_shift;
+  bool announced_drop = false;
 };
 
 Timekeeper::Timekeeper(Settings settings, double frequency_ppb)
@@ -87,13 +97,19 @@ Timekeeper::Timekeeper(Settings settings, double frequency_ppb)
   impl_->cooked_base_ppb = frequency_ppb;
   tracking_.frequency_ppb = frequency_ppb;
   tracking_.error_bound = kUnknownBound;
+  impl_->leap = LeapSchedule(settings_.leap_mode, settings_.kernel_tai_offset_s);
+  impl_->leap.set_table(settings_.leap_table, settings_.leap_table_note);
+  update_leap_tracking();
 }
 
 Timekeeper::~Timekeeper() = default;
 
-Actions Timekeeper::start(UtcTime) {
+Actions Timekeeper::start(UtcTime now) {
   Actions actions;
-  if (settings_.observe_only) return actions;
+  if (settings_.observe_only) {
+    leap_actions(now, impl_->last_vote);  // only what taid vouches for: nothing is set
+    return actions;
+  }
   if (settings_.initial_frequency_ppb) {
     impl_->base_ppb = servo::clamp_frequency(*settings_.initial_frequency_ppb, settings_.servo);
     actions.push_back(SetFrequency{impl_->base_ppb});
@@ -101,6 +117,7 @@ Actions Timekeeper::start(UtcTime) {
                                             impl_->base_ppb / 1000, " ppm")});
   }
   actions.push_back(SetSyncStatus{{false, kUnknownBound, kUnknownBound}});
+  for (Action& a : leap_actions(now, impl_->last_vote)) actions.push_back(std::move(a));
   actions.push_back(SetTimer{kInterferenceCheck});
   return actions;
 }
@@ -232,13 +249,191 @@ std::optional<SourceEstimate> estimate_of(const ntp::Exchange& exchange, UtcTime
 }  // namespace
 
 ntp::LocalTimestamp Timekeeper::cook(ntp::LocalTimestamp raw) const {
+  if (raw.monotonic) {
+    const Duration rm = Duration::from_ns(raw.time.unix_ns() - raw.monotonic->ns());
+    const int armed = impl_->leap.armed();
+    if (impl_->realtime_minus_monotonic && armed != 0 && impl_->leap.mode() == LeapMode::system &&
+        !settings_.observe_only && impl_->leap.near_leap(raw.time)) {
+      // The kernel's step is −1 s for an insertion, +1 s for a deletion; a stamp's pair of
+      // readings is good to far better than 0.2 s.
+      const Duration jump = rm - *impl_->realtime_minus_monotonic;
+      if ((jump + Duration::from_s(armed)).abs() < Duration::from_ms(200)) kernel_leap_seen(armed);
+    }
+    impl_->realtime_minus_monotonic = rm;
+  }
   const Duration left = impl_->still_to_slew(raw.time);
   raw.time = raw.time + left;
   if (raw.monotonic) *raw.monotonic += left;
   return raw;
 }
 
+void Timekeeper::kernel_leap_seen(int direction) const {
+  // Every stamp so far was taken before the kernel's step: all move by it (chrony's
+  // LCL_NotifyLeap: the same as a step of −leap seconds).
+  const Duration shift = Duration::from_s(-direction);
+  for (auto& [id, entry] : impl_->sources) {
+    entry.exchange->correct_for_local_clock(UtcTime{}, 0, shift);
+    if (entry.used_time) *entry.used_time = *entry.used_time + shift;
+  }
+  impl_->last_update_shift += shift;
+  impl_->leap.on_leap_done(direction);
+  impl_->kernel_leap_seen = direction;
+}
+
+Actions Timekeeper::on_kernel_leap(UtcTime now, int direction) {
+  Actions actions;
+  if (impl_->leap.armed() == direction) {
+    kernel_leap_seen(direction);
+  } else if (!impl_->kernel_leap_seen && impl_->leap.armed() == 0 &&
+             !impl_->leap.near_leap(now)) {
+    // Not ours: someone else armed the kernel. Still a step of every history, and a TAI change.
+    actions.push_back(LogLine{true, strcat("the kernel carried out a leap second taid did not arm (",
+                                           direction > 0 ? "insertion" : "deletion", ")")});
+    kernel_leap_seen(direction);
+  }
+  for (Action& a : leap_actions(now + impl_->still_to_slew(now), impl_->last_vote))
+    actions.push_back(std::move(a));
+  return actions;
+}
+
+void Timekeeper::set_leap_table(std::optional<timescale::LeapTable> table, std::string note) {
+  impl_->leap.set_table(std::move(table), std::move(note));
+  update_leap_tracking();
+}
+
+ntp::Actions Timekeeper::on_packet(SourceId id, std::span<const uint8_t> bytes,
+                                   ntp::LocalTimestamp rx) {
+  if (impl_->leap.near_leap(rx.time)) {
+    ++tracking_.replies_dropped_near_leap;
+    if (impl_->announced_drop) return {};
+    impl_->announced_drop = true;
+    return {ntp::LogLine{false, strcat("replies within ", LeapSchedule::kLeapClose.seconds(),
+                                       " s of the leap second are not used")}};
+  }
+  impl_->announced_drop = false;
+  return exchange(id).on_packet(bytes, rx);
+}
+
+void Timekeeper::update_leap_tracking() {
+  const LeapSchedule& leap = impl_->leap;
+  tracking_.tai_offset_s = leap.kernel_tai_offset_s();
+  tracking_.tai_vouched = leap.vouched();
+  tracking_.tai_note = leap.tai_note();
+  tracking_.leap_table = leap.table() ? leap.table()->origin : leap.table_note();
+  tracking_.leap_mode = leap.mode();
+  tracking_.leap_armed = leap.armed();
+  tracking_.leap_at = leap.due_at();
+  tracking_.leap_from = std::string(leap.armed_from());
+}
+
+Actions Timekeeper::leap_actions(UtcTime now, const LeapVote& vote) {
+  Actions actions;
+  if (impl_->last_update_shift != Duration{}) {
+    if (tracking_.last_update) tracking_.last_update = *tracking_.last_update + impl_->last_update_shift;
+    impl_->last_update_shift = Duration{};
+  }
+  if (impl_->kernel_leap_seen) {
+    const int direction = *impl_->kernel_leap_seen;
+    impl_->kernel_leap_seen.reset();
+    ++tracking_.leap_seconds;
+    actions.push_back(LogLine{false, strcat("the kernel ", direction > 0 ? "inserted" : "deleted",
+                                            " the leap second; TAI offset now ",
+                                            impl_->leap.kernel_tai_offset_s(), " s")});
+  }
+  const int armed_before = impl_->leap.armed();
+  const auto step = impl_->leap.update(now, tracking_.synchronized, vote, settings_.observe_only);
+  if (step.set_tai_offset_s) actions.push_back(SetTaiOffset{*step.set_tai_offset_s});
+  if (step.arm)
+    actions.push_back(SetLeap{*step.arm > 0   ? clock::LeapState::insert
+                              : *step.arm < 0 ? clock::LeapState::delete_
+                                              : clock::LeapState::none});
+  if (!step.log.empty()) actions.push_back(LogLine{step.log_is_warning, step.log});
+  update_leap_tracking();
+  if (impl_->leap.armed() != armed_before && !settings_.observe_only)
+    actions.push_back(SetTimer{next_wake(now - impl_->still_to_slew(now))});
+  return actions;
+}
+
+Duration Timekeeper::next_wake(UtcTime now) const {
+  Duration next = kInterferenceCheck;
+  if (impl_->slew && !impl_->slew->ended) next = std::min(next, impl_->slew->end - now);
+  if (impl_->leap.armed() != 0 && impl_->leap.due_at()) {
+    // At the midnight (the core's own leap); under `system` just after it, to take the kernel's
+    // leap from the driver even when no stamp has shown it yet.
+    Duration until = *impl_->leap.due_at() - (now + impl_->still_to_slew(now));
+    if (impl_->leap.mode() == LeapMode::system) until += Duration::from_ms(100);
+    next = std::min(next, std::max(until, Duration::from_ms(1)));
+  }
+  return std::max(next, Duration::from_us(1));
+}
+
+Actions Timekeeper::carry_out_leap(UtcTime now) {
+  Actions actions;
+  LeapSchedule& leap = impl_->leap;
+  const int direction = leap.armed();
+  const UtcTime cooked_now = now + impl_->still_to_slew(now);
+  if (direction == 0 || leap.mode() == LeapMode::system || !leap.due_at() ||
+      cooked_now < *leap.due_at())
+    return actions;
+  const int32_t tai = leap.kernel_tai_offset_s() + direction;
+  const Duration correction = Duration::from_s(-direction);
+  const std::string what = direction > 0 ? "inserted" : "deleted";
+  switch (leap.mode()) {
+    case LeapMode::step:
+      // CLOCK_REALTIME steps, CLOCK_TAI does not: one call (on_stepped moves the histories).
+      impl_->step_includes_slew = Duration{};
+      actions.push_back(StepClock{correction, tai});
+      actions.push_back(LogLine{false, strcat("leap second ", what, ": clock stepped by ",
+                                              correction.to_string(), ", TAI offset ", tai, " s")});
+      ++tracking_.steps;
+      break;
+    case LeapMode::slew: {
+      // Done at once in the cooked scale, slewed out by the clock at maxslewrate.
+      actions.push_back(SetTaiOffset{tai});
+      for (auto& [sid, other] : impl_->sources) {
+        other.exchange->correct_for_local_clock(cooked_now, 0, correction,
+                                                ntp::Exchange::OffsetKind::slewed);
+        if (other.used_time) *other.used_time = *other.used_time + correction;
+      }
+      const Duration total = impl_->still_to_slew(now) + correction;
+      const double base = impl_->base_ppb * 1e-9;
+      const double max_rate = settings_.servo.max_slew_rate_ppm * 1e-6;
+      const double limit = settings_.max_frequency_ppb * 1e-9;
+      double rate = total < Duration{} ? -max_rate : max_rate;
+      rate = std::clamp(base + rate, -limit, limit) - base;
+      const Duration duration = Duration::from_seconds(total.seconds() * (1 + base + rate) / rate);
+      impl_->slew = Impl::Slew{now, now + duration, total, rate, base, std::nullopt};
+      actions.push_back(SetFrequency{impl_->base_ppb + rate * 1e9});
+      actions.push_back(LogLine{false, strcat("leap second ", what, ": slewing ",
+                                              correction.to_string(), " out over ",
+                                              duration.to_string(), ", TAI offset ", tai, " s")});
+      break;
+    }
+    case LeapMode::ignore:
+      actions.push_back(SetTaiOffset{tai});
+      actions.push_back(LogLine{true, strcat("leap second ", what,
+                                             " ignored (leapsecmode ignore): the clock is ",
+                                             Duration::from_s(direction).to_string(),
+                                             " off UTC until the servo corrects it; TAI offset ",
+                                             tai, " s")});
+      break;
+    case LeapMode::system:
+      break;
+  }
+  leap.on_leap_done(direction);
+  ++tracking_.leap_seconds;
+  update_leap_tracking();
+  return actions;
+}
+
 Actions Timekeeper::on_source_event(SourceId id, UtcTime now) {
+  Actions actions = source_event(id, now);
+  for (Action& a : leap_actions(now + impl_->still_to_slew(now), impl_->last_vote))
+    actions.push_back(std::move(a));
+  return actions;
+}
+
+Actions Timekeeper::source_event(SourceId id, UtcTime now) {
   Actions actions;
   const UtcTime cooked_now = now + impl_->still_to_slew(now);
   // Selection over every source.
@@ -270,6 +465,15 @@ Actions Timekeeper::on_source_event(SourceId id, UtcTime now) {
   }
   const selection::Result result = selection::select(candidates, settings_.selection, previous);
   for (std::size_t i = 0; i < ids.size(); ++i) impl_->sources.at(ids[i]).mark = result.marks[i];
+  // The selected sources' word on a leap second tonight.
+  LeapVote vote;
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    if (!result.system_peer || result.weights[i] <= 0 || !estimates[i]) continue;
+    ++vote.selected;
+    if (estimates[i]->leap == ntp::Leap::add_second) ++vote.insert;
+    if (estimates[i]->leap == ntp::Leap::delete_second) ++vote.delete_;
+  }
+  impl_->last_vote = vote;
 
   if (!result.system_peer) {
     tracking_.no_selection_reason = result.reason;
@@ -381,7 +585,7 @@ Actions Timekeeper::on_source_event(SourceId id, UtcTime now) {
     impl_->slew.reset();
     impl_->step_includes_slew = left;
     actions.push_back(SetFrequency{impl_->base_ppb});
-    actions.push_back(StepClock{decision.correction});
+    actions.push_back(StepClock{decision.correction, std::nullopt});
     actions.push_back(LogLine{true, decision.reason});
     ++tracking_.steps;
   } else {
@@ -409,7 +613,7 @@ Actions Timekeeper::on_source_event(SourceId id, UtcTime now) {
       const Duration duration = Duration::from_seconds(total.seconds() * (1 + base + rate) / rate);
       impl_->slew = Impl::Slew{now, now + duration, total, rate, base, std::nullopt};
       actions.push_back(SetFrequency{impl_->base_ppb + rate * 1e9});
-      actions.push_back(SetTimer{std::min(duration, kInterferenceCheck)});
+      actions.push_back(SetTimer{next_wake(now)});
     } else {
       // Nothing to slew now: what is left stays in the cooked scale until the next slew.
       impl_->slew = Impl::Slew{now, now, left, 0, base, now};
@@ -464,20 +668,18 @@ void Timekeeper::record_update(const servo::Update& update, const selection::Res
 Actions Timekeeper::on_timer(UtcTime now) {
   Actions actions;
   if (settings_.observe_only) return actions;
-  Duration next = kInterferenceCheck;
-  if (impl_->slew && !impl_->slew->ended) {
-    if (now >= impl_->slew->end - Duration::from_us(1)) {
-      // Whatever the timer's lateness made the slew overshoot stays in the cooked scale.
-      impl_->slew->ended = now;
-      actions.push_back(SetFrequency{impl_->base_ppb});
-      tracking_.system_offset = impl_->still_to_slew(now);
-    } else {
-      next = std::min(next, impl_->slew->end - now);
-    }
+  if (impl_->slew && !impl_->slew->ended && now >= impl_->slew->end - Duration::from_us(1)) {
+    // Whatever the timer's lateness made the slew overshoot stays in the cooked scale.
+    impl_->slew->ended = now;
+    actions.push_back(SetFrequency{impl_->base_ppb});
+    tracking_.system_offset = impl_->still_to_slew(now);
   }
+  for (Action& a : carry_out_leap(now)) actions.push_back(std::move(a));
+  for (Action& a : leap_actions(now + impl_->still_to_slew(now), impl_->last_vote))
+    actions.push_back(std::move(a));
   // Also the periodic look for interference: the carrier asks the driver after carrying these
   // out, whatever they are.
-  actions.push_back(SetTimer{next});
+  actions.push_back(SetTimer{next_wake(now)});
   return actions;
 }
 
@@ -501,6 +703,7 @@ void Timekeeper::on_stepped(UtcTime when, Duration offset) {
   if (tracking_.last_update) tracking_.last_update = *tracking_.last_update + offset;
   const Duration shift = offset - impl_->step_includes_slew;
   impl_->step_includes_slew = Duration{};
+  if (impl_->realtime_minus_monotonic) *impl_->realtime_minus_monotonic += offset;
   for (auto& [id, entry] : impl_->sources) {
     entry.exchange->correct_for_local_clock(when, 0, shift);
     if (entry.used_time) *entry.used_time = *entry.used_time + shift;
@@ -516,19 +719,28 @@ Actions apply_clock_actions(const Actions& actions, clock::ClockDriver& driver, 
       else
         left.push_back(LogLine{true, strcat("cannot set the frequency: ", applied.error().message())});
     } else if (const auto* s = std::get_if<StepClock>(&action)) {
-      if (auto done = driver.step(s->offset); done)
+      if (auto done = s->tai_offset_s ? driver.step_with_tai_offset(s->offset, *s->tai_offset_s)
+                                      : driver.step(s->offset);
+          done)
         core.on_stepped(driver.now(), s->offset);
       else
         left.push_back(LogLine{true, strcat("cannot step the clock: ", done.error().message())});
     } else if (const auto* st = std::get_if<SetSyncStatus>(&action)) {
       if (auto done = driver.set_sync_status(st->status); !done)
         left.push_back(LogLine{true, strcat("cannot set the sync status: ", done.error().message())});
+    } else if (const auto* t = std::get_if<SetTaiOffset>(&action)) {
+      if (auto done = driver.set_tai_offset(t->seconds); !done)
+        left.push_back(LogLine{true, strcat("cannot set the TAI offset: ", done.error().message())});
     } else if (const auto* l = std::get_if<SetLeap>(&action)) {
       if (auto done = driver.set_leap(l->leap); !done)
         left.push_back(LogLine{true, strcat("cannot set the leap flag: ", done.error().message())});
     } else {
       left.push_back(action);
     }
+  }
+  if (auto leap = driver.noticed_kernel_leap()) {
+    for (Action& a : apply_clock_actions(core.on_kernel_leap(driver.now(), *leap), driver, core))
+      left.push_back(std::move(a));
   }
   if (auto noticed = driver.noticed_interference()) {
     left.push_back(LogLine{true, strcat("clock interference: ", *noticed)});

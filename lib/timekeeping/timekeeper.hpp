@@ -21,6 +21,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <variant>
 #include <vector>
@@ -30,6 +31,8 @@
 #include "ntp/exchange.hpp"
 #include "selection/selection.hpp"
 #include "servo/servo.hpp"
+#include "timekeeping/leap_schedule.hpp"
+#include "timescale/leap_table.hpp"
 
 namespace taid::timekeeping {
 
@@ -50,6 +53,12 @@ struct Settings {
   // Observe only (-x): selection and the combined estimate run and are reported, but no clock
   // action comes out and the servo never runs (the offset is measured, not corrected).
   bool observe_only = false;
+  // Leap seconds (leap_schedule.hpp): leapsecmode, the table (leapseclist / leapsectz; nullopt
+  // with the reason in leap_table_note), and the kernel's TAI offset when the core starts.
+  LeapMode leap_mode = LeapMode::system;
+  std::optional<timescale::LeapTable> leap_table;
+  std::string leap_table_note = "no leap table";
+  int32_t kernel_tai_offset_s = 0;
 };
 
 // Clock actions, carried out in order.
@@ -58,6 +67,11 @@ struct SetFrequency {
 };
 struct StepClock {
   Duration offset;  // positive: forward
+  // A leap second stepped by the core: the TAI offset set in the same call (CLOCK_TAI unmoved).
+  std::optional<int32_t> tai_offset_s;
+};
+struct SetTaiOffset {
+  int32_t seconds = 0;  // TAI − UTC (ADJ_TAI)
 };
 struct SetSyncStatus {
   clock::SyncStatus status;  // synchronized, maxerror, esterror
@@ -78,8 +92,8 @@ struct Stop {
 struct PollNow {
   SourceId id = 0;  // run this source's poll process now (its exchange has a burst to send)
 };
-using Action =
-    std::variant<SetFrequency, StepClock, SetSyncStatus, SetLeap, SetTimer, LogLine, Stop, PollNow>;
+using Action = std::variant<SetFrequency, StepClock, SetSyncStatus, SetLeap, SetTaiOffset, SetTimer,
+                            LogLine, Stop, PollNow>;
 using Actions = std::vector<Action>;
 
 // What `taictl tracking` shows (chronyc tracking's fields).
@@ -104,6 +118,18 @@ struct Tracking {
   std::string no_selection_reason;
   uint64_t updates = 0;
   uint64_t steps = 0;
+  // TAI: the kernel's offset as the core set or saw it, whether taid vouches for it (the table
+  // speaks for today and the kernel has its value), and where it came from or why not.
+  int32_t tai_offset_s = 0;
+  bool tai_vouched = false;
+  std::string tai_note;
+  std::string leap_table;          // the table's origin, or why there is none
+  LeapMode leap_mode = LeapMode::system;
+  int leap_armed = 0;              // +1 insertion / −1 deletion armed for leap_at
+  std::optional<UtcTime> leap_at;  // the midnight it is due
+  std::string leap_from;           // the table's origin or the sources' majority
+  uint64_t leap_seconds = 0;       // carried out since start
+  uint64_t replies_dropped_near_leap = 0;
 };
 
 struct SourceView {
@@ -135,6 +161,10 @@ class Timekeeper {
   void restart_source(SourceId id, ntp::SourceConfig config);
   ntp::Exchange& exchange(SourceId id);
   const ntp::Exchange& exchange(SourceId id) const;
+  // A reply for source `id`, stamped `rx` (cooked): handed to its exchange, unless it came within
+  // LeapSchedule::kLeapClose of a leap second (dropped, as chrony does: its round trip may span
+  // two clocks' leaps). The daemon calls this rather than exchange(id).on_packet.
+  ntp::Actions on_packet(SourceId id, std::span<const uint8_t> bytes, ntp::LocalTimestamp rx);
   std::vector<SourceView> sources() const;
 
   // After the daemon fed the source's exchange (timer or packet): selection runs again, and a
@@ -146,12 +176,21 @@ class Timekeeper {
   // made behind our back), or stepped the clock by `offset`. Corrects every source's history.
   void on_frequency_applied(UtcTime when, double applied_ppb);
   void on_stepped(UtcTime when, Duration offset);
+  // The driver says the kernel carried out the armed leap second (+1 inserted, −1 deleted). If
+  // cook() already saw it in a stamp, nothing more; else the histories move by the kernel's step.
+  Actions on_kernel_leap(UtcTime now, int direction);
+  // A new leap table (the daemon reloads the file when it changes), or none and why.
+  void set_leap_table(std::optional<timescale::LeapTable> table, std::string note);
 
   // The cooked time scale (chrony's): the local clock plus what is still to be slewed out. The
   // daemon passes every local stamp through it before an exchange sees it (its time and its
   // monotonic reading alike), so the sources' histories run at the base frequency and an offset
   // the core decides to slew reads at once as the step it will have been: no source sees a
   // slew of 8 % as a frequency change, and no history must be corrected while one runs.
+  //
+  // Cooking also notices the kernel's leap second (leapsecmode system) at the first stamp taken
+  // after it: (realtime − monotonic) dropped by the leap near the armed midnight. Every earlier
+  // stamp in every history then moves by it, so no history ever mixes the two sides.
   ntp::LocalTimestamp cook(ntp::LocalTimestamp raw) const;
 
   const Tracking& tracking() const { return tracking_; }
@@ -159,6 +198,12 @@ class Timekeeper {
 
  private:
   struct Impl;
+  Actions source_event(SourceId id, UtcTime now);
+  Actions leap_actions(UtcTime now, const LeapVote& vote);
+  Actions carry_out_leap(UtcTime now);
+  void kernel_leap_seen(int direction) const;
+  Duration next_wake(UtcTime now) const;
+  void update_leap_tracking();
   void record_update(const servo::Update& update, const selection::Result& result, SourceId peer,
                      const SourceEstimate& pe, servo::State state, bool stepped);
   std::unique_ptr<Impl> impl_;
