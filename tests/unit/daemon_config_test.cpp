@@ -517,6 +517,42 @@ TEST(TimekeepingConfig, MinsourcesMustBeReachableByTheFilesSources) {
   EXPECT_EQ(parse_config("minsources 3\n", "t.conf").timekeeping.selection.min_sources, 3);
 }
 
+TEST(LeapConfig, DefaultsAndEachDirective) {
+  const Config defaults = parse_config("", "t.conf");
+  EXPECT_EQ(defaults.leapseclist, "/usr/share/zoneinfo/leap-seconds.list");
+  EXPECT_EQ(defaults.leapsectz, "");
+  EXPECT_EQ(defaults.timekeeping.leap_mode, timekeeping::LeapMode::system);
+
+  const Config list = parse_config("leapseclist /etc/leap.list\nleapsecmode slew\n", "t.conf");
+  EXPECT_EQ(list.leapseclist, "/etc/leap.list");
+  EXPECT_EQ(list.timekeeping.leap_mode, timekeeping::LeapMode::slew);
+  const Config tz = parse_config("leapsectz right/UTC\nleapsecmode STEP\n", "t.conf");
+  EXPECT_EQ(tz.leapsectz, "right/UTC");
+  EXPECT_EQ(tz.timekeeping.leap_mode, timekeeping::LeapMode::step);
+  EXPECT_EQ(parse_config("leapsecmode ignore\n", "t.conf").timekeeping.leap_mode,
+            timekeeping::LeapMode::ignore);
+}
+
+TEST(LeapConfig, BadLinesNameTheLine) {
+  const std::vector<ErrorCase> cases{
+      {"leapseclist leap.list\n", "t.conf:1: leapseclist 'leap.list' is not an absolute path"},
+      {"leapseclist\n", "t.conf:1: leapseclist: missing path"},
+      {"leapsectz right/UTC\nleapseclist /a\n",
+       "t.conf:2: leapseclist: leapsectz is already set (one only)"},
+      {"leapseclist /a\nleapsectz right/UTC\n",
+       "t.conf:2: leapsectz: leapseclist is already set (one only)"},
+      {"leapsectz ../../etc/passwd\n",
+       "t.conf:1: leapsectz: '../../etc/passwd' is not a zone name (e.g. right/UTC)"},
+      {"leapsectz\n", "t.conf:1: leapsectz: expected one zone name (e.g. right/UTC)"},
+      {"leapsecmode smear\n",
+       "t.conf:1: leapsecmode: unknown value 'smear' (one of system, step, slew, ignore)"},
+      {"leapsecmode\n", "t.conf:1: leapsecmode: missing value (one of system, step, slew, ignore)"},
+      {"leapsecmode step\nleapsecmode slew\n",
+       "t.conf:2: duplicate directive 'leapsecmode' (first at t.conf:1)"},
+  };
+  for (const ErrorCase& c : cases) EXPECT_EQ(error_of(c.text), c.message) << c.text;
+}
+
 TEST(SourceOptions, SelectionOptionsOnServerAndPool) {
   const Config c = parse_config(
       "server a prefer\nserver b TRUST Require iburst\npool p noselect maxsources 2\nserver d\n"
