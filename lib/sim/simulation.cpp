@@ -33,6 +33,18 @@ Scenario Scenario::with_servers(std::string name, int n) {
   return scenario;
 }
 
+void Scenario::use_leap_table(const timescale::LeapTable& table) {
+  const int64_t start_s = floor_div(start.unix_ns(), 1000000000);
+  if (const auto offset = table.offset_at(start_s)) true_tai_offset_s = *offset;
+  true_leaps.clear();
+  for (std::size_t i = 1; i < table.entries.size(); ++i) {
+    const timescale::LeapEntry& e = table.entries[i];
+    const int32_t change = e.tai_offset_s - table.entries[i - 1].tai_offset_s;
+    if (e.utc_s <= start_s || change == 0) continue;
+    true_leaps.push_back({UtcTime::from_unix_ns(e.utc_s * 1000000000), change > 0 ? 1 : -1});
+  }
+}
+
 Scenario Scenario::reference() {
   Scenario s;
   s.name = "reference";

@@ -29,6 +29,7 @@
 #include "sim/sim_server.hpp"
 #include "sim/truth.hpp"
 #include "timekeeping/timekeeper.hpp"
+#include "timescale/leap_table.hpp"
 
 namespace taid::sim {
 
@@ -85,6 +86,10 @@ struct Scenario {
   static Scenario with_servers(std::string name, int n);
 
   Truth truth() const { return Truth(start, true_tai_offset_s, true_leaps); }
+  // The truth of a leap table: true_tai_offset_s its offset at `start` (unchanged when the table
+  // starts later), true_leaps its entries after `start` (each entry's change of offset at its
+  // midnight). Set `start` first.
+  void use_leap_table(const timescale::LeapTable& table);
 };
 
 // The state every trace_interval of true time.

@@ -660,6 +660,23 @@ TEST(SimRun, TraceShowsTheTruthsLeapInAFineWindow) {
             Duration::from_ms(1));
 }
 
+TEST(SimRun, TruthFromALeapTable) {
+  timescale::LeapTable table;
+  table.entries = {{1435708800, 36}, {1483228800, 37}, {1483315200, 36}};  // + a made-up deletion
+  Scenario scenario;
+  scenario.start = kMidnight - Duration::from_s(10);
+  scenario.use_leap_table(table);
+  EXPECT_EQ(scenario.true_tai_offset_s, 36);
+  ASSERT_EQ(scenario.true_leaps.size(), 2U);
+  EXPECT_EQ(scenario.true_leaps[0].midnight, kMidnight);
+  EXPECT_EQ(scenario.true_leaps[0].direction, 1);
+  EXPECT_EQ(scenario.true_leaps[1].midnight, kMidnight + Duration::from_s(86400));
+  EXPECT_EQ(scenario.true_leaps[1].direction, -1);
+  const Truth truth = scenario.truth();
+  EXPECT_EQ(truth.utc_at(10 * kS + kS / 2), kMidnight - Duration::from_ms(500));
+  EXPECT_EQ(truth.utc_at((86400 + 10) * kS), kMidnight + Duration::from_s(86400));  // 23:59:59 gone
+}
+
 TEST(RunResult, LargestTaiJumpAndTaiOffsetChanges) {
   RunResult result;
   const auto point = [](int64_t t_ms, int64_t tai_ms) {
