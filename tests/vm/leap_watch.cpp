@@ -11,7 +11,9 @@
 // from REALTIME M − from-s until REALTIME M + to-s (after the leap); before it, transitions are
 // only printed (taid may still step the clock and set the TAI offset then). Passes when, in the
 // window:
-//   - the clock state is TIME_INS before midnight, then TIME_OOP, then TIME_WAIT or TIME_OK;
+//   - the clock state is TIME_INS before midnight, then TIME_OOP, then TIME_WAIT or TIME_OK
+//     (TIME_ERROR, which adjtimex reports instead of the state whenever STA_UNSYNC is set, hides
+//     the state: it is counted and printed, and left out of the sequence judged);
 //   - the TAI offset is tai-before at the start and tai-before + 1 at the end, changed once;
 //   - CLOCK_TAI never decreases and never moves by more than 50 ms beyond what CLOCK_MONOTONIC
 //     moved between two samples (the gap between samples is measured, not assumed: a vCPU stall
@@ -174,6 +176,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> failures;
   // The clock states seen in the window, in order, without repeats.
   std::vector<int> states;
+  int64_t error_samples = 0;  // TIME_ERROR: STA_UNSYNC set, the state hidden
   int ins_before_midnight = 0;
   long tai_at_start = -1;
   int tai_changes = 0;
@@ -193,7 +196,7 @@ int main(int argc, char** argv) {
     if (!judging && s.realtime_ns >= window_start_ns) {
       judging = true;
       tai_at_start = s.tai_offset_s;
-      states.push_back(s.state);
+      if (s.state != TIME_ERROR) states.push_back(s.state);
       if (s.state == TIME_INS) ++ins_before_midnight;
       print_sample("window starts", s);
     }
@@ -218,7 +221,10 @@ int main(int argc, char** argv) {
     }
     if (judging) {
       ++samples;
-      if (states.back() != s.state) states.push_back(s.state);
+      if (s.state == TIME_ERROR)
+        ++error_samples;
+      else if (states.empty() || states.back() != s.state)
+        states.push_back(s.state);
       if (s.state == TIME_INS && !leaped && s.realtime_ns < m_ns) ++ins_before_midnight;
       if (s.tai_offset_s != prev.tai_offset_s) ++tai_changes;
       min_tai_delta_ns = std::min(min_tai_delta_ns, dtai);
@@ -257,6 +263,11 @@ int main(int argc, char** argv) {
   std::string seen;
   for (int st : states) seen += std::string(seen.empty() ? "" : " -> ") + state_name(st);
   std::printf("leap_watch: FIGURE clock states in the window: %s\n", seen.c_str());
+  if (error_samples > 0)
+    std::printf("leap_watch: NOTE %" PRId64 " of the window's %" PRId64 " samples read TIME_ERROR "
+                "(STA_UNSYNC set by the daemon: the clock declared unsynchronised, the state "
+                "hidden), left out above\n",
+                error_samples, samples);
   std::printf("leap_watch: FIGURE TAI offset %ld -> %ld (%d change%s)\n", tai_at_start, tai_at_end,
               tai_changes, tai_changes == 1 ? "" : "s");
   std::printf("leap_watch: FIGURE %" PRId64 " samples; CLOCK_TAI between samples: smallest step "
