@@ -230,13 +230,18 @@ void Engine::schedule_leap_table_check() {
     const LeapTableFile file = leap_table_file(config_);
     const FileStat now_stat = stat_of(file.path);
     const int64_t today = driver_.now().unix_ns() / 1000000000 / 86400;
-    const auto& current = core_.settings().leap_table;
+    const auto& current = core_.leap_table();
     if (now_stat != leap_table_stat_) {
       leap_table_stat_ = now_stat;
-      if (auto table = read_leap_table(file)) {
+      const int64_t now_s = driver_.now().unix_ns() / 1000000000;
+      auto table = read_leap_table(file);
+      // An expired list does not replace one that still speaks for today.
+      if (table && !table->covers(now_s) && current && current->covers(now_s)) {
+        table = Error::plain(timescale::expiry_warning(*table, now_s).value_or(table->origin));
+      }
+      if (table) {
         log_info(strcat("leap table reloaded: ", describe(*table)));
-        if (auto warning = timescale::expiry_warning(*table, driver_.now().unix_ns() / 1000000000))
-          log_warning(*warning);
+        if (auto warning = timescale::expiry_warning(*table, now_s)) log_warning(*warning);
         core_.set_leap_table(std::move(*table), "");
       } else {
         log_warning(strcat(table.error().message(), "; keeping ",
@@ -1003,7 +1008,7 @@ json Engine::kernel_json() const {
 // `tai LABEL`: the TAI instant of a UTC label (23:59:60 included); `utc LABEL`: the UTC label of
 // a TAI instant written as a calendar date on the TAI scale. Both with the daemon's table.
 json Engine::convert_json(std::string_view direction, std::string_view argument) const {
-  const auto& table = core_.settings().leap_table;
+  const auto& table = core_.leap_table();
   const timekeeping::Tracking& t = core_.tracking();
   if (!table) return json{{"error", t.leap_table.empty() ? "no leap table" : t.leap_table}};
   auto label = timescale::parse_utc_label(argument);

@@ -109,8 +109,9 @@ std::optional<Estimate> ClockFilter::evaluate() {
   return estimate_;
 }
 
-void ClockFilter::correct_for_local_clock(UtcTime when, double dfrequency, Duration doffset) {
-  const LocalClockChange change{when, dfrequency, doffset};
+void ClockFilter::correct_for_local_clock(UtcTime when, double dfrequency, Duration doffset,
+                                       Duration scale_shift) {
+  const LocalClockChange change{when, dfrequency, doffset, scale_shift};
   // A stage keeps only T4 and δ; its T1 is taken as T4 − δ, the server's turnaround (T3 − T2,
   // microseconds as a rule, 4 s at most) being unknown here. That puts its offset off by
   // turnaround × dfrequency / 2 (5 ps for 10 µs at 1 ppm) and its delay by twice that; a step

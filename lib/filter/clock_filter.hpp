@@ -93,7 +93,9 @@ class ClockFilter {
   // swells by the size of our correction, and after a step back the never-older rule holds every
   // sample until the clock passes the last T4 again. Releases nothing. Call it before adding any
   // sample stamped after `when`.
-  void correct_for_local_clock(UtcTime when, double dfrequency, Duration doffset);
+  // `scale_shift`: the far end's scale moved too (LocalClockChange): a leap second.
+  void correct_for_local_clock(UtcTime when, double dfrequency, Duration doffset,
+                               Duration scale_shift = {});
 
  private:
   struct Summary {

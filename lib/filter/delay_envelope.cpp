@@ -130,9 +130,10 @@ std::size_t DelayEnvelope::adaptive_first(Hulls& chosen, Band& band) const {
   return n - m;
 }
 
-void DelayEnvelope::correct_for_local_clock(UtcTime when, double dfrequency, Duration doffset) {
+void DelayEnvelope::correct_for_local_clock(UtcTime when, double dfrequency, Duration doffset,
+                                       Duration scale_shift) {
   if (window_.empty()) return;
-  const LocalClockChange change{when, dfrequency, doffset};
+  const LocalClockChange change{when, dfrequency, doffset, scale_shift};
   for (Point& p : window_) {
     const Remeasured r = remeasure(change, p.offset, p.delay, p.sent, p.received);
     p = Point{r.sent, r.received, r.offset, r.delay};

@@ -142,7 +142,9 @@ class DelayEnvelope {
   // steering reads as a change of the source: a step beyond the round trip, or a frequency change
   // whose kink grows past it, leaves no line between the bounds and the window starts over. Call it
   // before adding any sample stamped after `when`.
-  void correct_for_local_clock(UtcTime when, double dfrequency, Duration doffset);
+  // `scale_shift`: the far end's scale moved too (LocalClockChange): a leap second.
+  void correct_for_local_clock(UtcTime when, double dfrequency, Duration doffset,
+                               Duration scale_shift = {});
 
   const std::optional<EnvelopeEstimate>& estimate() const { return estimate_; }
   // The estimate's error bound when the path is symmetric with one-way delays of at least

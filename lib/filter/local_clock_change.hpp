@@ -28,6 +28,9 @@ struct LocalClockChange {
   UtcTime when;
   double dfrequency = 0;  // s/s; positive: the clock runs faster from `when` on
   Duration doffset;       // positive: the clock was stepped forward
+  // How far the far end's time scale moved too: a leap second steps the UTC scale for the
+  // server and us alike (doffset = scale_shift = ∓1 s), so stamps move and no offset changes.
+  Duration scale_shift;
 
   // t' − t, to the nearest nanosecond.
   Duration shift(UtcTime t) const {
@@ -46,7 +49,8 @@ struct Remeasured {
 inline Remeasured remeasure(const LocalClockChange& change, Duration offset, Duration delay,
                             UtcTime sent, UtcTime received) {
   const Duration s1 = change.shift(sent), s4 = change.shift(received);
-  return {offset - (s1 + s4) / 2, std::max(delay - s1 + s4, Duration{}), sent + s1, received + s4};
+  return {offset - (s1 + s4) / 2 + change.scale_shift, std::max(delay - s1 + s4, Duration{}),
+          sent + s1, received + s4};
 }
 
 }  // namespace taid::filter

@@ -102,7 +102,16 @@ void Exchange::check_for_step(const LocalTimestamp& stamp, Actions& actions) {
 
 void Exchange::correct_for_local_clock(UtcTime when, double dfrequency, Duration doffset,
                                        OffsetKind kind) {
-  const filter::LocalClockChange change{when, dfrequency, doffset};
+  correct(when, dfrequency, doffset, Duration{}, kind);
+}
+
+void Exchange::shift_time_scale(Duration local, Duration remote, OffsetKind kind) {
+  correct(UtcTime{}, 0, local, remote, kind);
+}
+
+void Exchange::correct(UtcTime when, double dfrequency, Duration doffset, Duration scale_shift,
+                       OffsetKind kind) {
+  const filter::LocalClockChange change{when, dfrequency, doffset, scale_shift};
   // CLOCK_MONOTONIC runs at the rate adjtimex sets, as CLOCK_REALTIME does, but is never
   // stepped: a step moves its reading by the frequency part of the map only, so (time −
   // monotonic) moves by exactly doffset, as it does for the next real stamp, however fast taid
@@ -113,8 +122,8 @@ void Exchange::correct_for_local_clock(UtcTime when, double dfrequency, Duration
       *stamp.monotonic += kind == OffsetKind::slewed ? shift : shift - change.doffset;
     stamp.time = stamp.time + shift;
   };
-  filter_.correct_for_local_clock(when, dfrequency, doffset);
-  envelope_.correct_for_local_clock(when, dfrequency, doffset);
+  filter_.correct_for_local_clock(when, dfrequency, doffset, scale_shift);
+  envelope_.correct_for_local_clock(when, dfrequency, doffset, scale_shift);
   if (status_.requests_sent > 0) remap(t1_);
   if (previous_) {
     remap(previous_->t1);

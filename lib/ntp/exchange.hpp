@@ -239,6 +239,12 @@ class Exchange {
   enum class OffsetKind { step, slewed };
   void correct_for_local_clock(UtcTime when, double dfrequency, Duration doffset,
                                OffsetKind kind = OffsetKind::step);
+  // A leap second: the UTC scale moved by `remote` at the source (−1 s for an insertion) and by
+  // `local` here. Every local stamp moves by `local` as above (`kind` as above: the kernel's
+  // leap or the core's leap step is a step, a leap slewed out in the cooked scale is `slewed`),
+  // and every offset by remote − local. Both carried it out (local = remote): stamps move, no
+  // offset changes. leapsecmode ignore (local = 0): the offsets move, the clock is now off.
+  void shift_time_scale(Duration local, Duration remote, OffsetKind kind);
 
   // Starts a burst of kBurstCount requests at the burst spacing from the next on_timer, as
   // iburst does at start: the daemon calls it when the local clock was changed behind its back,
@@ -257,6 +263,8 @@ class Exchange {
   int poll_floor_log2_s() const { return poll_floor_log2_s_; }
 
  private:
+  void correct(UtcTime when, double dfrequency, Duration doffset, Duration scale_shift,
+               OffsetKind kind);
   Actions reject(std::string why);
   Actions on_kiss(const Packet& reply);
   void adjust_poll(const filter::Estimate& released);

@@ -162,6 +162,7 @@ timekeeping::Settings core_settings(const Scenario& scenario, const clock::Clock
   // As the engine does: the scenario's (config's) settings, the driver's range.
   timekeeping::Settings settings = scenario.settings;
   settings.max_frequency_ppb = driver.max_frequency_ppb();
+  settings.kernel_tai_offset_s = scenario.clock.initial_tai_offset_s;
   return settings;
 }
 
@@ -271,7 +272,7 @@ void Runner::poll(std::size_t index) {
 
 void Runner::on_reply(std::size_t index, const std::vector<uint8_t>& bytes) {
   Source& source = *sources_[index];
-  carry_out(index, core_.exchange(source.id).on_packet(bytes, stamp()));
+  carry_out(index, core_.on_packet(source.id, bytes, stamp()));
   carry_out_clock(core_.on_source_event(source.id, clock_.local()));
 }
 

@@ -6,7 +6,7 @@
 // SimClockDriver), the network (SimPath) and the servers (SimServer), and carries out what the
 // core returns exactly as daemon/engine.cpp does:
 //   poll:   exchange.on_timer(stamp) → its actions → core.on_source_event(id, now)
-//   reply:  exchange.on_packet(bytes, stamp) → its actions → core.on_source_event(id, now)
+//   reply:  core.on_packet(id, bytes, stamp) → its actions → core.on_source_event(id, now)
 //   clock:  apply_clock_actions(actions, driver, core) → SetTimer / LogLine / Stop
 //   timer:  core.on_timer(now) when the core's last SetTimer expires.
 // Stamps are kernel stamps (precision 2^-20 s) carrying CLOCK_MONOTONIC; the poll's stamp is the

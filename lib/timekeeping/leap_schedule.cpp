@@ -138,11 +138,14 @@ LeapSchedule::Step LeapSchedule::update(UtcTime now, bool synchronized, const Le
                                   " says ", *offset, " s (observe only: not set)");
   }
 
-  // The leap at the end of today.
-  if (!synchronized) return step;
+  // The leap at the end of today. Around an armed leap nothing is decided again: a deletion
+  // moves the clock into the next day before the leap is noticed.
+  if (!synchronized || (armed_ != 0 && near_leap(now))) return step;
   const bool table_speaks = table_ && table_->covers(midnight_s - 1);
   const int table_says = table_speaks ? table_->leap_at_end_of_day(now_s) : 0;
   int sources_say = vote.majority();
+  // The day after a leap the last samples may still carry the LI of the leap just done.
+  if (done_ && now < *done_ + Duration::from_s(kSecondsPerDay)) sources_say = 0;
   if (sources_say != 0 && !leap_day(now_s)) {
     const std::string line = strcat("ignoring the sources' leap second ", leap_name(sources_say),
                                      " announced for ", date_of(now_s),
@@ -151,9 +154,10 @@ LeapSchedule::Step LeapSchedule::update(UtcTime now, bool synchronized, const Le
     last_ignored_ = line;
     sources_say = 0;
   }
-  int want = table_speaks ? table_says : sources_say;
+  const bool done_tonight = done_ && *done_ == midnight;  // a repeated 23:59:59 is still that day
+  int want = done_tonight ? 0 : table_speaks ? table_says : sources_say;
   const std::string from = table_speaks ? table_->origin : "a majority of the selected sources";
-  if (table_speaks && vote.selected > 0 && sources_say != table_says) {
+  if (table_speaks && !done_tonight && vote.selected > 0 && sources_say != table_says) {
     const std::string line =
         strcat(table_->origin, " says ", table_says == 0 ? "no leap second" : leap_name(table_says),
                " at the end of ", date_of(now_s), ", the majority of sources ",
@@ -162,7 +166,6 @@ LeapSchedule::Step LeapSchedule::update(UtcTime now, bool synchronized, const Le
     if (line != last_disagreement_) add_log(true, line);
     last_disagreement_ = line;
   }
-  if (done_ && *done_ == midnight) want = 0;  // a repeated 23:59:59 is still the old day
   if (want == armed_ && (want == 0 || due_ == midnight)) return step;
   if (want != 0) {
     armed_ = want;

@@ -55,8 +55,8 @@ struct Timekeeper::Impl {
     std::optional<UtcTime> ended;
   };
   std::optional<Slew> slew;
-  // A step also carries out what the slew had still to do; the sources' histories move by the
-  // step less that (they had it already, cooked).
+  // What of the next step the histories have already: a step also carries out what the slew had
+  // still to do (they had it, cooked), and a leap step was a move of the time scale (done at once).
   Duration step_includes_slew;
 
   Duration still_to_slew(UtcTime raw) const {
@@ -80,6 +80,7 @@ struct Timekeeper::Impl {
 
   LeapSchedule leap{LeapMode::system, 0};
   LeapVote last_vote;  // the selected sources' LI at the last source event
+  int64_t last_vote_day = 0;  // the UTC day (days since 1970) it was taken on
   // (realtime − monotonic) of the last stamp cooked: a kernel leap second moves it by ∓1 s.
   std::optional<Duration> realtime_minus_monotonic;
   // What cook() found (it cannot emit actions): the kernel's leap, to log and account for in the
@@ -165,7 +166,8 @@ struct SourceEstimate {
   double skew = 0;
   uint8_t stratum = 16;
   uint32_t reference_id = 0;
-  ntp::Leap leap = ntp::Leap::none;
+  ntp::Leap leap = ntp::Leap::none;  // the last sample's LI
+  UtcTime leap_time;                 // that sample's time
   // The slope between the two newest samples (corrected like the rest, so relative to the
   // frequency applied now), s/s: a residual frequency from two points, whichever sample the
   // filter picks; nullopt with fewer than two.
@@ -232,6 +234,7 @@ std::optional<SourceEstimate> estimate_of(const ntp::Exchange& exchange, UtcTime
     }
   }
   e.leap = last.leap;
+  e.leap_time = last.time;
   if (const auto& envelope = exchange.envelope().estimate()) {
     e.frequency = envelope->frequency;
     // Every offset refers to its own sample's time (the pick's may be polls old): carry it to
@@ -268,11 +271,11 @@ ntp::LocalTimestamp Timekeeper::cook(ntp::LocalTimestamp raw) const {
 }
 
 void Timekeeper::kernel_leap_seen(int direction) const {
-  // Every stamp so far was taken before the kernel's step: all move by it (chrony's
-  // LCL_NotifyLeap: the same as a step of −leap seconds).
+  // Every stamp so far was taken before the kernel's step: all move by it. The servers' UTC
+  // moved alike, so no offset changes (chrony's LCL_NotifyLeap).
   const Duration shift = Duration::from_s(-direction);
   for (auto& [id, entry] : impl_->sources) {
-    entry.exchange->correct_for_local_clock(UtcTime{}, 0, shift);
+    entry.exchange->shift_time_scale(shift, shift, ntp::Exchange::OffsetKind::step);
     if (entry.used_time) *entry.used_time = *entry.used_time + shift;
   }
   impl_->last_update_shift += shift;
@@ -294,6 +297,10 @@ Actions Timekeeper::on_kernel_leap(UtcTime now, int direction) {
   for (Action& a : leap_actions(now + impl_->still_to_slew(now), impl_->last_vote))
     actions.push_back(std::move(a));
   return actions;
+}
+
+const std::optional<timescale::LeapTable>& Timekeeper::leap_table() const {
+  return impl_->leap.table();
 }
 
 void Timekeeper::set_leap_table(std::optional<timescale::LeapTable> table, std::string note) {
@@ -341,7 +348,12 @@ Actions Timekeeper::leap_actions(UtcTime now, const LeapVote& vote) {
                                             impl_->leap.kernel_tai_offset_s(), " s")});
   }
   const int armed_before = impl_->leap.armed();
-  const auto step = impl_->leap.update(now, tracking_.synchronized, vote, settings_.observe_only);
+  // A vote taken yesterday (the last source event before midnight) says nothing about tonight.
+  LeapVote today_vote = vote;
+  if (floor_div(now.unix_ns(), int64_t{86400} * 1000000000) != impl_->last_vote_day)
+    today_vote.insert = today_vote.delete_ = 0;
+  const auto step =
+      impl_->leap.update(now, tracking_.synchronized, today_vote, settings_.observe_only);
   if (step.set_tai_offset_s) actions.push_back(SetTaiOffset{*step.set_tai_offset_s});
   if (step.arm)
     actions.push_back(SetLeap{*step.arm > 0   ? clock::LeapState::insert
@@ -377,11 +389,16 @@ Actions Timekeeper::carry_out_leap(UtcTime now) {
     return actions;
   const int32_t tai = leap.kernel_tai_offset_s() + direction;
   const Duration correction = Duration::from_s(-direction);
-  const std::string what = direction > 0 ? "inserted" : "deleted";
+  const std::string what = direction > 0 ? "(insertion)" : "(deletion)";
   switch (leap.mode()) {
     case LeapMode::step:
-      // CLOCK_REALTIME steps, CLOCK_TAI does not: one call (on_stepped moves the histories).
-      impl_->step_includes_slew = Duration{};
+      // CLOCK_REALTIME steps, CLOCK_TAI does not: one call. The servers' UTC stepped alike, so
+      // the histories move in time only, now; on_stepped then has nothing left to move.
+      for (auto& [sid, other] : impl_->sources) {
+        other.exchange->shift_time_scale(correction, correction, ntp::Exchange::OffsetKind::step);
+        if (other.used_time) *other.used_time = *other.used_time + correction;
+      }
+      impl_->step_includes_slew = correction;
       actions.push_back(StepClock{correction, tai});
       actions.push_back(LogLine{false, strcat("leap second ", what, ": clock stepped by ",
                                               correction.to_string(), ", TAI offset ", tai, " s")});
@@ -391,8 +408,8 @@ Actions Timekeeper::carry_out_leap(UtcTime now) {
       // Done at once in the cooked scale, slewed out by the clock at maxslewrate.
       actions.push_back(SetTaiOffset{tai});
       for (auto& [sid, other] : impl_->sources) {
-        other.exchange->correct_for_local_clock(cooked_now, 0, correction,
-                                                ntp::Exchange::OffsetKind::slewed);
+        other.exchange->shift_time_scale(correction, correction,
+                                         ntp::Exchange::OffsetKind::slewed);
         if (other.used_time) *other.used_time = *other.used_time + correction;
       }
       const Duration total = impl_->still_to_slew(now) + correction;
@@ -410,6 +427,10 @@ Actions Timekeeper::carry_out_leap(UtcTime now) {
       break;
     }
     case LeapMode::ignore:
+      // The servers' scale moved, the clock did not: every history's offsets move by the leap,
+      // so the sources agree at once that the clock is a second off, and the servo corrects it.
+      for (auto& [sid, other] : impl_->sources)
+        other.exchange->shift_time_scale(Duration{}, correction, ntp::Exchange::OffsetKind::step);
       actions.push_back(SetTaiOffset{tai});
       actions.push_back(LogLine{true, strcat("leap second ", what,
                                              " ignored (leapsecmode ignore): the clock is ",
@@ -465,15 +486,20 @@ Actions Timekeeper::source_event(SourceId id, UtcTime now) {
   }
   const selection::Result result = selection::select(candidates, settings_.selection, previous);
   for (std::size_t i = 0; i < ids.size(); ++i) impl_->sources.at(ids[i]).mark = result.marks[i];
-  // The selected sources' word on a leap second tonight.
+  // The selected sources' word on a leap second tonight: an estimate from an earlier UTC day
+  // (a poll ago, across midnight) says nothing about tonight.
   LeapVote vote;
+  const int64_t today = floor_div(cooked_now.unix_ns(), int64_t{86400} * 1000000000);
   for (std::size_t i = 0; i < ids.size(); ++i) {
     if (!result.system_peer || result.weights[i] <= 0 || !estimates[i]) continue;
     ++vote.selected;
+    if (floor_div(estimates[i]->leap_time.unix_ns(), int64_t{86400} * 1000000000) != today)
+      continue;
     if (estimates[i]->leap == ntp::Leap::add_second) ++vote.insert;
     if (estimates[i]->leap == ntp::Leap::delete_second) ++vote.delete_;
   }
   impl_->last_vote = vote;
+  impl_->last_vote_day = today;
 
   if (!result.system_peer) {
     tracking_.no_selection_reason = result.reason;

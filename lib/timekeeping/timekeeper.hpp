@@ -194,6 +194,8 @@ class Timekeeper {
   ntp::LocalTimestamp cook(ntp::LocalTimestamp raw) const;
 
   const Tracking& tracking() const { return tracking_; }
+  // The leap table in use (the last good one set), if any.
+  const std::optional<timescale::LeapTable>& leap_table() const;
   const Settings& settings() const { return settings_; }
 
  private:
