@@ -475,5 +475,97 @@ TEST_F(EngineTest, CorruptDriftFileIsNamedAndIgnored) {
   }
 }
 
+
+// Bad input: the leap table. A good list is named when read; a corrupt one, one without its hash,
+// one whose hash does not match and an expired one, each put in its place in turn (as a package
+// update renames a new file in), are each named once with what is wrong, and taid keeps the last
+// good table (its conversions go on) and runs on. Started on a corrupt list, it runs without a
+// table, vouches for no TAI offset and says why.
+TEST_F(EngineTest, BadLeapListsAreNamedAndTheLastGoodTableKept) {
+  const std::filesystem::path data = std::filesystem::path(TAID_SOURCE_DIR) / "tests/data/leap";
+  const std::string good_text = read_file(data / "negative-leap.list");  // valid until 2028-06-28
+  const std::string list = (dir_->path() / "leap.list").string();
+  const auto put = [&](const std::string& text) {
+    const std::string temporary = list + ".new";
+    std::ofstream(temporary) << text;
+    std::filesystem::rename(temporary, list);
+  };
+  put(good_text);
+  taid_.emplace(net_->client_ns(), dir_->path(),
+                std::vector<std::string>{"server " + net_->unused_address() + " minpoll 4",
+                                         "leapseclist " + list});
+  ASSERT_TRUE(wait_until(10s, 100ms, [&] { return taid_->tracking().has_value(); }))
+      << taid_->last_error();
+  const std::string origin = "leap-seconds.list " + list;
+  EXPECT_EQ(count_lines_containing(taid_->process().log(),
+                                   "leap table " + origin + ": 29 entries, TAI - UTC 36 s since "
+                                   "2027-07-01, expires 2028-06-28"),
+            1)
+      << taid_->process().log();
+  const auto converts = [&] {
+    const RunResult r = taid_->taictl({"tai", "2016-12-31T23:59:60Z"});
+    return r.ok() && r.out.find("2016-12-31T23:59:60Z = 2017-01-01T00:00:36 TAI (TAI - UTC 36 s; " +
+                                origin + ")") != std::string::npos;
+  };
+  EXPECT_TRUE(converts()) << taid_->taictl({"tai", "2016-12-31T23:59:60Z"}).describe();
+
+  std::string no_hash, mismatch;
+  for (std::size_t at = 0, next; at < good_text.size(); at = next) {
+    next = good_text.find('\n', at);
+    next = next == std::string::npos ? good_text.size() : next + 1;
+    const std::string line = good_text.substr(at, next - at);
+    if (line.rfind("#h", 0) != 0) no_hash += line;
+  }
+  mismatch = good_text;
+  // The '#$' (last update) a day later: still a valid list, but not the one the hash is of.
+  const std::size_t updated = mismatch.find("#$");
+  mismatch.replace(updated, mismatch.find('\n', updated) - updated, "#$\t3976560000");
+  const std::vector<std::pair<std::string, std::string>> bad{
+      {read_file(data / "corrupt.list"), list + ":88: "},
+      {no_hash, list + ": no '#h' hash line"},
+      {mismatch, list + ": hash mismatch: file says "},
+      {read_file(data / "leap-seconds.list"), list + " expired on 2026-06-28"},
+  };
+  for (std::size_t i = 0; i < bad.size(); ++i) {
+    const auto& [text, message] = bad[i];
+    put(text);
+    const bool named = wait_until(20s, 200ms, [&] {
+      return taid_->process().exited() ||
+             count_lines_containing(taid_->process().log(), message) > 0;
+    });
+    ASSERT_TRUE(named && !taid_->process().exited()) << message << "\n" << taid_->process().log();
+    const std::string log = taid_->process().log();
+    EXPECT_EQ(count_lines_containing(log, message), 1) << log;
+    EXPECT_EQ(count_lines_containing(log, "keeping the last good table (" + origin + ")"),
+              static_cast<int>(i) + 1)
+        << log;
+    const auto tracking = taid_->tracking();
+    ASSERT_TRUE(tracking) << taid_->last_error();
+    EXPECT_EQ(tracking->at("tai").value("table", ""), origin) << tracking->dump();
+    EXPECT_TRUE(converts());
+  }
+  EXPECT_EQ(taid_->process().stop(), 0) << taid_->process().describe();
+
+  // Started on a corrupt list: no table, no TAI offset vouched for, and it says why.
+  put(read_file(data / "corrupt.list"));
+  taid_.reset();
+  taid_.emplace(net_->client_ns(), dir_->path(),
+                std::vector<std::string>{"server " + net_->unused_address() + " minpoll 4",
+                                         "leapseclist " + list});
+  ASSERT_TRUE(wait_until(10s, 100ms, [&] { return taid_->tracking().has_value(); }))
+      << taid_->last_error();
+  const auto tracking = taid_->tracking();
+  ASSERT_TRUE(tracking);
+  const json tai = tracking->at("tai");
+  EXPECT_FALSE(tai.value("vouched", true)) << tai.dump();
+  EXPECT_EQ(tai.value("table", "").rfind("no leap table: " + list + ":88: ", 0), 0u) << tai.dump();
+  EXPECT_EQ(count_lines_containing(taid_->process().log(), "(no TAI offset will be set)"), 1)
+      << taid_->process().log();
+  const RunResult conversion = taid_->taictl({"tai", "2016-12-31T23:59:60Z"});
+  EXPECT_FALSE(conversion.ok());
+  EXPECT_NE(conversion.err.find("no leap table"), std::string::npos) << conversion.describe();
+  EXPECT_EQ(taid_->process().stop(), 0) << taid_->process().describe();
+}
+
 }  // namespace
 }  // namespace taid::system_test
