@@ -101,8 +101,8 @@ struct Options {
 // "YYYY-MM-DDTHH:MM:SS[.fraction]Z" (Z or nothing) as POSIX ns; 23:59:60 is not a POSIX time.
 std::optional<int64_t> parse_utc_ns(const char* text) {
   int year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0, used = 0;
-  if (std::sscanf(text, "%4d-%2d-%2dT%2d:%2d:%2d%n", &year, &month, &day, &hour, &minute,
-                  &second, &used) != 6)
+  if (std::sscanf(text, "%4d-%2d-%2dT%2d:%2d:%2d%n", &year, &month, &day, &hour, &minute, &second,
+                  &used) != 6)
     return std::nullopt;
   if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 59)
     return std::nullopt;
@@ -466,10 +466,10 @@ class Server {
 
     const int64_t t1 =
         request.transmit_time.to_utc(UtcTime::from_unix_ns(t2)).unix_ns();  // client's word
-    std::fprintf(log_, "reply,%lld,%.3Lf,%.4f,%s,%lld,%lld,%lld,%d,%s\n", static_cast<long long>(t2),
-                 clock_.theta_ns(t2), clock_.freq_ppb(t2), client.c_str(),
-                 static_cast<long long>(t2), static_cast<long long>(t3), static_cast<long long>(t1),
-                 interleaved ? 1 : 0, kernel_rx ? "kernel" : "user");
+    std::fprintf(log_, "reply,%lld,%.3Lf,%.4f,%s,%lld,%lld,%lld,%d,%s\n",
+                 static_cast<long long>(t2), clock_.theta_ns(t2), clock_.freq_ppb(t2),
+                 client.c_str(), static_cast<long long>(t2), static_cast<long long>(t3),
+                 static_cast<long long>(t1), interleaved ? 1 : 0, kernel_rx ? "kernel" : "user");
     std::fflush(log_);
     read_tx_stamps();  // on veth the SND stamp is queued before sendto() returns
   }

@@ -119,19 +119,19 @@ std::string tai_interference_message(int32_t from_s, int32_t to_s);
 
 // What one interference check saw since the last one.
 struct ClockCheck {
-  Duration tai_clock_change;   // change of CLOCK_TAI − CLOCK_BOOTTIME
-  Duration uncertainty;        // of that change (both readings')
-  Duration own_steps;          // the steps this driver made
-  int32_t tai_before_s = 0;    // the kernel's TAI offset at the last check
-  int32_t tai_now_s = 0;       // and now
+  Duration tai_clock_change;     // change of CLOCK_TAI − CLOCK_BOOTTIME
+  Duration uncertainty;          // of that change (both readings')
+  Duration own_steps;            // the steps this driver made
+  int32_t tai_before_s = 0;      // the kernel's TAI offset at the last check
+  int32_t tai_now_s = 0;         // and now
   int32_t own_tai_change_s = 0;  // what this driver's ADJ_TAI writes changed it by
   // +1 / −1 when this driver had STA_INS / STA_DEL set at any time since the last check, else 0.
   int armed_leap = 0;
 };
 struct ClockCheckVerdict {
-  std::optional<int> kernel_leap;             // +1 inserted, −1 deleted by the kernel
+  std::optional<int> kernel_leap;               // +1 inserted, −1 deleted by the kernel
   std::optional<std::string> tai_interference;  // tai_interference_message()
-  std::optional<Duration> step;               // a step nobody here made (unexplained_step())
+  std::optional<Duration> step;                 // a step nobody here made (unexplained_step())
   bool operator==(const ClockCheckVerdict&) const = default;
 };
 // The rule: the TAI offset's change beyond our own is the kernel's leap when it is the ±1 we

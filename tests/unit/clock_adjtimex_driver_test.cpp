@@ -217,8 +217,7 @@ TEST(AdjtimexInterference, OwnTaiChangesAndStepsAreOurs) {
   EXPECT_EQ(judge_clock_check(check(Duration::from_s(37), 0, 37, 0, Duration{}, 37)),
             ClockCheckVerdict{});
   // step_with_tai_offset(-1 s, 37) from 36: CLOCK_TAI did not move, all ours, not a leap.
-  EXPECT_EQ(judge_clock_check(
-                check(Duration::from_us(20), 36, 37, +1, Duration::from_s(-1), 1)),
+  EXPECT_EQ(judge_clock_check(check(Duration::from_us(20), 36, 37, +1, Duration::from_s(-1), 1)),
             ClockCheckVerdict{});
   // Our step of +3.5 s while the offset stayed.
   EXPECT_EQ(judge_clock_check(check(Duration::from_ms(3500), 36, 36, 0, Duration::from_ms(3500))),
@@ -243,9 +242,9 @@ TEST(AdjtimexInterference, AForeignTaiOffsetChangeIsInterferenceNotAStep) {
   // Armed for an insertion, the offset went down by 1: not ours.
   EXPECT_EQ(judge_clock_check(check(Duration::from_us(10), 37, 36, +1)).kernel_leap, std::nullopt);
   // Our own change 36 -> 37 and someone else's on top, 37 -> 40.
-  EXPECT_EQ(judge_clock_check(check(Duration::from_s(4), 36, 40, 0, Duration{}, 1))
-                .tai_interference,
-            "TAI offset changed from 37 s to 40 s by another process");
+  EXPECT_EQ(
+      judge_clock_check(check(Duration::from_s(4), 36, 40, 0, Duration{}, 1)).tai_interference,
+      "TAI offset changed from 37 s to 40 s by another process");
 }
 
 TEST(AdjtimexInterference, AForeignStepIsStillAStepAcrossALeap) {

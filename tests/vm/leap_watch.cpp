@@ -75,13 +75,20 @@ Sample take_sample() {
 
 const char* state_name(int state) {
   switch (state) {
-    case TIME_OK: return "TIME_OK";
-    case TIME_INS: return "TIME_INS";
-    case TIME_DEL: return "TIME_DEL";
-    case TIME_OOP: return "TIME_OOP";
-    case TIME_WAIT: return "TIME_WAIT";
-    case TIME_ERROR: return "TIME_ERROR";
-    default: return "?";
+    case TIME_OK:
+      return "TIME_OK";
+    case TIME_INS:
+      return "TIME_INS";
+    case TIME_DEL:
+      return "TIME_DEL";
+    case TIME_OOP:
+      return "TIME_OOP";
+    case TIME_WAIT:
+      return "TIME_WAIT";
+    case TIME_ERROR:
+      return "TIME_ERROR";
+    default:
+      return "?";
   }
 }
 
@@ -97,24 +104,24 @@ std::string label(int64_t ns) {
   tm fields{};
   gmtime_r(&t, &fields);
   char buf[64];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%09" PRId64,
-                fields.tm_year + 1900, fields.tm_mon + 1, fields.tm_mday, fields.tm_hour,
-                fields.tm_min, fields.tm_sec, frac);
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%09" PRId64, fields.tm_year + 1900,
+                fields.tm_mon + 1, fields.tm_mday, fields.tm_hour, fields.tm_min, fields.tm_sec,
+                frac);
   return buf;
 }
 
 void print_sample(const char* what, const Sample& s) {
-  std::printf("leap_watch: %-26s REALTIME %s  TAI %s  TAI-REALTIME %+.6f s  %s tai=%ld "
-              "status=0x%04x\n",
-              what, label(s.realtime_ns).c_str(), label(s.tai_ns).c_str(),
-              seconds_of(s.tai_ns - s.realtime_ns), state_name(s.state),
-              s.tai_offset_s, s.status);
+  std::printf(
+      "leap_watch: %-26s REALTIME %s  TAI %s  TAI-REALTIME %+.6f s  %s tai=%ld "
+      "status=0x%04x\n",
+      what, label(s.realtime_ns).c_str(), label(s.tai_ns).c_str(),
+      seconds_of(s.tai_ns - s.realtime_ns), state_name(s.state), s.tai_offset_s, s.status);
 }
 
 std::optional<int64_t> parse_utc_s(const char* text) {
   int year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0, used = 0;
-  if (std::sscanf(text, "%4d-%2d-%2dT%2d:%2d:%2dZ%n", &year, &month, &day, &hour, &minute,
-                  &second, &used) != 6 ||
+  if (std::sscanf(text, "%4d-%2d-%2dT%2d:%2d:%2dZ%n", &year, &month, &day, &hour, &minute, &second,
+                  &used) != 6 ||
       text[used] != '\0')
     return std::nullopt;
   tm fields{};
@@ -176,7 +183,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> failures;
   // The clock states seen in the window, in order, without repeats.
   std::vector<int> states;
-  int64_t error_samples = 0;  // TIME_ERROR: STA_UNSYNC set, the state hidden
+  int64_t error_samples = 0;         // TIME_ERROR: STA_UNSYNC set, the state hidden
   int64_t error_in_leap_second = 0;  // of them, in the inserted second (after REALTIME went back)
   int ins_before_midnight = 0;
   long tai_at_start = -1;
@@ -225,8 +232,7 @@ int main(int argc, char** argv) {
       if (s.state == TIME_ERROR) {
         ++error_samples;
         if (leaped && s.realtime_ns < m_ns) ++error_in_leap_second;
-      }
-      else if (states.empty() || states.back() != s.state)
+      } else if (states.empty() || states.back() != s.state)
         states.push_back(s.state);
       if (s.state == TIME_INS && !leaped && s.realtime_ns < m_ns) ++ins_before_midnight;
       if (s.tai_offset_s != prev.tai_offset_s) ++tai_changes;
@@ -267,17 +273,19 @@ int main(int argc, char** argv) {
   for (int st : states) seen += std::string(seen.empty() ? "" : " -> ") + state_name(st);
   std::printf("leap_watch: FIGURE clock states in the window: %s\n", seen.c_str());
   if (error_samples > 0)
-    std::printf("leap_watch: NOTE %" PRId64 " of the window's %" PRId64 " samples read TIME_ERROR "
+    std::printf("leap_watch: NOTE %" PRId64 " of the window's %" PRId64
+                " samples read TIME_ERROR "
                 "(STA_UNSYNC set by the daemon: the clock declared unsynchronised, the state "
                 "hidden), left out above\n",
                 error_samples, samples);
   std::printf("leap_watch: FIGURE TAI offset %ld -> %ld (%d change%s)\n", tai_at_start, tai_at_end,
               tai_changes, tai_changes == 1 ? "" : "s");
-  std::printf("leap_watch: FIGURE %" PRId64 " samples; CLOCK_TAI between samples: smallest step "
+  std::printf("leap_watch: FIGURE %" PRId64
+              " samples; CLOCK_TAI between samples: smallest step "
               "%+.6f s, largest %+.6f s, largest departure from MONOTONIC %.6f s; REALTIME went "
               "back 1 s %d time(s)\n",
-              samples, seconds_of(min_tai_delta_ns), seconds_of(max_tai_gap_ns), seconds_of(max_tai_excess_ns),
-              realtime_back_steps);
+              samples, seconds_of(min_tai_delta_ns), seconds_of(max_tai_gap_ns),
+              seconds_of(max_tai_excess_ns), realtime_back_steps);
 
   // The states in order: TIME_INS (before midnight), TIME_OOP, then TIME_WAIT or TIME_OK.
   std::size_t ins = states.size(), oop = states.size();
