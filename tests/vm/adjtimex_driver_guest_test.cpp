@@ -439,6 +439,32 @@ TEST_F(AdjtimexGuest, TheKernelsLeapSecondIsNoticedOnceAndIsNotInterference) {
   EXPECT_EQ(driver_->noticed_interference(), std::nullopt);
 }
 
+TEST_F(AdjtimexGuest, TheKernelsDeletedLeapSecondIsNoticedOnceAsMinusOne) {
+  ASSERT_TRUE(driver_->set_tai_offset(37).ok());
+  const auto [midnight_s, step] = step_to_before_midnight(*driver_, 4);
+  ASSERT_TRUE(driver_->set_sync_status({true, Duration::from_ms(1), Duration::from_ms(1)}).ok());
+  ASSERT_TRUE(driver_->set_leap(LeapState::delete_).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  EXPECT_EQ(raw_state(), TIME_DEL);
+  const Difference tai_before = difference(CLOCK_TAI, CLOCK_MONOTONIC);
+  // 23:59:59 never begins: at M − 1 s REALTIME jumps to M.
+  sleep_until_realtime(midnight_s * 1'000'000'000 + 200'000'000);
+  const Difference tai_after = difference(CLOCK_TAI, CLOCK_MONOTONIC);
+  const ::timex raw = raw_read();
+  const int state = raw_state();
+  std::printf("kernel deletion: state %d, TAI offset %d, CLOCK_TAI moved %+lld ns\n", state,
+              raw.tai, static_cast<long long>(tai_after.ns - tai_before.ns));
+  EXPECT_EQ(state, TIME_WAIT);
+  EXPECT_EQ(raw.tai, 36);
+  EXPECT_LE(std::llabs(tai_after.ns - tai_before.ns),
+            tai_before.bracket_ns + tai_after.bracket_ns + 1000);
+  EXPECT_EQ(driver_->noticed_interference(), std::nullopt);
+  EXPECT_EQ(driver_->noticed_kernel_leap(), -1);
+  EXPECT_EQ(driver_->noticed_kernel_leap(), std::nullopt);
+  ASSERT_TRUE(driver_->set_leap(LeapState::none).ok());
+  EXPECT_TRUE(driver_->step(Duration{} - step - Duration::from_s(1)).ok());  // undone (− leap)
+}
+
 TEST_F(AdjtimexGuest, AStepAfterArmingMakesTheKernelForgetTheLeap) {
   // The kernel fact the driver's header warns about: ADJ_SETOFFSET runs ntp_clear(), which sets
   // STA_UNSYNC and forgets the armed leap's second while the state stays TIME_INS.
