@@ -374,8 +374,9 @@ void AdjtimexDriver::check() {
   const ClockCheckVerdict verdict = judge_clock_check(seen);
   if (verdict.kernel_leap) {
     kernel_leap_ = verdict.kernel_leap;
-    log_info(strcat("adjtimex: the kernel ", *verdict.kernel_leap > 0 ? "inserted" : "deleted",
-                    " a leap second; TAI offset now ", *tai_after, " s"));
+    // Debug: the daemon logs the leap itself when noticed_kernel_leap() hands it over.
+    log_debug(strcat("adjtimex: the kernel ", *verdict.kernel_leap > 0 ? "inserted" : "deleted",
+                     " a leap second; TAI offset now ", *tai_after, " s"));
   }
   if (verdict.tai_interference) add_report(*verdict.tai_interference);
   if (verdict.step) add_report(step_interference_message(*verdict.step));
