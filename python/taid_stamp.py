@@ -1,0 +1,235 @@
+"""Verifier for taid timestamp tokens (v1): parse, check, and describe them.
+
+Standard library plus the `cryptography` package (Ed25519PublicKey). docs/TOKEN.md is the
+normative description of the format; this module follows it step by step.
+
+    from taid_stamp import verify, load_public_key
+    token = verify(open("photo.jpg.tst", "rb").read(),
+                   hashlib.sha256(data).digest(),
+                   load_public_key(open("taid.pub").read()))
+    print(token.tai_ns, token.bound_ns, token.serial)
+
+verify() returns the decoded Token or raises VerifyError, whose .stage names what failed:
+"malformed", "key", "merkle", "signature", "algorithm" or "digest".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from dataclasses import dataclass, field
+from typing import List, Optional, Union
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+DOMAIN = b"taid timestamp token v1\x00"
+VERSION = 1
+SIGNED_BYTES = len(DOMAIN) + 63
+MAX_NONCE = 64
+MAX_PATH = 32
+ALGORITHMS = {1: ("sha256", 32), 2: ("sha512", 64)}
+ALGORITHM_IDS = {name: ident for ident, (name, _) in ALGORITHMS.items()}
+LEAPS = {0: "none", 1: "insert", 2: "delete"}
+STATUSES = {1: "synchronized", 2: "measured", 3: "holdover"}
+
+
+class VerifyError(Exception):
+    """A token that is not good; .stage says which check refused it."""
+
+    def __init__(self, stage: str, detail: str):
+        super().__init__(f"{stage}: {detail}")
+        self.stage = stage
+        self.detail = detail
+
+
+@dataclass
+class Token:
+    version: int
+    key_id: bytes
+    tai_ns: int
+    bound_ns: int
+    leap: str
+    status: str
+    leaf_count: int
+    root: bytes
+    serial: int
+    algorithm: str
+    digest: bytes
+    nonce: bytes
+    leaf_index: int
+    path: List[bytes] = field(default_factory=list)
+    signature: bytes = b""
+    signed_part: bytes = b""
+    leaf_bytes: bytes = b""
+
+    @property
+    def earliest_tai_ns(self) -> int:
+        return self.tai_ns - self.bound_ns
+
+    @property
+    def latest_tai_ns(self) -> int:
+        return self.tai_ns + self.bound_ns
+
+
+class _Reader:
+    def __init__(self, data: bytes):
+        self.data = data
+        self.pos = 0
+
+    def take(self, n: int, name: str) -> bytes:
+        if len(self.data) - self.pos < n:
+            raise VerifyError("malformed", f"{name}: token ends early")
+        out = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return out
+
+    def uint(self, n: int, name: str) -> int:
+        return int.from_bytes(self.take(n, name), "big")
+
+
+def parse(data: bytes) -> Token:
+    """Decodes a token's structure (lengths, ranges, known values); checks no cryptography."""
+    data = bytes(data)
+    r = _Reader(data)
+    if r.take(len(DOMAIN), "domain") != DOMAIN:
+        raise VerifyError("malformed", 'domain: not "taid timestamp token v1\\0"')
+    version = r.uint(1, "version")
+    if version != VERSION:
+        raise VerifyError("malformed", f"version: {version} is not 1")
+    key_id = r.take(8, "key id")
+    tai_ns = struct.unpack(">q", r.take(8, "tai_ns"))[0]
+    bound_ns = r.uint(8, "bound_ns")
+    if not 0 < bound_ns < 2**63:
+        raise VerifyError("malformed", "bound_ns: must be 1 .. 2^63-1")
+    leap = r.uint(1, "leap")
+    if leap not in LEAPS:
+        raise VerifyError("malformed", f"leap: unknown value {leap}")
+    status = r.uint(1, "status")
+    if status not in STATUSES:
+        raise VerifyError("malformed", f"status: unknown value {status}")
+    leaf_count = r.uint(4, "leaf_count")
+    if leaf_count == 0:
+        raise VerifyError("malformed", "leaf_count: 0")
+    root = r.take(32, "root")
+    leaf_start = r.pos
+    serial = r.uint(8, "serial")
+    alg = r.uint(1, "algorithm")
+    if alg not in ALGORITHMS:
+        raise VerifyError("malformed", f"algorithm: unknown value {alg}")
+    alg_name, want = ALGORITHMS[alg]
+    digest_len = r.uint(1, "digest length")
+    if digest_len != want:
+        raise VerifyError("malformed",
+                          f"digest length: {digest_len} for {alg_name}, which is {want}")
+    digest = r.take(want, "digest")
+    nonce_len = r.uint(1, "nonce length")
+    if nonce_len > MAX_NONCE:
+        raise VerifyError("malformed", f"nonce length: {nonce_len} > {MAX_NONCE}")
+    nonce = r.take(nonce_len, "nonce")
+    leaf_bytes = data[leaf_start:r.pos]
+    leaf_index = r.uint(4, "leaf_index")
+    if leaf_index >= leaf_count:
+        raise VerifyError("malformed",
+                          f"leaf_index: {leaf_index} not below leaf_count {leaf_count}")
+    path_len = r.uint(1, "path length")
+    if path_len > MAX_PATH:
+        raise VerifyError("malformed", f"path length: {path_len} > {MAX_PATH}")
+    path = [r.take(32, "path") for _ in range(path_len)]
+    signature = r.take(64, "signature")
+    if r.pos != len(data):
+        raise VerifyError("malformed", f"{len(data) - r.pos} bytes after the signature")
+    return Token(version, key_id, tai_ns, bound_ns, LEAPS[leap], STATUSES[status], leaf_count,
+                 root, serial, alg_name, digest, nonce, leaf_index, path, signature,
+                 data[:SIGNED_BYTES], leaf_bytes)
+
+
+def leaf_hash(leaf_bytes: bytes) -> bytes:
+    return hashlib.sha256(b"\x00" + leaf_bytes).digest()
+
+
+def node_hash(left: bytes, right: bytes) -> bytes:
+    return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+def root_from_path(leaf: bytes, index: int, count: int, path: List[bytes]) -> Optional[bytes]:
+    """RFC 9162 section 2.1.3.2: the root the path leads to, or None if it cannot fit."""
+    if count == 0 or index >= count:
+        return None
+    fn, sn, r = index, count - 1, leaf
+    for p in path:
+        if sn == 0:
+            return None
+        if fn & 1 or fn == sn:
+            r = node_hash(p, r)
+            while not fn & 1 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+        else:
+            r = node_hash(r, p)
+        fn >>= 1
+        sn >>= 1
+    return r if sn == 0 else None
+
+
+def key_id(public_key: Ed25519PublicKey) -> bytes:
+    return hashlib.sha256(raw_public_key(public_key)).digest()[:8]
+
+
+def raw_public_key(public_key: Ed25519PublicKey) -> bytes:
+    return public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def load_public_key(text: Union[str, bytes]) -> Ed25519PublicKey:
+    """A public key as taid exports it: PEM (SubjectPublicKeyInfo) or 64 hex digits."""
+    if isinstance(text, bytes):
+        text = text.decode("ascii")
+    text = text.strip()
+    if text.startswith("-----BEGIN"):
+        key = serialization.load_pem_public_key(text.encode("ascii"))
+        if not isinstance(key, Ed25519PublicKey):
+            raise ValueError("not an Ed25519 public key")
+        return key
+    raw = bytes.fromhex(text)
+    if len(raw) != 32:
+        raise ValueError("an Ed25519 public key is 32 bytes")
+    return Ed25519PublicKey.from_public_bytes(raw)
+
+
+def verify(token_bytes: bytes, digest: bytes, public_key: Ed25519PublicKey,
+           algorithm: Optional[str] = None) -> Token:
+    """Checks a token against the digest the caller computed and taid's public key.
+
+    algorithm ("sha256" | "sha512"): the hash the caller used; by default the one whose length
+    matches the digest. Returns the Token; raises VerifyError naming the first failed check.
+    """
+    if algorithm is None:
+        algorithm = {32: "sha256", 64: "sha512"}.get(len(digest))
+        if algorithm is None:
+            raise VerifyError("algorithm", f"no algorithm has a {len(digest)}-byte digest")
+    t = parse(token_bytes)
+    if t.key_id != key_id(public_key):
+        raise VerifyError("key", f"token names key {t.key_id.hex()}, "
+                          f"this key is {key_id(public_key).hex()}")
+    root = root_from_path(leaf_hash(t.leaf_bytes), t.leaf_index, t.leaf_count, t.path)
+    if root is None:
+        raise VerifyError("merkle", f"a path of {len(t.path)} does not fit leaf "
+                          f"{t.leaf_index} of {t.leaf_count}")
+    if root != t.root:
+        raise VerifyError("merkle", "the path does not lead to the root")
+    try:
+        public_key.verify(t.signature, t.signed_part)
+    except InvalidSignature:
+        raise VerifyError("signature",
+                          "Ed25519 signature does not verify with this key") from None
+    if t.algorithm != algorithm:
+        raise VerifyError("algorithm", f"token is {t.algorithm}, expected {algorithm}")
+    if t.digest != bytes(digest):
+        raise VerifyError("digest", "the token is for another digest")
+    return t
+
+
+def consistent(earlier: Token, later: Token) -> bool:
+    """Roughtime's order rule: earlier.time - bound <= later.time + bound."""
+    return earlier.tai_ns - earlier.bound_ns <= later.tai_ns + later.bound_ns
