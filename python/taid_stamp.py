@@ -11,11 +11,15 @@ normative description of the format; this module follows it step by step.
 
 verify() returns the decoded Token or raises VerifyError, whose .stage names what failed:
 "malformed", "key", "merkle", "signature", "algorithm" or "digest".
+
+sign(socket_path, digest) asks a running taid for a token over its signing socket (the framing
+of docs/TOKEN.md, "Signing socket") and raises SignError with taid's code and text on refusal.
 """
 
 from __future__ import annotations
 
 import hashlib
+import socket
 import struct
 from dataclasses import dataclass, field
 from typing import List, Optional, Union
@@ -233,3 +237,76 @@ def verify(token_bytes: bytes, digest: bytes, public_key: Ed25519PublicKey,
 def consistent(earlier: Token, later: Token) -> bool:
     """Roughtime's order rule: earlier.time - bound <= later.time + bound."""
     return earlier.tai_ns - earlier.bound_ns <= later.tai_ns + later.bound_ns
+
+
+# --- signing socket client --------------------------------------------------------------------
+
+WIRE_VERSION = 1
+MAX_REPLY_BODY = 2048
+REPLY_CODES = {0: "ok", 1: "malformed", 2: "bad-digest", 3: "unsynchronized", 4: "tai-unvouched",
+               5: "bound-too-large", 6: "not-allowed", 7: "busy", 8: "internal"}
+
+
+class SignError(Exception):
+    """taid refused to sign (.code, .name, .text), or the reply was not understood (code None)."""
+
+    def __init__(self, code: Optional[int], text: str):
+        self.code = code
+        self.name = REPLY_CODES.get(code, "protocol") if code is not None else "protocol"
+        self.text = text
+        super().__init__(f"{self.name}: {text}")
+
+
+def _algorithm_for(digest: bytes, algorithm: Optional[str]) -> str:
+    if algorithm is None:
+        algorithm = {32: "sha256", 64: "sha512"}.get(len(digest))
+        if algorithm is None:
+            raise ValueError(f"no algorithm has a {len(digest)}-byte digest")
+    if algorithm not in ALGORITHM_IDS:
+        raise ValueError(f"unknown algorithm {algorithm!r} (sha256 or sha512)")
+    return algorithm
+
+
+def encode_request(digest: bytes, nonce: bytes = b"", algorithm: Optional[str] = None) -> bytes:
+    """The framed request: u32 length | version 1 | algorithm | digest_len | digest | nonce."""
+    algorithm = _algorithm_for(digest, algorithm)
+    if len(nonce) > MAX_NONCE:
+        raise ValueError(f"nonce longer than {MAX_NONCE} bytes")
+    body = (bytes([WIRE_VERSION, ALGORITHM_IDS[algorithm], len(digest)]) + bytes(digest)
+            + bytes([len(nonce)]) + bytes(nonce))
+    return struct.pack(">I", len(body)) + body
+
+
+def decode_reply(frame: bytes) -> bytes:
+    """The token from a framed reply, or SignError with taid's code and text."""
+    if len(frame) < 5 or struct.unpack(">I", frame[:4])[0] != len(frame) - 4:
+        raise SignError(None, "reply frame is not u32 length + body")
+    code, payload = frame[4], frame[5:]
+    if code != 0:
+        raise SignError(code, payload.decode("utf-8", "replace"))
+    return payload
+
+
+def _read_exact(sock: socket.socket, n: int) -> bytes:
+    out = b""
+    while len(out) < n:
+        chunk = sock.recv(n - len(out))
+        if not chunk:
+            raise SignError(None, "taid closed the connection")
+        out += chunk
+    return out
+
+
+def sign(socket_path: str, digest: bytes, nonce: bytes = b"", algorithm: Optional[str] = None,
+         timeout: float = 5.0) -> bytes:
+    """Asks taid for a token over its signing socket; returns the token bytes."""
+    request = encode_request(digest, nonce, algorithm)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(socket_path)
+        sock.sendall(request)
+        header = _read_exact(sock, 4)
+        length = struct.unpack(">I", header)[0]
+        if length == 0 or length > MAX_REPLY_BODY:
+            raise SignError(None, f"reply of {length} bytes")
+        return decode_reply(header + _read_exact(sock, length))

@@ -3,6 +3,9 @@
 import hashlib
 import json
 import os
+import socket
+import tempfile
+import threading
 import unittest
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -126,6 +129,65 @@ class VectorsTest(unittest.TestCase):
         with self.assertRaises(taid_stamp.VerifyError) as cm:
             taid_stamp.verify(token, digest, other)
         self.assertEqual(cm.exception.stage, "key")
+
+
+class ClientTest(unittest.TestCase):
+    """The client's frames are the C++ codec's (vectors.json "wire"), over a real Unix socket."""
+
+    @classmethod
+    def setUpClass(cls):
+        with open(VECTORS) as f:
+            cls.v = json.load(f)
+        cls.key = taid_stamp.load_public_key(cls.v["public_key_hex"])
+        cls.t = next(t for t in cls.v["tokens"] if t["serial"] == cls.v["wire"]["token_serial"])
+
+    def test_request_bytes_match_cxx(self):
+        got = taid_stamp.encode_request(bytes.fromhex(self.t["digest_hex"]),
+                                        bytes.fromhex(self.t["nonce_hex"]))
+        self.assertEqual(got.hex(), self.v["wire"]["request_frame_hex"])
+        with self.assertRaises(ValueError):
+            taid_stamp.encode_request(b"\0" * 20)
+        with self.assertRaises(ValueError):
+            taid_stamp.encode_request(b"\0" * 32, b"\0" * 65)
+
+    def serve_once(self, reply_hex):
+        """A one-shot server on a Unix socket; returns its path and what it received."""
+        tmp = tempfile.mkdtemp()
+        path = os.path.join(tmp, "sign.sock")
+        srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        srv.bind(path)
+        srv.listen(1)
+        received = []
+
+        def run():
+            conn, _ = srv.accept()
+            with conn:
+                data = b""
+                while len(data) < 4 or len(data) < 4 + int.from_bytes(data[:4], "big"):
+                    data += conn.recv(4096)
+                received.append(data)
+                conn.sendall(bytes.fromhex(reply_hex))
+            srv.close()
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        self.addCleanup(lambda: (thread.join(5), os.unlink(path), os.rmdir(tmp)))
+        return path, received
+
+    def test_sign_gets_a_token_that_verifies(self):
+        path, received = self.serve_once(self.v["wire"]["reply_frame_hex"])
+        digest = bytes.fromhex(self.t["digest_hex"])
+        token = taid_stamp.sign(path, digest, bytes.fromhex(self.t["nonce_hex"]))
+        self.assertEqual(received[0].hex(), self.v["wire"]["request_frame_hex"])
+        self.assertEqual(token.hex(), self.t["token_hex"])
+        self.assertEqual(taid_stamp.verify(token, digest, self.key).serial, 2)
+
+    def test_refusal_carries_code_and_text(self):
+        path, _ = self.serve_once(self.v["wire"]["error_reply_frame_hex"])
+        with self.assertRaises(taid_stamp.SignError) as cm:
+            taid_stamp.sign(path, b"\1" * 32)
+        self.assertEqual((cm.exception.code, cm.exception.name, cm.exception.text),
+                         (3, "unsynchronized", "not synchronized"))
 
 
 class MerkleTest(unittest.TestCase):

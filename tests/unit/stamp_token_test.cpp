@@ -10,6 +10,7 @@
 #include "stamp/batcher.hpp"
 #include "stamp/merkle.hpp"
 #include "stamp/token.hpp"
+#include "stamp/wire.hpp"
 
 namespace taid::stamp {
 namespace {
@@ -341,6 +342,8 @@ std::string make_vectors() {
   };
   std::uint64_t serial = 1;
   bool first = true;
+  Bytes wire_request;  // vector 2a's request and reply, as the signing socket frames them
+  Bytes wire_reply;
   for (const auto& [time, reqs] : batches) {
     Batcher b;
     for (const Req& r : reqs) EXPECT_TRUE(b.add({r.alg, text_digest(r.text, r.alg), r.nonce, 0}));
@@ -357,10 +360,19 @@ std::string make_vectors() {
           << ", \"leaf_count\": " << issued.size() << ",\n     \"token_hex\": "
           << json_string(to_hex(issued[i].token)) << "}";
       first = false;
+      if (issued[i].serial == 2) {
+        wire_request = frame(encode_request_body({r.alg, text_digest(r.text, r.alg), r.nonce}));
+        wire_reply = frame(encode_reply_body(ReplyCode::ok, issued[i].token));
+      }
     }
     serial += issued.size();
   }
-  out << "\n  ]\n}\n";
+  out << "\n  ],\n  \"wire\": {\"token_serial\": 2,\n    \"request_frame_hex\": "
+      << json_string(to_hex(wire_request)) << ",\n    \"reply_frame_hex\": "
+      << json_string(to_hex(wire_reply)) << ",\n    \"error_reply_frame_hex\": "
+      << json_string(to_hex(frame(encode_error_reply_body(ReplyCode::unsynchronized,
+                                                          "not synchronized"))))
+      << "}\n}\n";
   return out.str();
 }
 
