@@ -136,8 +136,9 @@ int main(int argc, char** argv) {
     const double now = reporter.ns("BM_TaidNow");
     const double precise = reporter.ns("BM_TaidNowPreciseMonotonic");
     if (tai > 0 && now > 0) {
-      std::printf("taid_now / clock_gettime(CLOCK_TAI), CPU time: %.1f ns / %.1f ns = %.2f (goal <= 2)\n",
-                  now, tai, now / tai);
+      std::printf(
+          "taid_now / clock_gettime(CLOCK_TAI), CPU time: %.1f ns / %.1f ns = %.2f (goal <= 2)\n",
+          now, tai, now / tai);
       if (precise > 0) {
         std::printf("with a precise CLOCK_MONOTONIC instead: %.1f ns = %.2f\n", precise,
                     precise / tai);

@@ -86,22 +86,22 @@ extern "C" {
 
 /* The record, 96 bytes; every field is naturally aligned. Offsets are part of the format. */
 struct taid_clock_record {
-  uint64_t magic;              /*  0 TAID_CLOCK_MAGIC */
-  uint32_t size;               /*  8 sizeof(struct taid_clock_record) */
-  uint16_t version;            /* 12 TAID_CLOCK_VERSION */
-  uint16_t reserved0;          /* 14 zero */
-  uint64_t seq;                /* 16 odd while being written; 0: never published */
-  int64_t as_of_mono_ns;       /* 24 CLOCK_MONOTONIC instant at which bound_ns holds */
-  int64_t bound_ns;            /* 32 |true TAI - CLOCK_TAI| at as_of, >= 0 */
-  int64_t void_after_mono_ns;  /* 40 the writer republishes before this; after it: STALE */
-  uint32_t max_drift_ppb;      /* 48 growth of the bound per second after as_of, ppb */
-  int32_t tai_offset_s;        /* 52 the kernel's TAI - UTC as taid set or saw it */
-  uint32_t status;             /* 56 TAID_CLOCK_UNKNOWN .. TAID_CLOCK_DISRUPTED */
-  uint32_t flags;              /* 60 TAID_CLOCK_FLAG_TAI_VOUCHED */
-  uint64_t boot_id[2];         /* 64 /proc/sys/kernel/random/boot_id of the writer's boot */
-  uint32_t writer_pid;         /* 80 the daemon's pid, for diagnostics */
-  uint32_t reserved1;          /* 84 zero */
-  uint64_t publications;       /* 88 count of publish() calls by this writer (diagnostics) */
+  uint64_t magic;             /*  0 TAID_CLOCK_MAGIC */
+  uint32_t size;              /*  8 sizeof(struct taid_clock_record) */
+  uint16_t version;           /* 12 TAID_CLOCK_VERSION */
+  uint16_t reserved0;         /* 14 zero */
+  uint64_t seq;               /* 16 odd while being written; 0: never published */
+  int64_t as_of_mono_ns;      /* 24 CLOCK_MONOTONIC instant at which bound_ns holds */
+  int64_t bound_ns;           /* 32 |true TAI - CLOCK_TAI| at as_of, >= 0 */
+  int64_t void_after_mono_ns; /* 40 the writer republishes before this; after it: STALE */
+  uint32_t max_drift_ppb;     /* 48 growth of the bound per second after as_of, ppb */
+  int32_t tai_offset_s;       /* 52 the kernel's TAI - UTC as taid set or saw it */
+  uint32_t status;            /* 56 TAID_CLOCK_UNKNOWN .. TAID_CLOCK_DISRUPTED */
+  uint32_t flags;             /* 60 TAID_CLOCK_FLAG_TAI_VOUCHED */
+  uint64_t boot_id[2];        /* 64 /proc/sys/kernel/random/boot_id of the writer's boot */
+  uint32_t writer_pid;        /* 80 the daemon's pid, for diagnostics */
+  uint32_t reserved1;         /* 84 zero */
+  uint64_t publications;      /* 88 count of publish() calls by this writer (diagnostics) */
 };
 
 /* One consistent copy of the record's fields. */
@@ -135,15 +135,24 @@ static inline int taid_clock_usable(int32_t status) {
 
 static inline const char* taid_clock_status_name(int32_t status) {
   switch (status) {
-    case TAID_CLOCK_UNKNOWN: return "unknown";
-    case TAID_CLOCK_SYNCHRONIZED: return "synchronized";
-    case TAID_CLOCK_FREE_RUNNING: return "free-running";
-    case TAID_CLOCK_DISRUPTED: return "disrupted";
-    case TAID_CLOCK_TAI_UNVOUCHED: return "tai-unvouched";
-    case TAID_CLOCK_STALE: return "stale";
-    case TAID_CLOCK_TORN: return "torn";
-    case TAID_CLOCK_BAD_RECORD: return "bad-record";
-    default: return "error";
+    case TAID_CLOCK_UNKNOWN:
+      return "unknown";
+    case TAID_CLOCK_SYNCHRONIZED:
+      return "synchronized";
+    case TAID_CLOCK_FREE_RUNNING:
+      return "free-running";
+    case TAID_CLOCK_DISRUPTED:
+      return "disrupted";
+    case TAID_CLOCK_TAI_UNVOUCHED:
+      return "tai-unvouched";
+    case TAID_CLOCK_STALE:
+      return "stale";
+    case TAID_CLOCK_TORN:
+      return "torn";
+    case TAID_CLOCK_BAD_RECORD:
+      return "bad-record";
+    default:
+      return "error";
   }
 }
 
@@ -171,10 +180,14 @@ static inline int taid_clock_read_boot_id(uint64_t boot_id[2]) {
   for (i = 0; i < n && digits < 32; ++i) {
     char c = text[i];
     uint64_t v;
-    if (c >= '0' && c <= '9') v = (uint64_t)(c - '0');
-    else if (c >= 'a' && c <= 'f') v = (uint64_t)(c - 'a' + 10);
-    else if (c >= 'A' && c <= 'F') v = (uint64_t)(c - 'A' + 10);
-    else continue;
+    if (c >= '0' && c <= '9')
+      v = (uint64_t)(c - '0');
+    else if (c >= 'a' && c <= 'f')
+      v = (uint64_t)(c - 'a' + 10);
+    else if (c >= 'A' && c <= 'F')
+      v = (uint64_t)(c - 'A' + 10);
+    else
+      continue;
     boot_id[digits / 16] = (boot_id[digits / 16] << 4) | v;
     ++digits;
   }
@@ -341,10 +354,9 @@ static inline struct taid_interval taid_now(const struct taid_clock* c) {
   if (clock_gettime(CLOCK_TAI, &tai) != 0 || clock_gettime(CLOCK_MONOTONIC_COARSE, &mono) != 0) {
     return taid_clock_widest_(TAID_CLOCK_ERROR);
   }
-  return taid_clock_interval_at(&s, (int64_t)tai.tv_sec * 1000000000 + tai.tv_nsec,
-                                (int64_t)mono.tv_sec * 1000000000 + mono.tv_nsec +
-                                    c->coarse_slack_ns,
-                                c->boot_id);
+  return taid_clock_interval_at(
+      &s, (int64_t)tai.tv_sec * 1000000000 + tai.tv_nsec,
+      (int64_t)mono.tv_sec * 1000000000 + mono.tv_nsec + c->coarse_slack_ns, c->boot_id);
 }
 
 #ifdef __cplusplus

@@ -52,8 +52,7 @@ taid_clock_record* take_over(const std::string& path) {
   taid_clock_record* r = map_record(fd.get());
   if (r == nullptr) return nullptr;
   if (std::atomic_ref<uint64_t>(r->magic).load(std::memory_order_relaxed) != TAID_CLOCK_MAGIC ||
-      std::atomic_ref<uint16_t>(r->version).load(std::memory_order_relaxed) !=
-          TAID_CLOCK_VERSION) {
+      std::atomic_ref<uint16_t>(r->version).load(std::memory_order_relaxed) != TAID_CLOCK_VERSION) {
     ::munmap(r, kRecordSize);
     return nullptr;
   }

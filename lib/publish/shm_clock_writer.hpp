@@ -33,11 +33,11 @@ enum class ClockStatus : uint32_t {
 
 // One publication. All instants on CLOCK_MONOTONIC (ns), as clock_gettime gives them.
 struct ClockRecordValues {
-  int64_t as_of_mono_ns = 0;       // when bound_ns held (the update, or the moment it was computed)
-  int64_t bound_ns = 0;            // |offset| + root delay/2 + root dispersion at as_of, >= 0
-  uint32_t max_drift_ppb = 0;      // maxclockerror (+ skew) in ppb: the bound's growth per second
-  int32_t tai_offset_s = 0;        // the kernel's TAI − UTC
-  bool tai_vouched = false;        // taid vouches for tai_offset_s (its leap table says so)
+  int64_t as_of_mono_ns = 0;   // when bound_ns held (the update, or the moment it was computed)
+  int64_t bound_ns = 0;        // |offset| + root delay/2 + root dispersion at as_of, >= 0
+  uint32_t max_drift_ppb = 0;  // maxclockerror (+ skew) in ppb: the bound's growth per second
+  int32_t tai_offset_s = 0;    // the kernel's TAI − UTC
+  bool tai_vouched = false;    // taid vouches for tai_offset_s (its leap table says so)
   ClockStatus status = ClockStatus::unknown;
   // The writer's promise to publish again before this instant; readers call the record stale
   // after it. The daemon publishes at every update and on a heartbeat (kHeartbeatNs), each time
