@@ -2,6 +2,7 @@
 #include "publish/shm_clock_writer.hpp"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -26,6 +27,11 @@ static_assert(std::atomic_ref<uint64_t>::is_always_lock_free &&
                   std::atomic_ref<uint32_t>::is_always_lock_free,
               "readers in other processes need lock-free atomics");
 
+struct Opened {
+  Fd fd;  // held open for its lock
+  taid_clock_record* record = nullptr;
+};
+
 template <typename T>
 void store_relaxed(T& field, T value) {
   std::atomic_ref<T>(field).store(value, std::memory_order_relaxed);
@@ -40,27 +46,37 @@ taid_clock_record* map_record(int fd) {
   return p == MAP_FAILED ? nullptr : static_cast<taid_clock_record*>(p);
 }
 
-// The file already on the path, mapped, when it is ours and of this format; else nullptr.
-taid_clock_record* take_over(const std::string& path) {
-  Fd fd(::open(path.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC));
-  if (!fd) return nullptr;
+// Locks the record for this writer: one writer per file, or the seqlock breaks.
+bool lock_exclusive(int fd) { return ::flock(fd, LOCK_EX | LOCK_NB) == 0; }
+
+// The file already on the path, locked and mapped, when it is ours and of this format; a null
+// record when it is not (the caller replaces it); an error when another writer holds it.
+Result<Opened> take_over(const std::string& path) {
+  Opened o{Fd(::open(path.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC)), nullptr};
+  if (!o.fd) return Opened{};
   struct stat st {};
-  if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != ::geteuid() ||
+  if (::fstat(o.fd.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != ::geteuid() ||
       (st.st_mode & (S_IWGRP | S_IWOTH)) != 0 || st.st_size != static_cast<off_t>(kRecordSize)) {
-    return nullptr;
+    return Opened{};
   }
-  taid_clock_record* r = map_record(fd.get());
-  if (r == nullptr) return nullptr;
+  taid_clock_record* r = map_record(o.fd.get());
+  if (r == nullptr) return Opened{};
   if (std::atomic_ref<uint64_t>(r->magic).load(std::memory_order_relaxed) != TAID_CLOCK_MAGIC ||
       std::atomic_ref<uint16_t>(r->version).load(std::memory_order_relaxed) != TAID_CLOCK_VERSION) {
     ::munmap(r, kRecordSize);
-    return nullptr;
+    return Opened{};
   }
-  return r;
+  if (!lock_exclusive(o.fd.get())) {
+    Error e = path_error(path, "locked by another writer (is another taid running?)");
+    ::munmap(r, kRecordSize);
+    return e;
+  }
+  o.record = r;
+  return o;
 }
 
 // A fresh, initialized file renamed onto the path (readers never see it half made).
-Result<taid_clock_record*> create_fresh(const std::string& path) {
+Result<Opened> create_fresh(const std::string& path) {
   std::string tmp = path + ".XXXXXX";
   std::vector<char> name(tmp.begin(), tmp.end());
   name.push_back('\0');
@@ -74,6 +90,7 @@ Result<taid_clock_record*> create_fresh(const std::string& path) {
   // 0644 whatever the umask: readers of any user map it read-only.
   if (::fchmod(fd.get(), 0644) != 0) return fail("chmod 0644");
   if (::ftruncate(fd.get(), static_cast<off_t>(kRecordSize)) != 0) return fail("set its size");
+  if (!lock_exclusive(fd.get())) return fail("lock");
   taid_clock_record* r = map_record(fd.get());
   if (r == nullptr) return fail("mmap");
   r->magic = TAID_CLOCK_MAGIC;  // zero-filled otherwise; seq 0 reads as "never published"
@@ -84,31 +101,34 @@ Result<taid_clock_record*> create_fresh(const std::string& path) {
     ::munmap(r, kRecordSize);
     return e;
   }
-  return r;
+  return Opened{std::move(fd), r};
 }
 
 }  // namespace
 
 Result<ShmClockWriter> ShmClockWriter::open(const std::string& path) {
   if (path.empty()) return Error::plain("shm clock record: empty path");
-  taid_clock_record* r = take_over(path);
-  if (r == nullptr) {
+  auto taken = take_over(path);
+  if (!taken) return taken.error();
+  Opened o = std::move(*taken);
+  if (o.record == nullptr) {
     auto fresh = create_fresh(path);
     if (!fresh) return fresh.error();
-    r = *fresh;
+    o = std::move(*fresh);
   }
-  ShmClockWriter w(path, r);
+  ShmClockWriter w(path, std::move(o.fd), o.record);
   w.publish(ClockRecordValues{});  // status unknown until the daemon knows better
   return w;
 }
 
-ShmClockWriter::ShmClockWriter(std::string path, taid_clock_record* record)
-    : path_(std::move(path)), record_(record) {
+ShmClockWriter::ShmClockWriter(std::string path, Fd fd, taid_clock_record* record)
+    : path_(std::move(path)), fd_(std::move(fd)), record_(record) {
   (void)taid_clock_read_boot_id(boot_id_);  // zeros if /proc does not say: readers skip the check
 }
 
 ShmClockWriter::ShmClockWriter(ShmClockWriter&& other) noexcept
     : path_(std::move(other.path_)),
+      fd_(std::move(other.fd_)),
       record_(std::exchange(other.record_, nullptr)),
       publications_(other.publications_),
       boot_id_{other.boot_id_[0], other.boot_id_[1]} {}
@@ -117,6 +137,7 @@ ShmClockWriter& ShmClockWriter::operator=(ShmClockWriter&& other) noexcept {
   if (this != &other) {
     close();
     path_ = std::move(other.path_);
+    fd_ = std::move(other.fd_);
     record_ = std::exchange(other.record_, nullptr);
     publications_ = other.publications_;
     boot_id_[0] = other.boot_id_[0];
@@ -132,6 +153,7 @@ void ShmClockWriter::close() {
   publish(ClockRecordValues{});  // unknown, void_after 0: readers stop trusting it at once
   ::munmap(record_, kRecordSize);
   record_ = nullptr;
+  fd_.reset();  // releases the lock, after the last publication
 }
 
 uint64_t ShmClockWriter::sequence() const {

@@ -13,6 +13,8 @@
 //  - The destructor does not unlink. It publishes status unknown with void_after 0, so every
 //    reader sees "unknown" at once, and a restarted daemon picks the same inode up again.
 //  - A writer killed mid-publish leaves seq odd: readers report TORN until the next open().
+//  - One writer per file: open() takes an exclusive flock and fails, naming the path, while
+//    another writer (a second taid) holds it.
 #pragma once
 
 #include <taid/taid_clock.h>
@@ -20,6 +22,7 @@
 #include <cstdint>
 #include <string>
 
+#include "core/fd.hpp"
 #include "core/result.hpp"
 
 namespace taid::publish {
@@ -70,10 +73,11 @@ class ShmClockWriter {
   uint64_t sequence() const;
 
  private:
-  ShmClockWriter(std::string path, taid_clock_record* record);
+  ShmClockWriter(std::string path, Fd fd, taid_clock_record* record);
   void close();
 
   std::string path_;
+  Fd fd_;  // holds the flock that keeps a second writer out
   taid_clock_record* record_ = nullptr;
   uint64_t publications_ = 0;
   uint64_t boot_id_[2] = {0, 0};

@@ -353,6 +353,25 @@ TEST_F(ShmClockTest, WriterErrorsNameThePath) {
   EXPECT_FALSE(ShmClockWriter::open(""));
 }
 
+TEST_F(ShmClockTest, ASecondWriterIsRefusedWhileTheFirstHoldsTheRecord) {
+  auto first = ShmClockWriter::open(path_);
+  ASSERT_TRUE(first) << first.error().message();
+  first->publish(good_values(now_ns(CLOCK_MONOTONIC)));
+  auto second = ShmClockWriter::open(path_);
+  ASSERT_FALSE(second);
+  EXPECT_NE(second.error().message().find(path_ + ": locked by another writer"), std::string::npos)
+      << second.error().message();
+  // The refused writer changed nothing.
+  taid_clock clock{};
+  ASSERT_EQ(taid_clock_open(&clock, path_.c_str()), 0);
+  EXPECT_EQ(taid_now(&clock).status, TAID_CLOCK_SYNCHRONIZED);
+  auto elsewhere = ShmClockWriter::open(dir_ + "/elsewhere");
+  ASSERT_TRUE(elsewhere) << elsewhere.error().message();
+  *first = std::move(*elsewhere);  // closes the first record, releasing its lock
+  EXPECT_TRUE(ShmClockWriter::open(path_)) << "the lock goes with the first writer";
+  taid_clock_close(&clock);
+}
+
 TEST_F(ShmClockTest, RestartReusesTheFileInPlaceSoMappedReadersCarryOn) {
   struct stat first {};
   taid_clock clock{};
