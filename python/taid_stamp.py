@@ -310,3 +310,48 @@ def sign(socket_path: str, digest: bytes, nonce: bytes = b"", algorithm: Optiona
         if length == 0 or length > MAX_REPLY_BODY:
             raise SignError(None, f"reply of {length} bytes")
         return decode_reply(header + _read_exact(sock, length))
+
+
+# --- command line -----------------------------------------------------------------------------
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """python3 taid_stamp.py verify FILE TOKEN --pubkey KEY [--algorithm sha256|sha512]
+
+    Hashes FILE, verifies TOKEN against it offline, prints the token's fields as JSON.
+    Exit status 0 when it verifies, 1 with the reason on stderr when it does not.
+    """
+    import argparse
+    import json
+    import sys
+
+    parser = argparse.ArgumentParser(prog="taid_stamp.py")
+    sub = parser.add_subparsers(dest="command", required=True)
+    v = sub.add_parser("verify", help="verify a token against a file, offline")
+    v.add_argument("file")
+    v.add_argument("token")
+    v.add_argument("--pubkey", required=True, help="taid's public key: a PEM or hex file")
+    v.add_argument("--algorithm", default="sha256", choices=sorted(ALGORITHM_IDS))
+    args = parser.parse_args(argv)
+
+    with open(args.file, "rb") as f:
+        digest = hashlib.new(args.algorithm, f.read()).digest()
+    with open(args.token, "rb") as f:
+        token_bytes = f.read()
+    with open(args.pubkey) as f:
+        key = load_public_key(f.read())
+    try:
+        t = verify(token_bytes, digest, key, args.algorithm)
+    except VerifyError as e:
+        print(f"taid_stamp: {args.token}: {e}", file=sys.stderr)
+        return 1
+    print(json.dumps({"serial": t.serial, "tai_ns": t.tai_ns, "bound_ns": t.bound_ns,
+                      "earliest_tai_ns": t.earliest_tai_ns, "latest_tai_ns": t.latest_tai_ns,
+                      "leap": t.leap, "status": t.status, "algorithm": t.algorithm,
+                      "digest": t.digest.hex(), "nonce": t.nonce.hex(),
+                      "key_id": t.key_id.hex(), "leaf_index": t.leaf_index,
+                      "leaf_count": t.leaf_count}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

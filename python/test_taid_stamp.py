@@ -4,6 +4,8 @@ import hashlib
 import json
 import os
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import unittest
@@ -188,6 +190,35 @@ class ClientTest(unittest.TestCase):
             taid_stamp.sign(path, b"\1" * 32)
         self.assertEqual((cm.exception.code, cm.exception.name, cm.exception.text),
                          (3, "unsynchronized", "not synchronized"))
+
+
+class CommandLineTest(unittest.TestCase):
+    def test_verify_prints_fields_or_refuses(self):
+        with open(VECTORS) as f:
+            v = json.load(f)
+        t = v["tokens"][0]
+        with tempfile.TemporaryDirectory() as tmp:
+            paths = {name: os.path.join(tmp, name) for name in ("content", "token", "key")}
+            with open(paths["content"], "w") as f:
+                f.write(t["content"])
+            with open(paths["token"], "wb") as f:
+                f.write(bytes.fromhex(t["token_hex"]))
+            with open(paths["key"], "w") as f:
+                f.write(v["public_key_pem"])
+            script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "taid_stamp.py")
+            cmd = [sys.executable, script, "verify", paths["content"], paths["token"],
+                   "--pubkey", paths["key"]]
+            out = subprocess.run(cmd, capture_output=True, text=True)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            fields = json.loads(out.stdout)
+            self.assertEqual((fields["serial"], fields["tai_ns"], fields["bound_ns"]),
+                             (1, t["tai_ns"], t["bound_ns"]))
+            self.assertEqual(fields["earliest_tai_ns"], t["tai_ns"] - t["bound_ns"])
+            with open(paths["content"], "a") as f:
+                f.write("!")
+            out = subprocess.run(cmd, capture_output=True, text=True)
+            self.assertEqual(out.returncode, 1)
+            self.assertIn("digest: the token is for another digest", out.stderr)
 
 
 class MerkleTest(unittest.TestCase):
