@@ -259,7 +259,9 @@ static inline struct taid_interval taid_clock_interval_at(const struct taid_cloc
     return taid_clock_widest_(TAID_CLOCK_STALE); /* written during an earlier boot */
   }
   if (mono_ns > s->void_after_mono_ns) return taid_clock_widest_(TAID_CLOCK_STALE);
-  if (s->as_of_mono_ns > mono_ns && s->as_of_mono_ns - mono_ns > TAID_CLOCK_CAUSALITY_SLACK_NS) {
+  /* Differences in uint64_t: a damaged record's extreme values must not overflow int64_t. */
+  if (s->as_of_mono_ns > mono_ns &&
+      (uint64_t)s->as_of_mono_ns - (uint64_t)mono_ns > (uint64_t)TAID_CLOCK_CAUSALITY_SLACK_NS) {
     return taid_clock_widest_(TAID_CLOCK_STALE);
   }
   if (s->bound_ns < 0 || (uint64_t)s->bound_ns > kLimitNs ||

@@ -135,6 +135,10 @@ TEST(TaidClockIntervalAt, UntrustworthySnapshotsGetTheWidestInterval) {
   s = good;
   s.bound_ns = -1;
   expect_widest(taid_clock_interval_at(&s, tai, 2'000'000'000, boot), TAID_CLOCK_BAD_RECORD);
+  // Extreme as-of values (a damaged record) neither overflow nor give a tight interval.
+  s = good;
+  s.as_of_mono_ns = INT64_MAX;
+  expect_widest(taid_clock_interval_at(&s, tai, -2'000'000'000, boot), TAID_CLOCK_STALE);
   // An age whose drift term would overflow: stale, not a wrapped-around tight bound.
   s = good;
   s.as_of_mono_ns = INT64_MIN / 2;
