@@ -7,7 +7,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstddef>
 #include <cstdlib>
 #include <utility>
@@ -105,6 +107,14 @@ Result<Opened> create_fresh(const std::string& path) {
 }
 
 }  // namespace
+
+uint32_t max_drift_ppb(double max_clock_error_ppm, double skew_ppb) {
+  constexpr uint32_t kCap = TAID_CLOCK_MAX_DRIFT_PPB - 1;
+  const double ppb = max_clock_error_ppm * 1000.0 + std::max(skew_ppb, 0.0);
+  if (!(ppb < static_cast<double>(kCap))) return kCap;  // also NaN
+  if (ppb <= 0) return 0;
+  return static_cast<uint32_t>(std::ceil(ppb));
+}
 
 Result<ShmClockWriter> ShmClockWriter::open(const std::string& path) {
   if (path.empty()) return Error::plain("shm clock record: empty path");

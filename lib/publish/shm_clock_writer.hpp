@@ -48,6 +48,11 @@ struct ClockRecordValues {
   int64_t void_after_mono_ns = 0;
 };
 
+// The record's drift from maxclockerror (ppm, chrony's directive) plus the frequency's
+// uncertainty (skew, ppb): rounded up, and NaN or beyond the readers' limit (1e9 ppb, which
+// they reject) capped just below it, so a nonsense input can only widen the interval.
+uint32_t max_drift_ppb(double max_clock_error_ppm, double skew_ppb);
+
 // Suggested cadence for the daemon: republish every second; a record not refreshed within 10 s
 // (the daemon died or hung) turns stale for readers.
 inline constexpr int64_t kHeartbeatNs = 1'000'000'000;

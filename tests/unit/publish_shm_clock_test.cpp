@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
@@ -144,6 +145,15 @@ TEST(TaidClockIntervalAt, UntrustworthySnapshotsGetTheWidestInterval) {
   s.as_of_mono_ns = INT64_MIN / 2;
   s.max_drift_ppb = 999'999'999;
   expect_widest(taid_clock_interval_at(&s, tai, 2'000'000'000, boot), TAID_CLOCK_STALE);
+}
+
+TEST(MaxDriftPpb, MaxClockErrorPlusSkewRoundedUpAndCapped) {
+  EXPECT_EQ(max_drift_ppb(1, 0), 1000u);  // chrony's default maxclockerror
+  EXPECT_EQ(max_drift_ppb(1, 12.2), 1013u);
+  EXPECT_EQ(max_drift_ppb(0.5, -3), 500u);  // a negative skew never shrinks it
+  EXPECT_EQ(max_drift_ppb(0, 0), 0u);
+  EXPECT_EQ(max_drift_ppb(5e6, 0), 999'999'999u);
+  EXPECT_EQ(max_drift_ppb(std::nan(""), 0), 999'999'999u);
 }
 
 TEST_F(ShmClockTest, PublishThenReadContainsClockTaiWithTheDriftGrownBound) {
