@@ -245,7 +245,7 @@ Actions Exchange::on_kiss(const Packet& reply) {
   return reject(strcat("kiss-o'-death ", text, " (not acted on)"));
 }
 
-Actions Exchange::on_packet(std::span<const uint8_t> bytes, LocalTimestamp rx) {
+Actions Exchange::on_packet(std::span<const uint8_t> bytes, LocalTimestamp rx, SampleUse use) {
   if (status_.state == SourceState::demobilized) return {};
   auto decoded = decode(bytes);
   if (!decoded) return reject(strcat("malformed: ", decoded.error().message()));
@@ -297,6 +297,7 @@ Actions Exchange::on_packet(std::span<const uint8_t> bytes, LocalTimestamp rx) {
   // unless our own T1 and T4 of it straddle a step of the local clock.
   const bool stepped_during = step_between(t1_, rx) != Duration{};
   if (!stepped_during) previous_ = Previous{t1_, reply.receive_time, rx, status_.requests_sent};
+  if (use == SampleUse::discard) return actions;
   // Interleaved mode completes an exchange from before a step that has since been detected.
   if (interleaved && !previous)
     return then(reject("interleaved reply to an exchange from before a step of the local clock"));

@@ -210,7 +210,12 @@ class Exchange {
   void on_transmit_timestamp(LocalTimestamp tx);
 
   // The receive process. `rx` is T4, the best receive stamp the daemon had for these bytes.
-  Actions on_packet(std::span<const uint8_t> bytes, LocalTimestamp rx);
+  // `discard`: a reply the caller will not measure (within two seconds of a leap second, where a
+  // round trip may span two clocks' leaps) still answers the request and counts in the reach
+  // register after the header tests, so the source stays reachable; no sample is made.
+  enum class SampleUse { measure, discard };
+  Actions on_packet(std::span<const uint8_t> bytes, LocalTimestamp rx,
+                    SampleUse use = SampleUse::measure);
 
   // taid changed the local clock at local time `when`: from then on it runs faster by
   // `dfrequency` (s/s, relative to its old rate) and it was stepped forward by `doffset`. Call

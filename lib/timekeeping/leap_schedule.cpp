@@ -80,7 +80,14 @@ bool LeapSchedule::near_leap(UtcTime t) const {
   return (due_ && close(*due_)) || (done_ && close(*done_));
 }
 
+void LeapSchedule::on_clock_stepped(UtcTime now) {
+  if (armed_ == 0 || mode_ != LeapMode::system) return;
+  pending_clear_ = true;
+  rearm_at_ = now + kRearmDelay;
+}
+
 void LeapSchedule::on_leap_done(int direction) {
+  rearm_at_.reset();
   kernel_tai_ += direction;
   done_ = due_;
   armed_ = 0;
@@ -104,6 +111,12 @@ LeapSchedule::Step LeapSchedule::update(UtcTime now, bool synchronized, const Le
   if (pending_clear_) {
     pending_clear_ = false;
     if (!observe_only) step.arm = 0;
+  } else if (rearm_at_ && now >= *rearm_at_) {
+    rearm_at_.reset();
+    if (!observe_only && armed_ != 0) {
+      step.arm = armed_;
+      add_log(false, strcat("leap second ", leap_name(armed_), " armed again after a step"));
+    }
   }
 
   // The TAI offset: the table's for now, once the date is known, and never across the leap

@@ -70,6 +70,12 @@ class LeapSchedule {
   // The leap happened (the kernel did it, or the core at the timer): the TAI offset changed by
   // `direction`; nothing is armed for that midnight again.
   void on_leap_done(int direction);
+  // The clock was stepped (by us or anyone): the kernel forgets an armed leap at a step (its
+  // next-leap second is cleared while TIME_INS stays), so under `system` the flag is cleared now
+  // and set again kRearmDelay later, once the kernel has returned to TIME_OK.
+  void on_clock_stepped(UtcTime now);
+  std::optional<UtcTime> rearm_at() const { return rearm_at_; }
+  static constexpr Duration kRearmDelay = Duration::from_ms(1500);
   // Within ±kLeapClose of a leap armed or just done: a reply then is not used (chrony drops them
   // too: a round trip across two clocks' leaps is a second off).
   bool near_leap(UtcTime t) const;
@@ -94,6 +100,7 @@ class LeapSchedule {
   std::string armed_from_;
   std::optional<UtcTime> done_;  // the midnight of the last leap carried out
   bool pending_clear_ = false;    // the kernel's STA_INS/STA_DEL is still set after its leap
+  std::optional<UtcTime> rearm_at_;  // set the kernel flag again from then (after a step)
   std::string last_disagreement_;
   std::string last_ignored_;
 };

@@ -303,6 +303,8 @@ const std::optional<timescale::LeapTable>& Timekeeper::leap_table() const {
   return impl_->leap.table();
 }
 
+void Timekeeper::on_interference(UtcTime now) { impl_->leap.on_clock_stepped(now); }
+
 void Timekeeper::set_leap_table(std::optional<timescale::LeapTable> table, std::string note) {
   impl_->leap.set_table(std::move(table), std::move(note));
   update_leap_tracking();
@@ -311,11 +313,15 @@ void Timekeeper::set_leap_table(std::optional<timescale::LeapTable> table, std::
 ntp::Actions Timekeeper::on_packet(SourceId id, std::span<const uint8_t> bytes,
                                    ntp::LocalTimestamp rx) {
   if (impl_->leap.near_leap(rx.time)) {
+    // Counted as an answer (the source stays reachable, the clock synchronized), not measured.
     ++tracking_.replies_dropped_near_leap;
-    if (impl_->announced_drop) return {};
+    ntp::Actions actions = exchange(id).on_packet(bytes, rx, ntp::Exchange::SampleUse::discard);
+    if (!impl_->announced_drop)
+      actions.push_back(ntp::LogLine{false, strcat("replies within ",
+                                                   LeapSchedule::kLeapClose.seconds(),
+                                                   " s of the leap second are not measured")});
     impl_->announced_drop = true;
-    return {ntp::LogLine{false, strcat("replies within ", LeapSchedule::kLeapClose.seconds(),
-                                       " s of the leap second are not used")}};
+    return actions;
   }
   impl_->announced_drop = false;
   return exchange(id).on_packet(bytes, rx);
@@ -361,7 +367,7 @@ Actions Timekeeper::leap_actions(UtcTime now, const LeapVote& vote) {
                                               : clock::LeapState::none});
   if (!step.log.empty()) actions.push_back(LogLine{step.log_is_warning, step.log});
   update_leap_tracking();
-  if (impl_->leap.armed() != armed_before && !settings_.observe_only)
+  if ((impl_->leap.armed() != armed_before || step.arm) && !settings_.observe_only)
     actions.push_back(SetTimer{next_wake(now - impl_->still_to_slew(now))});
   return actions;
 }
@@ -369,6 +375,8 @@ Actions Timekeeper::leap_actions(UtcTime now, const LeapVote& vote) {
 Duration Timekeeper::next_wake(UtcTime now) const {
   Duration next = kInterferenceCheck;
   if (impl_->slew && !impl_->slew->ended) next = std::min(next, impl_->slew->end - now);
+  if (const auto rearm = impl_->leap.rearm_at())
+    next = std::min(next, std::max(*rearm - (now + impl_->still_to_slew(now)), Duration::from_ms(1)));
   if (impl_->leap.armed() != 0 && impl_->leap.due_at()) {
     // At the midnight (the core's own leap); under `system` just after it, to take the kernel's
     // leap from the driver even when no stamp has shown it yet.
@@ -729,6 +737,7 @@ void Timekeeper::on_stepped(UtcTime when, Duration offset) {
   if (tracking_.last_update) tracking_.last_update = *tracking_.last_update + offset;
   const Duration shift = offset - impl_->step_includes_slew;
   impl_->step_includes_slew = Duration{};
+  impl_->leap.on_clock_stepped(when);
   if (impl_->realtime_minus_monotonic) *impl_->realtime_minus_monotonic += offset;
   for (auto& [id, entry] : impl_->sources) {
     entry.exchange->correct_for_local_clock(when, 0, shift);
@@ -774,6 +783,7 @@ Actions apply_clock_actions(const Actions& actions, clock::ClockDriver& driver, 
     // measure again at once: every source bursts (its step detector restarts its estimators
     // at the first stamp if the clock was stepped).
     if (auto frequency = driver.frequency_ppb()) core.on_frequency_applied(driver.now(), *frequency);
+    core.on_interference(driver.now());
     for (const SourceView& view : core.sources()) {
       core.exchange(view.id).start_burst();
       left.push_back(PollNow{view.id});

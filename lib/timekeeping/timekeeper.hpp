@@ -161,9 +161,10 @@ class Timekeeper {
   void restart_source(SourceId id, ntp::SourceConfig config);
   ntp::Exchange& exchange(SourceId id);
   const ntp::Exchange& exchange(SourceId id) const;
-  // A reply for source `id`, stamped `rx` (cooked): handed to its exchange, unless it came within
-  // LeapSchedule::kLeapClose of a leap second (dropped, as chrony does: its round trip may span
-  // two clocks' leaps). The daemon calls this rather than exchange(id).on_packet.
+  // A reply for source `id`, stamped `rx` (cooked): handed to its exchange; within
+  // LeapSchedule::kLeapClose of a leap second it answers the request but is not measured (as
+  // chrony drops them: its round trip may span two clocks' leaps). The daemon calls this rather
+  // than exchange(id).on_packet.
   ntp::Actions on_packet(SourceId id, std::span<const uint8_t> bytes, ntp::LocalTimestamp rx);
   std::vector<SourceView> sources() const;
 
@@ -181,6 +182,8 @@ class Timekeeper {
   Actions on_kernel_leap(UtcTime now, int direction);
   // A new leap table (the daemon reloads the file when it changes), or none and why.
   void set_leap_table(std::optional<timescale::LeapTable> table, std::string note);
+  // Someone else changed the clock: an armed kernel leap may be forgotten (LeapSchedule).
+  void on_interference(UtcTime now);
 
   // The cooked time scale (chrony's): the local clock plus what is still to be slewed out. The
   // daemon passes every local stamp through it before an exchange sees it (its time and its

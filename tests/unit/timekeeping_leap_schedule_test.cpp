@@ -173,6 +173,33 @@ TEST(LeapScheduleTest, ObserveOnlySetsNothingAndVouchesForAMatchingKernel) {
   EXPECT_TRUE(leap_day.vouched());
 }
 
+TEST(LeapScheduleTest, AStepAfterArmingClearsTheKernelFlagAndArmsItAgainLater) {
+  LeapSchedule s(LeapMode::system, 36);
+  s.set_table(table_until_2027(), "");
+  s.update(at_s(kMidnight2017 - 30), true, votes(1, 1), false);
+  ASSERT_EQ(s.armed(), 1);
+  // The kernel forgets an armed leap at a step: clear now, set again 1.5 s later.
+  s.on_clock_stepped(at_s(kMidnight2017 - 20));
+  ASSERT_TRUE(s.rearm_at());
+  auto step = s.update(at_s(kMidnight2017 - 20), true, votes(1, 1), false);
+  ASSERT_TRUE(step.arm);
+  EXPECT_EQ(*step.arm, 0);
+  EXPECT_EQ(s.armed(), 1);  // still planned
+  step = s.update(at_s(kMidnight2017 - 19), true, votes(1, 1), false);
+  EXPECT_FALSE(step.arm);
+  step = s.update(at_s(kMidnight2017 - 18, 400000000), true, votes(1, 1), false);
+  ASSERT_TRUE(step.arm);
+  EXPECT_EQ(*step.arm, 1);
+  EXPECT_NE(step.log.find("armed again after a step"), std::string::npos);
+  EXPECT_FALSE(s.rearm_at());
+  // Nothing armed, or another mode: a step changes nothing.
+  LeapSchedule step_mode(LeapMode::step, 36);
+  step_mode.set_table(table_until_2027(), "");
+  step_mode.update(at_s(kMidnight2017 - 30), true, votes(1, 1), false);
+  step_mode.on_clock_stepped(at_s(kMidnight2017 - 20));
+  EXPECT_FALSE(step_mode.rearm_at());
+}
+
 TEST(LeapScheduleTest, ModeNames) {
   for (LeapMode m : {LeapMode::system, LeapMode::step, LeapMode::slew, LeapMode::ignore})
     EXPECT_EQ(parse_leap_mode(to_string(m)), m);
