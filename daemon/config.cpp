@@ -240,6 +240,9 @@ void parse_bindcmdaddress(ParseState& st, const Line& line) {
 void parse_driftfile(ParseState& st, const Line& line) {
   parse_path<&Config::driftfile>(st, line, "driftfile");
 }
+void parse_clockrecord(ParseState& st, const Line& line) {
+  parse_path<&Config::clockrecord>(st, line, "clockrecord");
+}
 void parse_leapseclist(ParseState& st, const Line& line) {
   if (!st.config.leapsectz.empty()) st.fail(line, "leapseclist: leapsectz is already set (one only)");
   parse_path<&Config::leapseclist>(st, line, "leapseclist");
@@ -599,7 +602,7 @@ struct Directive {
   void (*handle)(ParseState&, const Line&);
 };
 
-constexpr std::array<Directive, 13> kDirectives{{
+constexpr std::array<Directive, 14> kDirectives{{
     {"server", parse_server},
     {"pool", parse_pool},
     {"bindcmdaddress", parse_bindcmdaddress},
@@ -613,6 +616,7 @@ constexpr std::array<Directive, 13> kDirectives{{
     {"leapseclist", parse_leapseclist},
     {"leapsectz", parse_leapsectz},
     {"leapsecmode", parse_leapsecmode},
+    {"clockrecord", parse_clockrecord},
 }};
 
 bool is_blank(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f'; }

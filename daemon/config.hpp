@@ -32,6 +32,9 @@
 //   leapsectz NAME        instead, the leap seconds of a TZif zone such as right/UTC
 //                         (/usr/share/zoneinfo/NAME); with leapseclist, an error
 //   leapsecmode system|step|slew|ignore   how a leap second is carried out (default system)
+// Local time services (ours):
+//   clockrecord PATH      publish the clock's error bound as a shared-memory record there
+//                         (absolute; readers use include/taid/taid_clock.h; default: none)
 // minpoll/maxpoll are log2 seconds in -6..17 (below 4, i.e. 16 s, only for links one owns, as
 // in chrony), port 1..65535, maxsources 1..16. Numbers are decimal ("0.5", "1e-3"; no sign "+",
 // no hex, no "inf"/"nan"); seconds at most 10^9 (they become int64 nanoseconds). chrony checks
@@ -116,6 +119,7 @@ struct Config {
   // The leap table: a leap-seconds.list, or a TZif zone's leap records when leapsectz is set.
   std::string leapseclist = "/usr/share/zoneinfo/leap-seconds.list";
   std::string leapsectz;  // the zone's name (e.g. right/UTC); empty: leapseclist is used
+  std::string clockrecord;  // the shared-memory clock record's path; empty: none
   // Selection, servo and clock settings; the structs' defaults where the file says nothing.
   // initial_frequency_ppb is left empty: the drift file's content is read at start, not here.
   timekeeping::Settings timekeeping;

@@ -168,6 +168,7 @@ Engine::Engine(asio::io_context& io, Config config, clock::ClockDriver& driver, 
       core_timer_(io),
       drift_timer_(io),
       leap_table_timer_(io),
+      record_timer_(io),
       chooser_(config_.timestamping) {
   precision_.kernel_log2 = net::measure_clock_precision_log2();
   precision_.user_log2 = std::max(net::kUserStampPrecisionLog2, precision_.kernel_log2);
@@ -186,6 +187,16 @@ void Engine::start() {
   if (!observe_only_) schedule_drift_write();
   leap_table_stat_ = stat_of(leap_table_file(config_).path);
   schedule_leap_table_check();
+  if (!config_.clockrecord.empty()) {
+    if (auto writer = publish::ShmClockWriter::open(config_.clockrecord)) {
+      clock_record_.emplace(std::move(*writer));
+      log_info(strcat("clock record ", config_.clockrecord, " (read with taid_clock.h)"));
+      publish_clock_record();
+      schedule_record_heartbeat();
+    } else {
+      log_warning(strcat("no clock record: ", writer.error().message()));
+    }
+  }
   if (config_.log_measurements) {
     const std::string path = config_.logdir + "/measurements.log";
     measurements_.open(path, std::ios::app);
@@ -594,6 +605,45 @@ void Engine::on_source_event(Source& source) {
   carry_out_clock(core_.on_source_event(source.id, driver_.now()));
 }
 
+// The record readers turn into [earliest, latest] TAI: the bound at the last update and how fast
+// it grows — maxclockerror and the frequency's uncertainty, and under -x also the frequency the
+// unsteered clock is off by (it is measured, never corrected).
+void Engine::publish_clock_record() {
+  if (!clock_record_) return;
+  timespec mono{};
+  clock_gettime(CLOCK_MONOTONIC, &mono);
+  const int64_t mono_ns = static_cast<int64_t>(mono.tv_sec) * 1000000000 + mono.tv_nsec;
+  const timekeeping::Tracking& t = core_.tracking();
+  publish::ClockRecordValues v;
+  v.void_after_mono_ns = mono_ns + publish::kValidityNs;
+  double skew_ppb = t.skew_ppb;
+  if (observe_only_) skew_ppb += std::abs(t.residual_frequency_ppb);
+  v.max_drift_ppb = publish::max_drift_ppb(config_.timekeeping.max_clock_error_ppm, skew_ppb);
+  v.as_of_mono_ns = mono_ns;
+  v.bound_ns = t.error_bound.ns();
+  if (t.last_update) {
+    const int64_t age_ns = std::max<int64_t>((driver_.now() - *t.last_update).ns(), 0);
+    v.as_of_mono_ns = mono_ns - age_ns;
+  }
+  const auto kernel = driver_.state();
+  v.tai_offset_s = kernel ? kernel->tai_offset_s : t.tai_offset_s;
+  v.tai_vouched = t.tai_vouched && kernel && kernel->tai_offset_s == t.tai_offset_s;
+  v.status = t.disrupted            ? publish::ClockStatus::disrupted
+             : t.synchronized       ? publish::ClockStatus::synchronized
+             : t.updates > 0        ? publish::ClockStatus::free_running
+                                    : publish::ClockStatus::unknown;
+  clock_record_->publish(v);
+}
+
+void Engine::schedule_record_heartbeat() {
+  record_timer_.expires_after(std::chrono::nanoseconds(publish::kHeartbeatNs));
+  record_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec) return;
+    publish_clock_record();
+    schedule_record_heartbeat();
+  });
+}
+
 void Engine::carry_out_clock(const timekeeping::Actions& actions) {
   for (const timekeeping::Action& action :
        timekeeping::apply_clock_actions(actions, driver_, core_)) {
@@ -621,6 +671,9 @@ void Engine::carry_out_clock(const timekeeping::Actions& actions) {
       }
     }
   }
+  // After the clock changed, never before: a reader takes the record, then the clock, so the
+  // old record (its bound holding the offset) covers a step until this one replaces it.
+  publish_clock_record();
 }
 
 void Engine::write_measurement(const Source& source, const ntp::SampleAccepted& accepted) {
@@ -909,6 +962,7 @@ json Engine::tracking_json() const {
            {"leap_armed", t.leap_armed > 0 ? "insert" : t.leap_armed < 0 ? "delete" : "none"},
            {"leap_seconds", t.leap_seconds},
            {"replies_dropped_near_leap", t.replies_dropped_near_leap}};
+  if (t.table_tai_offset_s) tai["table_offset_s"] = *t.table_tai_offset_s;
   if (t.leap_at) tai["leap_at"] = t.leap_at->to_string();
   if (!t.leap_from.empty()) tai["leap_from"] = t.leap_from;
   if (auto kernel = driver_.state()) tai["kernel_offset_s"] = kernel->tai_offset_s;

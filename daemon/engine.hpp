@@ -29,6 +29,7 @@
 #include "net/stamp_choice.hpp"
 #include "net/udp_client.hpp"
 #include "ntp/exchange.hpp"
+#include "publish/shm_clock_writer.hpp"
 #include "timescale/tai.hpp"
 #include "timekeeping/timekeeper.hpp"
 
@@ -114,6 +115,12 @@ class Engine {
   boost::asio::steady_timer core_timer_;
   boost::asio::steady_timer drift_timer_;
   boost::asio::steady_timer leap_table_timer_;
+  // The shared-memory clock record (clockrecord): published after every clock change and once a
+  // second.
+  std::optional<publish::ShmClockWriter> clock_record_;
+  boost::asio::steady_timer record_timer_;
+  void publish_clock_record();
+  void schedule_record_heartbeat();
   FileStat leap_table_stat_;
   int64_t expiry_checked_day_ = 0;
   std::optional<std::string> stop_reason_;

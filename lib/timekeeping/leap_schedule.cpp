@@ -121,6 +121,7 @@ LeapSchedule::Step LeapSchedule::update(UtcTime now, bool synchronized, const Le
 
   // The TAI offset: the table's for now, once the date is known, and never across the leap
   // being carried out (the kernel or the leap timer changes it there, once).
+  known_offset_.reset();
   if (!table_) {
     vouched_ = false;
     tai_note_ = table_note_;
@@ -136,6 +137,7 @@ LeapSchedule::Step LeapSchedule::update(UtcTime now, bool synchronized, const Le
     vouched_ = false;
     tai_note_ = "waiting for synchronisation: the clock's date is not after the table's last entry";
   } else if (!near_leap(now)) {
+    known_offset_ = *offset;
     if (*offset != kernel_tai_ && !observe_only) {
       add_log(false, strcat("TAI offset set to ", *offset, " s (was ", kernel_tai_, " s) from ",
                             table_->origin));

@@ -84,6 +84,10 @@ class LeapSchedule {
   // What `taictl tracking` shows.
   int32_t kernel_tai_offset_s() const { return kernel_tai_; }
   bool vouched() const { return vouched_; }
+  // TAI − UTC now by the table, when it speaks for today and the date is known (synchronized,
+  // or after its last entry), whatever the kernel has; nullopt otherwise and within kLeapClose
+  // of a leap (a POSIX reading there is ambiguous). What a signed TAI time is made with.
+  std::optional<int32_t> known_offset() const { return known_offset_; }
   const std::string& tai_note() const { return tai_note_; }  // where it came from / why not
   const std::optional<timescale::LeapTable>& table() const { return table_; }
   const std::string& table_note() const { return table_note_; }
@@ -94,6 +98,7 @@ class LeapSchedule {
   std::optional<timescale::LeapTable> table_;
   std::string table_note_ = "no leap table";
   bool vouched_ = false;
+  std::optional<int32_t> known_offset_;
   std::string tai_note_ = "no leap table";
   int armed_ = 0;
   std::optional<UtcTime> due_;

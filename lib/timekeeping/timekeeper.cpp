@@ -303,7 +303,10 @@ const std::optional<timescale::LeapTable>& Timekeeper::leap_table() const {
   return impl_->leap.table();
 }
 
-void Timekeeper::on_interference(UtcTime now) { impl_->leap.on_clock_stepped(now); }
+void Timekeeper::on_interference(UtcTime now) {
+  impl_->leap.on_clock_stepped(now);
+  tracking_.disrupted = true;
+}
 
 void Timekeeper::set_leap_table(std::optional<timescale::LeapTable> table, std::string note) {
   impl_->leap.set_table(std::move(table), std::move(note));
@@ -331,6 +334,7 @@ void Timekeeper::update_leap_tracking() {
   const LeapSchedule& leap = impl_->leap;
   tracking_.tai_offset_s = leap.kernel_tai_offset_s();
   tracking_.tai_vouched = leap.vouched();
+  tracking_.table_tai_offset_s = leap.known_offset();
   tracking_.tai_note = leap.tai_note();
   tracking_.leap_table = leap.table() ? leap.table()->origin : leap.table_note();
   tracking_.leap_mode = leap.mode();
@@ -691,6 +695,7 @@ void Timekeeper::record_update(const servo::Update& update, const selection::Res
   tracking_.root_delay = pe.root_delay;
   tracking_.root_dispersion = pe.root_dispersion + result.jitter;
   tracking_.system_offset = stepped ? Duration{} : offset;
+  tracking_.disrupted = false;
   ++tracking_.updates;
   // |true − clock| ≤ |offset| + root delay / 2 + root dispersion (issue 10's bound, at the
   // update; the kernel adds its own 500 ppm per second to maxerror from there).

@@ -122,6 +122,7 @@ struct Tracking {
   // speaks for today and the kernel has its value), and where it came from or why not.
   int32_t tai_offset_s = 0;
   bool tai_vouched = false;
+  std::optional<int32_t> table_tai_offset_s;  // LeapSchedule::known_offset()
   std::string tai_note;
   std::string leap_table;          // the table's origin, or why there is none
   LeapMode leap_mode = LeapMode::system;
@@ -129,6 +130,9 @@ struct Tracking {
   std::optional<UtcTime> leap_at;  // the midnight it is due
   std::string leap_from;           // the table's origin or the sources' majority
   uint64_t leap_seconds = 0;       // carried out since start
+  // Someone else changed the clock since the last update: the bound does not hold until the
+  // next one (the shared-memory record says "disrupted").
+  bool disrupted = false;
   uint64_t replies_dropped_near_leap = 0;
 };
 

@@ -38,6 +38,7 @@ TEST(LeapScheduleTest, SynchronizedOnTheLeapDaySetsTheOffsetAndArmsTheInsertion)
   // One source announcing nothing disagrees with the table: logged, the table wins.
   EXPECT_NE(step.log.find("the table wins"), std::string::npos) << step.log;
   EXPECT_TRUE(s.vouched());
+  EXPECT_EQ(s.known_offset(), 36);
   EXPECT_EQ(s.kernel_tai_offset_s(), 36);
   EXPECT_EQ(s.armed(), 1);
   EXPECT_EQ(s.due_at(), at_s(kMidnight2017));
@@ -55,6 +56,7 @@ TEST(LeapScheduleTest, UnsynchronizedBeforeTheLastEntryWaits) {
   EXPECT_FALSE(step.set_tai_offset_s);
   EXPECT_FALSE(step.arm);
   EXPECT_FALSE(s.vouched());
+  EXPECT_FALSE(s.known_offset());
   EXPECT_NE(s.tai_note().find("waiting for synchronisation"), std::string::npos);
 }
 
@@ -76,6 +78,7 @@ TEST(LeapScheduleTest, ExpiredTableIsNotVouchedForAndSetsNothing) {
   const auto step = s.update(at_s(1796083200), true, votes(1, 0), false);  // 2026-12-01
   EXPECT_FALSE(step.set_tai_offset_s);
   EXPECT_FALSE(s.vouched());
+  EXPECT_FALSE(s.known_offset());
   EXPECT_NE(s.tai_note().find("has expired (2026-06-28)"), std::string::npos) << s.tai_note();
 }
 
@@ -157,6 +160,7 @@ TEST(LeapScheduleTest, ObserveOnlySetsNothingAndVouchesForAMatchingKernel) {
   auto step = wrong.update(at_s(1790000000), true, votes(1, 0), true);
   EXPECT_FALSE(step.set_tai_offset_s);
   EXPECT_FALSE(wrong.vouched());
+  EXPECT_EQ(wrong.known_offset(), 37);  // the table's offset is known whatever the kernel has
   EXPECT_NE(wrong.tai_note().find("the kernel has 0 s"), std::string::npos) << wrong.tai_note();
 
   LeapSchedule right(LeapMode::system, 37);
