@@ -2,6 +2,7 @@
 #include "daemon/config.hpp"
 
 #include <fcntl.h>
+#include <pwd.h>
 #include <unistd.h>
 
 #include <array>
@@ -242,6 +243,40 @@ void parse_driftfile(ParseState& st, const Line& line) {
 }
 void parse_clockrecord(ParseState& st, const Line& line) {
   parse_path<&Config::clockrecord>(st, line, "clockrecord");
+}
+void parse_signsocket(ParseState& st, const Line& line) {
+  parse_path<&Config::signsocket>(st, line, "signsocket");
+  constexpr std::size_t kMaxSocketPath = 107;  // sockaddr_un.sun_path, as bindcmdaddress
+  if (st.config.signsocket.size() > kMaxSocketPath)
+    st.fail(line, strcat("signsocket: path is ", st.config.signsocket.size(),
+                         " bytes, a Unix socket path holds at most ", kMaxSocketPath));
+}
+void parse_signkey(ParseState& st, const Line& line) {
+  parse_path<&Config::signkey>(st, line, "signkey");
+}
+void parse_signserials(ParseState& st, const Line& line) {
+  parse_path<&Config::signserials>(st, line, "signserials");
+}
+// signallow UID|USER...: numeric uids, or user names looked up now (a name that does not exist
+// is an error here, not a silent refusal later).
+void parse_signallow(ParseState& st, const Line& line) {
+  if (line.words.size() < 2) st.fail(line, "signallow: missing uid or user name");
+  for (std::size_t i = 1; i < line.words.size(); ++i) {
+    const std::string_view word = line.words[i];
+    uint32_t uid = 0;
+    const auto [end, ec] = std::from_chars(word.data(), word.data() + word.size(), uid);
+    if (ec == std::errc() && end == word.data() + word.size()) {
+      st.config.sign_allowed_uids.push_back(uid);
+      continue;
+    }
+    const std::string name(word);
+    passwd entry{};
+    passwd* found = nullptr;
+    std::array<char, 4096> buffer{};
+    if (::getpwnam_r(name.c_str(), &entry, buffer.data(), buffer.size(), &found) != 0 || !found)
+      st.fail(line, strcat("signallow: no user '", word, "'"));
+    st.config.sign_allowed_uids.push_back(found->pw_uid);
+  }
 }
 void parse_leapseclist(ParseState& st, const Line& line) {
   if (!st.config.leapsectz.empty()) st.fail(line, "leapseclist: leapsectz is already set (one only)");
@@ -514,6 +549,16 @@ void parse_numeric(ParseState& st, const Line& line, const NumericDirective& dir
   directive.store(st.config.timekeeping, std::span<const double>(values.data(), directive.count));
 }
 
+void parse_maxsignbound(ParseState& st, const Line& line) {
+  if (line.words.size() < 2) st.fail(line, "maxsignbound: missing value");
+  if (line.words.size() > 2)
+    st.fail(line, strcat("maxsignbound: unexpected argument '", line.words[2], "'"));
+  const double seconds = parse_number(st, line, "maxsignbound",
+                                      {"", NumberKind::seconds, 0, true, kMaxSeconds}, line.words[1]);
+  note_single(st, line, "maxsignbound");
+  st.config.max_sign_bound = seconds_of(seconds);
+}
+
 void parse_logdir(ParseState& st, const Line& line) {
   parse_path<&Config::logdir>(st, line, "logdir");
 }
@@ -602,7 +647,7 @@ struct Directive {
   void (*handle)(ParseState&, const Line&);
 };
 
-constexpr std::array<Directive, 14> kDirectives{{
+constexpr std::array<Directive, 19> kDirectives{{
     {"server", parse_server},
     {"pool", parse_pool},
     {"bindcmdaddress", parse_bindcmdaddress},
@@ -617,6 +662,11 @@ constexpr std::array<Directive, 14> kDirectives{{
     {"leapsectz", parse_leapsectz},
     {"leapsecmode", parse_leapsecmode},
     {"clockrecord", parse_clockrecord},
+    {"signsocket", parse_signsocket},
+    {"signkey", parse_signkey},
+    {"signserials", parse_signserials},
+    {"maxsignbound", parse_maxsignbound},
+    {"signallow", parse_signallow},
 }};
 
 bool is_blank(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f'; }

@@ -35,6 +35,13 @@
 // Local time services (ours):
 //   clockrecord PATH      publish the clock's error bound as a shared-memory record there
 //                         (absolute; readers use include/taid/taid_clock.h; default: none)
+//   signsocket PATH       the timestamp-signing socket (Unix stream; default: none)
+//   signkey PATH          its Ed25519 key, made on first start, mode 0600
+//                         (default /var/lib/taid/sign.key; the public half beside it, .pub)
+//   signserials PATH      its serial store (default /var/lib/taid/sign.serial)
+//   maxsignbound SECONDS  refuse to sign while the error bound is larger (> 0; default 0.1)
+//   signallow UID...      the callers allowed (numeric uids or user names; repeatable;
+//                         default: root only)
 // minpoll/maxpoll are log2 seconds in -6..17 (below 4, i.e. 16 s, only for links one owns, as
 // in chrony), port 1..65535, maxsources 1..16. Numbers are decimal ("0.5", "1e-3"; no sign "+",
 // no hex, no "inf"/"nan"); seconds at most 10^9 (they become int64 nanoseconds). chrony checks
@@ -120,6 +127,12 @@ struct Config {
   std::string leapseclist = "/usr/share/zoneinfo/leap-seconds.list";
   std::string leapsectz;  // the zone's name (e.g. right/UTC); empty: leapseclist is used
   std::string clockrecord;  // the shared-memory clock record's path; empty: none
+  // The signing socket (daemon/sign_server.hpp); empty signsocket: none.
+  std::string signsocket;
+  std::string signkey = "/var/lib/taid/sign.key";
+  std::string signserials = "/var/lib/taid/sign.serial";
+  Duration max_sign_bound = Duration::from_ms(100);
+  std::vector<uint32_t> sign_allowed_uids;  // empty: root only
   // Selection, servo and clock settings; the structs' defaults where the file says nothing.
   // initial_frequency_ppb is left empty: the drift file's content is read at start, not here.
   timekeeping::Settings timekeeping;

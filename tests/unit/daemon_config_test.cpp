@@ -553,6 +553,41 @@ TEST(LeapConfig, BadLinesNameTheLine) {
   for (const ErrorCase& c : cases) EXPECT_EQ(error_of(c.text), c.message) << c.text;
 }
 
+TEST(SignConfig, DefaultsAndEachDirective) {
+  const Config defaults = parse_config("", "t.conf");
+  EXPECT_EQ(defaults.signsocket, "");
+  EXPECT_EQ(defaults.signkey, "/var/lib/taid/sign.key");
+  EXPECT_EQ(defaults.signserials, "/var/lib/taid/sign.serial");
+  EXPECT_EQ(defaults.max_sign_bound, Duration::from_ms(100));
+  EXPECT_TRUE(defaults.sign_allowed_uids.empty());
+  EXPECT_EQ(defaults.clockrecord, "");
+
+  const Config c = parse_config(
+      "signsocket /run/taid/sign.sock\nsignkey /k\nsignserials /s\nmaxsignbound 0.005\n"
+      "signallow 0 1000\nsignallow root\nclockrecord /dev/shm/taid-clock\n",
+      "t.conf");
+  EXPECT_EQ(c.signsocket, "/run/taid/sign.sock");
+  EXPECT_EQ(c.signkey, "/k");
+  EXPECT_EQ(c.signserials, "/s");
+  EXPECT_EQ(c.max_sign_bound, Duration::from_ms(5));
+  EXPECT_EQ(c.sign_allowed_uids, (std::vector<uint32_t>{0, 1000, 0}));
+  EXPECT_EQ(c.clockrecord, "/dev/shm/taid-clock");
+}
+
+TEST(SignConfig, BadLinesNameTheLine) {
+  const std::vector<ErrorCase> cases{
+      {"signsocket sign.sock\n", "t.conf:1: signsocket 'sign.sock' is not an absolute path"},
+      {"maxsignbound 0\n", "t.conf:1: maxsignbound 0 must be greater than 0"},
+      {"maxsignbound\n", "t.conf:1: maxsignbound: missing value"},
+      {"maxsignbound x\n", "t.conf:1: maxsignbound 'x' is not a number"},
+      {"signallow\n", "t.conf:1: signallow: missing uid or user name"},
+      {"signallow no-such-user-here\n", "t.conf:1: signallow: no user 'no-such-user-here'"},
+      {"clockrecord shm\n", "t.conf:1: clockrecord 'shm' is not an absolute path"},
+      {"signkey /a\nsignkey /b\n", "t.conf:2: duplicate directive 'signkey' (first at t.conf:1)"},
+  };
+  for (const ErrorCase& c : cases) EXPECT_EQ(error_of(c.text), c.message) << c.text;
+}
+
 TEST(SourceOptions, SelectionOptionsOnServerAndPool) {
   const Config c = parse_config(
       "server a prefer\nserver b TRUST Require iburst\npool p noselect maxsources 2\nserver d\n"
