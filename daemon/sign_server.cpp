@@ -95,7 +95,7 @@ struct SignServer::Impl : std::enable_shared_from_this<SignServer::Impl> {
   std::uint64_t batch_generation = 0;  // a timer handler of a batch already sealed does nothing
   stream::acceptor acceptor;
   asio::steady_timer batch_timer;
-  asio::steady_timer retry;  // after an accept error
+  asio::steady_timer retry;               // after an accept error
   std::unordered_set<Session*> sessions;  // alive now; closed by stop()
   SignCounters counters;
   bool bound = false;
@@ -147,18 +147,18 @@ class Session : public std::enable_shared_from_this<Session> {
   void arm_deadline() {
     const std::uint64_t generation = ++deadline_generation_;
     deadline_.expires_after(server_->settings.read_timeout);
-    deadline_.async_wait([self = shared_from_this(), generation](
-                             const boost::system::error_code& ec) {
-      if (ec || generation != self->deadline_generation_) return;
-      if (self->phase_ == Phase::reading) {
-        self->timed_out_ = true;
-        boost::system::error_code ignored;
-        self->socket_.cancel(ignored);  // the read ends with operation_aborted: answer there
-      } else if (self->phase_ == Phase::writing) {
-        ++self->server_->counters.timeouts;
-        self->close();  // the client does not read its reply
-      }
-    });
+    deadline_.async_wait(
+        [self = shared_from_this(), generation](const boost::system::error_code& ec) {
+          if (ec || generation != self->deadline_generation_) return;
+          if (self->phase_ == Phase::reading) {
+            self->timed_out_ = true;
+            boost::system::error_code ignored;
+            self->socket_.cancel(ignored);  // the read ends with operation_aborted: answer there
+          } else if (self->phase_ == Phase::writing) {
+            ++self->server_->counters.timeouts;
+            self->close();  // the client does not read its reply
+          }
+        });
   }
 
   void begin_reading() {
@@ -282,42 +282,41 @@ void SignServer::Impl::refuse(stream::socket& socket, ReplyCode code, std::strin
 }
 
 void SignServer::Impl::accept() {
-  acceptor.async_accept([self = shared_from_this()](const boost::system::error_code& ec,
-                                                    stream::socket socket) {
-    if (self->stopped || ec == asio::error::operation_aborted) return;
-    if (ec) {
-      // EMFILE and friends persist while the backlog stays readable: pause instead of spinning.
-      log_warning(strcat("sign socket accept: ", ec.message(), "; retrying in 100 ms"));
-      self->retry.expires_after(std::chrono::milliseconds(100));
-      self->retry.async_wait([self](const boost::system::error_code& e) {
-        if (!e && !self->stopped) self->accept();
+  acceptor.async_accept(
+      [self = shared_from_this()](const boost::system::error_code& ec, stream::socket socket) {
+        if (self->stopped || ec == asio::error::operation_aborted) return;
+        if (ec) {
+          // EMFILE and friends persist while the backlog stays readable: pause instead of spinning.
+          log_warning(strcat("sign socket accept: ", ec.message(), "; retrying in 100 ms"));
+          self->retry.expires_after(std::chrono::milliseconds(100));
+          self->retry.async_wait([self](const boost::system::error_code& e) {
+            if (!e && !self->stopped) self->accept();
+          });
+          return;
+        }
+        if (self->sessions.size() >= self->settings.max_connections) {
+          self->refuse(socket, ReplyCode::busy,
+                       strcat("busy: ", self->settings.max_connections, " connections open"));
+        } else if (!self->settings.allowed_uids.empty()) {
+          struct ucred cred {};
+          socklen_t len = sizeof cred;
+          const auto& allowed = self->settings.allowed_uids;
+          if (::getsockopt(socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+            self->refuse(socket, ReplyCode::not_allowed, "cannot tell the caller's uid");
+          } else if (std::find(allowed.begin(), allowed.end(), cred.uid) == allowed.end()) {
+            self->refuse(socket, ReplyCode::not_allowed,
+                         strcat("uid ", cred.uid, " is not allowed to sign (signallow)"));
+          } else {
+            std::make_shared<Session>(self, std::move(socket))->start();
+          }
+        } else {
+          std::make_shared<Session>(self, std::move(socket))->start();
+        }
+        self->accept();
       });
-      return;
-    }
-    if (self->sessions.size() >= self->settings.max_connections) {
-      self->refuse(socket, ReplyCode::busy,
-                   strcat("busy: ", self->settings.max_connections, " connections open"));
-    } else if (!self->settings.allowed_uids.empty()) {
-      struct ucred cred {};
-      socklen_t len = sizeof cred;
-      const auto& allowed = self->settings.allowed_uids;
-      if (::getsockopt(socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
-        self->refuse(socket, ReplyCode::not_allowed, "cannot tell the caller's uid");
-      } else if (std::find(allowed.begin(), allowed.end(), cred.uid) == allowed.end()) {
-        self->refuse(socket, ReplyCode::not_allowed,
-                     strcat("uid ", cred.uid, " is not allowed to sign (signallow)"));
-      } else {
-        std::make_shared<Session>(self, std::move(socket))->start();
-      }
-    } else {
-      std::make_shared<Session>(self, std::move(socket))->start();
-    }
-    self->accept();
-  });
 }
 
-void SignServer::Impl::submit(const std::shared_ptr<Session>& session,
-                              stamp::WireRequest request) {
+void SignServer::Impl::submit(const std::shared_ptr<Session>& session, stamp::WireRequest request) {
   if (stopped) return;
   auto added = batcher.add(stamp::SignRequest{request.algorithm, std::move(request.digest),
                                               std::move(request.nonce), pending.size()});
@@ -331,8 +330,8 @@ void SignServer::Impl::submit(const std::shared_ptr<Session>& session,
     seal();
   } else if (pending.size() == 1) {
     batch_timer.expires_after(settings.batch_window);
-    batch_timer.async_wait([self = shared_from_this(), generation = batch_generation](
-                               const boost::system::error_code& ec) {
+    batch_timer.async_wait([self = shared_from_this(),
+                            generation = batch_generation](const boost::system::error_code& ec) {
       if (!ec && !self->stopped && generation == self->batch_generation) self->seal();
     });
   }
@@ -416,8 +415,8 @@ Result<std::unique_ptr<SignServer>> SignServer::open(asio::io_context& io, SignS
     // Signing works without it; clients then need the key some other way (taistamp pubkey).
     log_warning(strcat("sign: cannot write the public key: ", pub.error().message()));
   }
-  auto impl = std::make_shared<Impl>(io, std::move(settings), std::move(verdict),
-                                     std::move(*key), std::move(*serials));
+  auto impl = std::make_shared<Impl>(io, std::move(settings), std::move(verdict), std::move(*key),
+                                     std::move(*serials));
   if (auto bound = impl->bind(); !bound) {
     impl->stop();
     return bound.error();

@@ -3,6 +3,8 @@
 #include "daemon/sign_server.hpp"
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <sys/wait.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -112,9 +114,8 @@ class Client {
 };
 
 stamp::WireRequest request_for(std::string_view content, Bytes nonce = {}) {
-  const auto digest =
-      stamp::sha256(stamp::ByteView(reinterpret_cast<const std::uint8_t*>(content.data()),
-                                    content.size()));
+  const auto digest = stamp::sha256(
+      stamp::ByteView(reinterpret_cast<const std::uint8_t*>(content.data()), content.size()));
   return stamp::WireRequest{stamp::HashAlgorithm::sha256, Bytes(digest.begin(), digest.end()),
                             std::move(nonce)};
 }
@@ -232,8 +233,8 @@ TEST_F(SignServerTest, RoundTripTokenVerifiesAndFilesAreMade) {
   ASSERT_TRUE(second.has_value());
   EXPECT_EQ(check_token(*second, request_for("another photo")).leaf.serial, 2u);
   // A different digest does not verify.
-  EXPECT_FALSE(stamp::verify_token(second->payload, stamp::HashAlgorithm::sha256,
-                                   request.digest, server_->public_key())
+  EXPECT_FALSE(stamp::verify_token(second->payload, stamp::HashAlgorithm::sha256, request.digest,
+                                   server_->public_key())
                    .ok());
 
   struct stat st {};
@@ -294,8 +295,9 @@ TEST_F(SignServerTest, ConcurrentClientsGetUniqueOrderedVerifiableTokens) {
     threads.emplace_back([&, c] {
       Client client(settings().socket_path);
       for (int i = 0; i < kRequests; ++i) {
-        const auto request = request_for("client " + std::to_string(c) + " request " +
-                                         std::to_string(i), Bytes{std::uint8_t(c), std::uint8_t(i)});
+        const auto request =
+            request_for("client " + std::to_string(c) + " request " + std::to_string(i),
+                        Bytes{std::uint8_t(c), std::uint8_t(i)});
         auto reply = client.ask(request);
         if (!reply || reply->code != ReplyCode::ok) {
           ++failures;
@@ -306,9 +308,8 @@ TEST_F(SignServerTest, ConcurrentClientsGetUniqueOrderedVerifiableTokens) {
           ++failures;
           return;
         }
-        per_client[c].push_back({token->leaf.serial, token->header.tai_ns,
-                                 token->header.bound_ns, token->header.root, token->leaf_index,
-                                 token->header.leaf_count});
+        per_client[c].push_back({token->leaf.serial, token->header.tai_ns, token->header.bound_ns,
+                                 token->header.root, token->leaf_index, token->header.leaf_count});
       }
     });
   }
@@ -319,12 +320,12 @@ TEST_F(SignServerTest, ConcurrentClientsGetUniqueOrderedVerifiableTokens) {
   for (const auto& tokens : per_client) {
     ASSERT_EQ(tokens.size(), static_cast<std::size_t>(kRequests));
     // One client's requests are sequential: its serials strictly increase.
-    for (std::size_t i = 1; i < tokens.size(); ++i) EXPECT_LT(tokens[i - 1].serial, tokens[i].serial);
+    for (std::size_t i = 1; i < tokens.size(); ++i)
+      EXPECT_LT(tokens[i - 1].serial, tokens[i].serial);
     all.insert(all.end(), tokens.begin(), tokens.end());
   }
-  std::sort(all.begin(), all.end(), [](const Issued& a, const Issued& b) {
-    return a.serial < b.serial;
-  });
+  std::sort(all.begin(), all.end(),
+            [](const Issued& a, const Issued& b) { return a.serial < b.serial; });
   std::size_t violations = 0;
   std::map<stamp::Hash32, std::vector<const Issued*>> batches;
   for (std::size_t i = 0; i < all.size(); ++i) {
@@ -491,8 +492,8 @@ TEST_F(SignServerTest, AllowListRefusesAnUnlistedUidWithCode6) {
     auto reply = c.read_reply();  // refused at accept, before any request
     ASSERT_TRUE(reply.has_value());
     EXPECT_EQ(reply->code, ReplyCode::not_allowed);
-    EXPECT_EQ(text_of(*reply), "uid " + std::to_string(::getuid()) +
-                                   " is not allowed to sign (signallow)");
+    EXPECT_EQ(text_of(*reply),
+              "uid " + std::to_string(::getuid()) + " is not allowed to sign (signallow)");
     EXPECT_TRUE(c.closed_by_server());
   }
   close_server();
@@ -567,6 +568,90 @@ TEST_F(SignServerTest, BadKeyFileIsAClearErrorAndNothingIsBound) {
   std::printf("errors: %s | %s\n", result.error().message().c_str(),
               loose.error().message().c_str());
 }
+
+#ifdef TAISTAMP_BIN
+struct ToolRun {
+  int exit_code;
+  std::string out;
+};
+ToolRun run_tool(const std::string& command) {
+  ToolRun r{-1, {}};
+  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) return r;
+  char buffer[512];
+  while (std::fgets(buffer, sizeof buffer, pipe) != nullptr) r.out += buffer;
+  const int status = ::pclose(pipe);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+// The taistamp tool end to end against a real SignServer: sign, verify offline, pubkey, refusal.
+TEST_F(SignServerTest, TaistampSignsAndVerifiesOffline) {
+  ASSERT_TRUE(open_server(settings()).ok());
+  const std::string bin = TAISTAMP_BIN;
+  const std::string sock = settings().socket_path;
+  const std::string pub = settings().key_path + ".pub";
+  const std::string file = dir_ + "/photo.jpg";
+  std::ofstream(file) << "not really a jpeg\n";
+  const std::string leap = std::string(TAID_LEAP_DATA_DIR) + "/leap-seconds.list";
+
+  ToolRun sign = run_tool(bin + " -s " + sock + " sign " + file +
+                          " --meta camera=X100 --meta gps=1,2 --pubkey " + pub);
+  ASSERT_EQ(sign.exit_code, 0) << sign.out;
+  EXPECT_NE(sign.out.find("signature verified"), std::string::npos) << sign.out;
+  EXPECT_NE(sign.out.find("serial      1\n"), std::string::npos) << sign.out;
+
+  // Metadata order does not matter; the 2026-01-01 TAI instant is 37 s ahead of UTC.
+  ToolRun verify = run_tool(bin + " verify " + file + " " + file + ".taitoken --pubkey " + pub +
+                            " --meta gps=1,2 --meta camera=X100 --leapseclist " + leap);
+  ASSERT_EQ(verify.exit_code, 0) << verify.out;
+  EXPECT_NE(verify.out.find("time (TAI)  2026-01-01T00:00:37"), std::string::npos) << verify.out;
+  EXPECT_NE(verify.out.find("time (UTC)  2026-01-01T00:00:00"), std::string::npos) << verify.out;
+  EXPECT_NE(verify.out.find("bound       +/- 200.000 us"), std::string::npos) << verify.out;
+
+  ToolRun json_verify =
+      run_tool(bin + " --json verify " + file + " " + file + ".taitoken --pubkey " +
+               server_->public_key().hex() + " --meta gps=1,2 --meta camera=X100" +
+               " --leapseclist /nonexistent/leap.list");
+  ASSERT_EQ(json_verify.exit_code, 0) << json_verify.out;
+  const auto doc = nlohmann::json::parse(json_verify.out);
+  EXPECT_EQ(doc["serial"], 1);
+  EXPECT_EQ(doc["bound_ns"], kBoundNs);
+  EXPECT_EQ(doc["status"], "synchronized");
+  // docs/TOKEN.md's content-digest vector (computed independently with Python's hashlib).
+  EXPECT_EQ(doc["digest"], "3e2392b28b23c6a35e94d9a9330c0d6650fb755b27b6fc0ff7fbb92452b14eef");
+  EXPECT_FALSE(doc.contains("utc"));  // no leap table: TAI only, and why
+  EXPECT_NE(doc["utc_error"].get<std::string>().find("/nonexistent/leap.list"), std::string::npos);
+
+  // Other metadata, or a changed file: rejected with exit 1.
+  ToolRun other_meta = run_tool(bin + " verify " + file + " " + file + ".taitoken --pubkey " + pub +
+                                " --meta camera=X100");
+  EXPECT_EQ(other_meta.exit_code, 1) << other_meta.out;
+  EXPECT_NE(other_meta.out.find("token rejected: digest"), std::string::npos) << other_meta.out;
+  std::ofstream(file, std::ios::app) << "!";
+  ToolRun changed = run_tool(bin + " verify " + file + " " + file + ".taitoken --pubkey " + pub +
+                             " --meta gps=1,2 --meta camera=X100");
+  EXPECT_EQ(changed.exit_code, 1) << changed.out;
+
+  ToolRun key = run_tool(bin + " --json pubkey --key " + settings().key_path);
+  ASSERT_EQ(key.exit_code, 0) << key.out;
+  EXPECT_EQ(nlohmann::json::parse(key.out)["hex"], server_->public_key().hex());
+  ToolRun key_pub = run_tool(bin + " pubkey --key " + pub);
+  EXPECT_NE(key_pub.out.find(server_->public_key().hex()), std::string::npos) << key_pub.out;
+
+  refusal_code_ = static_cast<int>(ReplyCode::tai_unvouched);
+  ToolRun refused =
+      run_tool(bin + " -s " + sock + " sign " + file + " -o " + dir_ + "/refused.tok");
+  EXPECT_EQ(refused.exit_code, 4) << refused.out;
+  EXPECT_NE(refused.out.find("taid refused: tai-unvouched (code 4): refused by the test"),
+            std::string::npos)
+      << refused.out;
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/refused.tok"));
+
+  ToolRun usage = run_tool(bin + " verify " + file);
+  EXPECT_EQ(usage.exit_code, 2) << usage.out;
+}
+#endif
 
 }  // namespace
 }  // namespace taid::daemon
