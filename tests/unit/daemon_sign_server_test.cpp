@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <csignal>
 #include <unistd.h>
 
 #include <algorithm>
@@ -365,11 +366,22 @@ TEST_F(SignServerTest, MalformedAndOversizedGetCode1WhileOthersAreServed) {
   std::atomic<int> good{0}, bad{0};
   std::thread good_client([&] {
     Client client(settings().socket_path);
-    for (int i = 0; i < 2000 && !stop; ++i) {
+    for (int i = 0; i < 20000 && !stop; ++i) {
       auto reply = client.ask(request_for("good"));
       (reply && reply->code == ReplyCode::ok ? good : bad)++;
     }
   });
+  struct Joiner {
+    std::atomic<bool>& stop;
+    std::thread& thread;
+    ~Joiner() {
+      stop = true;
+      thread.join();
+    }
+  } joiner{stop, good_client};
+  // The good client is in the middle of its conversation before the bad ones come...
+  for (int i = 0; i < 500 && good.load() == 0; ++i) std::this_thread::sleep_for(10ms);
+  ASSERT_GT(good.load(), 0);
 
   {  // wrong version
     Client c(settings().socket_path);
@@ -410,10 +422,10 @@ TEST_F(SignServerTest, MalformedAndOversizedGetCode1WhileOthersAreServed) {
     EXPECT_EQ(reply->code, ReplyCode::malformed);
     EXPECT_TRUE(c.closed_by_server());
   }
-  const int good_during = good.load();
-  stop = true;
-  good_client.join();
-  EXPECT_GT(good_during, 0);
+  // ...and is still served after them, on the same connection.
+  const int after_bad = good.load();
+  for (int i = 0; i < 500 && good.load() <= after_bad; ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_GT(good.load(), after_bad);
   EXPECT_EQ(bad.load(), 0);
   EXPECT_EQ(counters().malformed, 4u);
 }
@@ -567,6 +579,103 @@ TEST_F(SignServerTest, BadKeyFileIsAClearErrorAndNothingIsBound) {
   ASSERT_FALSE(loose.ok());
   std::printf("errors: %s | %s\n", result.error().message().c_str(),
               loose.error().message().c_str());
+}
+
+// kill -9 with a batch pending: a server in a child process signs some tokens, then gets more
+// requests inside a long batch window and is killed before it seals them. A new server on the
+// same files must hand out serials above every serial the dead one sent. No fixture: nothing
+// but this thread runs when the test forks.
+TEST(SignServerCrashTest, SerialsKeepIncreasingAfterKill9MidBatch) {
+  char tmpl[] = "/tmp/taid-sign-crash-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  SignSettings s;
+  s.socket_path = dir + "/sign.sock";
+  s.key_path = dir + "/sign.key";
+  s.serial_path = dir + "/sign.serial";
+  auto fixed_time = [] {
+    return TimeVerdict{
+        stamp::BatchTime{kTaiBaseNs, kBoundNs, stamp::Leap::none, stamp::SyncStatus::synchronized}};
+  };
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    asio::io_context io;
+    SignSettings cs = s;
+    // Five requests fill a batch and are sealed at once; fewer wait for the 60 s window.
+    cs.max_batch = 5;
+    cs.batch_window = 60s;
+    auto server = SignServer::open(io, cs, fixed_time);
+    if (!server) ::_exit(3);
+    io.run();
+    ::_exit(0);
+  }
+  // A failed ASSERT below must not leave the child serving for ever.
+  struct Reaper {
+    pid_t pid;
+    ~Reaper() {
+      if (pid > 0) {
+        ::kill(pid, SIGKILL);
+        ::waitpid(pid, nullptr, 0);
+      }
+    }
+  } reaper{child};
+  for (int i = 0; i < 200 && ::access(s.socket_path.c_str(), F_OK) != 0; ++i)
+    std::this_thread::sleep_for(10ms);
+  std::uint64_t highest = 0;
+  {
+    std::vector<std::unique_ptr<Client>> first;
+    for (int i = 0; i < 5; ++i) {
+      first.push_back(std::make_unique<Client>(s.socket_path));
+      ASSERT_TRUE(first.back()->connected());
+      ASSERT_TRUE(first.back()->send_request(request_for("before the crash")));
+    }
+    for (auto& c : first) {
+      auto reply = c->read_reply();
+      ASSERT_TRUE(reply.has_value());
+      ASSERT_EQ(reply->code, ReplyCode::ok);
+      auto token = stamp::decode_token(reply->payload);
+      ASSERT_TRUE(token.ok());
+      highest = std::max(highest, token->leaf.serial);
+    }
+  }
+  // In flight when it dies: a batch of 4 waiting for its window, never sealed.
+  std::vector<std::unique_ptr<Client>> in_flight;
+  for (int i = 0; i < 4; ++i) {
+    in_flight.push_back(std::make_unique<Client>(s.socket_path));
+    ASSERT_TRUE(in_flight.back()->send_request(request_for("during the crash")));
+  }
+  ASSERT_EQ(::kill(child, SIGKILL), 0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  reaper.pid = 0;
+  EXPECT_TRUE(WIFSIGNALED(status));
+  for (auto& c : in_flight) EXPECT_FALSE(c->read_reply().has_value());  // no reply, ever
+  EXPECT_EQ(highest, 5u);
+
+  // The socket file is left behind by the dead process: the new server replaces it.
+  asio::io_context io;
+  auto server = SignServer::open(io, s, fixed_time);
+  ASSERT_TRUE(server.ok()) << server.error().message();
+  std::thread io_thread([&] { io.run_for(5s); });
+  {
+    Client c(s.socket_path);
+    auto reply = c.ask(request_for("after the crash"));
+    ASSERT_TRUE(reply.has_value());
+    ASSERT_EQ(reply->code, ReplyCode::ok);
+    auto token =
+        stamp::verify_token(reply->payload, stamp::HashAlgorithm::sha256,
+                            request_for("after the crash").digest, (*server)->public_key());
+    ASSERT_TRUE(token.ok()) << token.error().message();
+    EXPECT_GT(token->leaf.serial, highest);
+    std::printf("highest before kill -9: %llu, first after: %llu\n",
+                static_cast<unsigned long long>(highest),
+                static_cast<unsigned long long>(token->leaf.serial));
+  }
+  io.stop();
+  io_thread.join();
+  server->reset();
+  std::filesystem::remove_all(dir);
 }
 
 #ifdef TAISTAMP_BIN
