@@ -714,6 +714,7 @@ TEST_F(SignServerTest, TaistampSignsAndVerifiesOffline) {
   ToolRun verify = run_tool(bin + " verify " + file + " " + file + ".taitoken --pubkey " + pub +
                             " --meta gps=1,2 --meta camera=X100 --leapseclist " + leap);
   ASSERT_EQ(verify.exit_code, 0) << verify.out;
+  std::printf("%s", verify.out.c_str());
   EXPECT_NE(verify.out.find("time (TAI)  2026-01-01T00:00:37"), std::string::npos) << verify.out;
   EXPECT_NE(verify.out.find("time (UTC)  2026-01-01T00:00:00"), std::string::npos) << verify.out;
   EXPECT_NE(verify.out.find("bound       +/- 200.000 us"), std::string::npos) << verify.out;
