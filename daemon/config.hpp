@@ -41,7 +41,7 @@
 //   signserials PATH      its serial store (default /var/lib/taid/sign.serial)
 //   maxsignbound SECONDS  refuse to sign while the error bound is larger (> 0; default 0.1)
 //   signallow UID...      the callers allowed (numeric uids or user names; repeatable;
-//                         default: root only)
+//                         default: root and taid's own user)
 // minpoll/maxpoll are log2 seconds in -6..17 (below 4, i.e. 16 s, only for links one owns, as
 // in chrony), port 1..65535, maxsources 1..16. Numbers are decimal ("0.5", "1e-3"; no sign "+",
 // no hex, no "inf"/"nan"); seconds at most 10^9 (they become int64 nanoseconds). chrony checks
@@ -132,7 +132,7 @@ struct Config {
   std::string signkey = "/var/lib/taid/sign.key";
   std::string signserials = "/var/lib/taid/sign.serial";
   Duration max_sign_bound = Duration::from_ms(100);
-  std::vector<uint32_t> sign_allowed_uids;  // empty: root only
+  std::vector<uint32_t> sign_allowed_uids;  // empty: root and taid's own user
   // Selection, servo and clock settings; the structs' defaults where the file says nothing.
   // initial_frequency_ppb is left empty: the drift file's content is read at start, not here.
   timekeeping::Settings timekeeping;

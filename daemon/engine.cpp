@@ -197,6 +197,24 @@ void Engine::start() {
       log_warning(strcat("no clock record: ", writer.error().message()));
     }
   }
+  if (!config_.signsocket.empty()) {
+    SignSettings settings;
+    settings.socket_path = config_.signsocket;
+    settings.key_path = config_.signkey;
+    settings.serial_path = config_.signserials;
+    // Default: root and taid's own user.
+    settings.allowed_uids.assign(config_.sign_allowed_uids.begin(), config_.sign_allowed_uids.end());
+    if (settings.allowed_uids.empty()) settings.allowed_uids = {0, ::getuid()};
+    if (auto server = SignServer::open(io_, settings, [this] { return sign_verdict(); })) {
+      sign_server_ = std::move(*server);
+      log_info(strcat("signing socket ", config_.signsocket, ", key ", config_.signkey,
+                      sign_server_->key_created() ? " (new)" : "", ", key id ",
+                      stamp::to_hex(sign_server_->public_key().key_id()), ", public key ", config_.signkey,
+                      ".pub"));
+    } else {
+      log_warning(strcat("no signing socket: ", server.error().message()));
+    }
+  }
   if (config_.log_measurements) {
     const std::string path = config_.logdir + "/measurements.log";
     measurements_.open(path, std::ios::app);
@@ -605,26 +623,69 @@ void Engine::on_source_event(Source& source) {
   carry_out_clock(core_.on_source_event(source.id, driver_.now()));
 }
 
-// The record readers turn into [earliest, latest] TAI: the bound at the last update and how fast
-// it grows — maxclockerror and the frequency's uncertainty, and under -x also the frequency the
+// The bound grows from the last update's (|offset| + root delay / 2 + root dispersion) by the
+// drift rate: maxclockerror and the frequency's uncertainty, and under -x also the frequency the
 // unsteered clock is off by (it is measured, never corrected).
+Engine::Bound Engine::bound() const {
+  const timekeeping::Tracking& t = core_.tracking();
+  Bound b;
+  b.at_update = t.error_bound;
+  double skew_ppb = t.skew_ppb;
+  if (observe_only_) skew_ppb += std::abs(t.residual_frequency_ppb);
+  b.drift_ppb = publish::max_drift_ppb(config_.timekeeping.max_clock_error_ppm, skew_ppb);
+  if (t.last_update) b.age_ns = std::max<int64_t>((driver_.now() - *t.last_update).ns(), 0);
+  return b;
+}
+
+Duration Engine::Bound::now() const {
+  // Rounded up: ppb × ns / 1e9.
+  const double grown_ns = std::ceil(static_cast<double>(drift_ppb) * static_cast<double>(age_ns) / 1e9);
+  return at_update + Duration::from_ns(static_cast<int64_t>(grown_ns));
+}
+
+// Signed only while synchronized (or, under -x, measured), with a table that vouches for today's
+// TAI − UTC (the table's, not the kernel's: under -x the kernel's may be 0), within maxsignbound
+// and never within two seconds of a leap second (LeapSchedule::known_offset). The time is
+// CLOCK_REALTIME plus that offset; the bound is the one above, now.
+TimeVerdict Engine::sign_verdict() const {
+  const timekeeping::Tracking& t = core_.tracking();
+  if (!t.synchronized)
+    return SignRefusal{stamp::ReplyCode::unsynchronized,
+                       strcat("not synchronized",
+                              t.no_selection_reason.empty() ? "" : ": " + t.no_selection_reason)};
+  if (!t.table_tai_offset_s)
+    return SignRefusal{stamp::ReplyCode::tai_unvouched,
+                       strcat("TAI - UTC not vouched for: ", t.tai_note)};
+  const UtcTime now = driver_.now();
+  const Bound b = bound();
+  const Duration bound_now = std::max(b.now(), Duration::from_ns(1));
+  if (bound_now > config_.max_sign_bound)
+    return SignRefusal{stamp::ReplyCode::bound_too_large,
+                       strcat("error bound ", bound_now.to_string(), " exceeds maxsignbound ",
+                              config_.max_sign_bound.to_string())};
+  stamp::BatchTime time;
+  time.tai_ns = now.unix_ns() + int64_t{*t.table_tai_offset_s} * 1000000000;
+  time.bound_ns = static_cast<uint64_t>(bound_now.ns());
+  time.leap = t.leap_armed > 0   ? stamp::Leap::insert
+              : t.leap_armed < 0 ? stamp::Leap::remove
+                                 : stamp::Leap::none;
+  time.status = observe_only_ ? stamp::SyncStatus::measured : stamp::SyncStatus::synchronized;
+  return time;
+}
+
+// The record readers turn into [earliest, latest] TAI (Engine::bound, as of the last update).
 void Engine::publish_clock_record() {
   if (!clock_record_) return;
   timespec mono{};
   clock_gettime(CLOCK_MONOTONIC, &mono);
   const int64_t mono_ns = static_cast<int64_t>(mono.tv_sec) * 1000000000 + mono.tv_nsec;
   const timekeeping::Tracking& t = core_.tracking();
+  const Bound b = bound();
   publish::ClockRecordValues v;
   v.void_after_mono_ns = mono_ns + publish::kValidityNs;
-  double skew_ppb = t.skew_ppb;
-  if (observe_only_) skew_ppb += std::abs(t.residual_frequency_ppb);
-  v.max_drift_ppb = publish::max_drift_ppb(config_.timekeeping.max_clock_error_ppm, skew_ppb);
-  v.as_of_mono_ns = mono_ns;
-  v.bound_ns = t.error_bound.ns();
-  if (t.last_update) {
-    const int64_t age_ns = std::max<int64_t>((driver_.now() - *t.last_update).ns(), 0);
-    v.as_of_mono_ns = mono_ns - age_ns;
-  }
+  v.max_drift_ppb = b.drift_ppb;
+  v.bound_ns = b.at_update.ns();
+  v.as_of_mono_ns = mono_ns - b.age_ns;
   const auto kernel = driver_.state();
   v.tai_offset_s = kernel ? kernel->tai_offset_s : t.tai_offset_s;
   v.tai_vouched = t.tai_vouched && kernel && kernel->tai_offset_s == t.tai_offset_s;
