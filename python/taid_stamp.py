@@ -14,6 +14,12 @@ verify() returns the decoded Token or raises VerifyError, whose .stage names wha
 
 sign(socket_path, digest) asks a running taid for a token over its signing socket (the framing
 of docs/TOKEN.md, "Signing socket") and raises SignError with taid's code and text on refusal.
+
+content_digest(data, meta) is taistamp's digest of a file and its metadata (docs/TOKEN.md,
+"taistamp"), so tokens made by either tool verify with the other:
+
+    digest = content_digest(open("photo.jpg", "rb").read(), {"camera": "X100"})
+    token = sign("/run/taid/sign.sock", digest)
 """
 
 from __future__ import annotations
@@ -312,13 +318,48 @@ def sign(socket_path: str, digest: bytes, nonce: bytes = b"", algorithm: Optiona
         return decode_reply(header + _read_exact(sock, length))
 
 
+CONTENT_DOMAIN = b"taistamp content v1\x00"
+
+
+def content_digest(data: bytes, meta: Optional[dict] = None) -> bytes:
+    """SHA-256 of taistamp's encoding: the domain string, u64 length and the file's bytes, u32
+    pair count and the pairs sorted by key (bytewise UTF-8), each u32 length + bytes."""
+    pairs = sorted((k.encode(), v.encode()) for k, v in (meta or {}).items())
+    h = hashlib.sha256()
+    h.update(CONTENT_DOMAIN)
+    h.update(struct.pack(">Q", len(data)))
+    h.update(data)
+    h.update(struct.pack(">I", len(pairs)))
+    for k, v in pairs:
+        if not k or b"=" in k:
+            raise ValueError(f"metadata key {k!r}: empty or contains '='")
+        h.update(struct.pack(">I", len(k)) + k + struct.pack(">I", len(v)) + v)
+    return h.digest()
+
+
+def _meta(pairs: List[str]) -> dict:
+    meta = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"taid_stamp: --meta {pair!r}: expected KEY=VALUE")
+        if key in meta:
+            raise SystemExit(f"taid_stamp: --meta {key!r} given twice")
+        meta[key] = value
+    return meta
+
+
 # --- command line -----------------------------------------------------------------------------
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """python3 taid_stamp.py verify FILE TOKEN --pubkey KEY [--algorithm sha256|sha512]
+    """python3 taid_stamp.py verify FILE TOKEN --pubkey KEY [--meta K=V ...] [--raw [--algorithm A]]
+       python3 taid_stamp.py sign FILE [--meta K=V ...] [-s SOCKET] [-o TOKEN]
 
-    Hashes FILE, verifies TOKEN against it offline, prints the token's fields as JSON.
-    Exit status 0 when it verifies, 1 with the reason on stderr when it does not.
+    verify: hashes FILE as taistamp does (content_digest; --raw: the file's plain hash),
+    verifies TOKEN against it offline, prints the token's fields as JSON. Exit status 0 when it
+    verifies, 1 with the reason on stderr when it does not.
+    sign: asks taid for a token of FILE's content digest and writes it (default FILE.taitoken).
+    Exit status 0, or 4 with taid's refusal on stderr.
     """
     import argparse
     import json
@@ -330,11 +371,37 @@ def main(argv: Optional[List[str]] = None) -> int:
     v.add_argument("file")
     v.add_argument("token")
     v.add_argument("--pubkey", required=True, help="taid's public key: a PEM or hex file")
+    v.add_argument("--meta", action="append", default=[], help="KEY=VALUE, as given to sign")
+    v.add_argument("--raw", action="store_true", help="the file's plain hash, no metadata")
     v.add_argument("--algorithm", default="sha256", choices=sorted(ALGORITHM_IDS))
+    s = sub.add_parser("sign", help="ask taid for a token of a file and its metadata")
+    s.add_argument("file")
+    s.add_argument("--meta", action="append", default=[])
+    s.add_argument("-s", "--socket", default="/run/taid/sign.sock")
+    s.add_argument("-o", "--output")
     args = parser.parse_args(argv)
 
+    if args.command == "sign":
+        with open(args.file, "rb") as f:
+            digest = content_digest(f.read(), _meta(args.meta))
+        try:
+            token_bytes = sign(args.socket, digest)
+        except SignError as e:
+            print(f"taid_stamp: taid refused: {e}", file=sys.stderr)
+            return 4
+        output = args.output or args.file + ".taitoken"
+        with open(output, "wb") as f:
+            f.write(token_bytes)
+        print(output)
+        return 0
+
     with open(args.file, "rb") as f:
-        digest = hashlib.new(args.algorithm, f.read()).digest()
+        data = f.read()
+    if args.raw:
+        digest = hashlib.new(args.algorithm, data).digest()
+    else:
+        args.algorithm = "sha256"
+        digest = content_digest(data, _meta(args.meta))
     with open(args.token, "rb") as f:
         token_bytes = f.read()
     with open(args.pubkey) as f:

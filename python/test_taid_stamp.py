@@ -207,7 +207,7 @@ class CommandLineTest(unittest.TestCase):
                 f.write(v["public_key_pem"])
             script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "taid_stamp.py")
             cmd = [sys.executable, script, "verify", paths["content"], paths["token"],
-                   "--pubkey", paths["key"]]
+                   "--pubkey", paths["key"], "--raw"]
             out = subprocess.run(cmd, capture_output=True, text=True)
             self.assertEqual(out.returncode, 0, out.stderr)
             fields = json.loads(out.stdout)
@@ -219,6 +219,21 @@ class CommandLineTest(unittest.TestCase):
             out = subprocess.run(cmd, capture_output=True, text=True)
             self.assertEqual(out.returncode, 1)
             self.assertIn("digest: the token is for another digest", out.stderr)
+
+
+class ContentDigestTest(unittest.TestCase):
+    # docs/TOKEN.md's vector (taistamp's encoding; daemon_sign_server_test checks it through
+    # taistamp).
+    def test_documented_vector(self):
+        data = b"not really a jpeg\n"
+        self.assertEqual(
+            taid_stamp.content_digest(data, {"gps": "1,2", "camera": "X100"}).hex(),
+            "3e2392b28b23c6a35e94d9a9330c0d6650fb755b27b6fc0ff7fbb92452b14eef")
+        self.assertEqual(
+            taid_stamp.content_digest(data).hex(),
+            "274d6690e971059fc57499a8a2973edaadd670196a798a8216abe9b6cfea8bb2")
+        with self.assertRaises(ValueError):
+            taid_stamp.content_digest(data, {"a=b": "c"})
 
 
 class MerkleTest(unittest.TestCase):

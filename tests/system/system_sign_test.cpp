@@ -1,0 +1,186 @@
+// System tests of signed TAI for local services (issue 10): taid -x measures a real chronyd in
+// another namespace, signs a file's digest over its signing socket, and the token verifies
+// offline with taistamp and with the Python module; its time lies within its bound of the real
+// signing instant (client and server share this kernel's clock, so the truth is known: true UTC
+// is CLOCK_REALTIME, and TAI is it plus the table's 37 s). It refuses, naming why, without a
+// table that speaks for today, above maxsignbound, and unsynchronized. The shared-memory record
+// says plainly that this machine's kernel TAI offset (0: it must not be set here) is not vouched
+// for.
+//
+// The table is tests/data/leap/negative-leap.list: the real entries, valid to 2028 (tzdata's own
+// list expired on 2026-06-28), with a made-up deletion in 2027 that does not touch today.
+#include <gtest/gtest.h>
+#include <time.h>
+
+#include <cstdint>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "tests/system/fixture.hpp"
+
+namespace taid::system_test {
+namespace {
+
+using json = nlohmann::json;
+
+const std::filesystem::path kSource = TAID_SOURCE_DIR;
+const std::string kGoodList = (kSource / "tests/data/leap/negative-leap.list").string();
+const std::string kExpiredList = (kSource / "tests/data/leap/leap-seconds.list").string();
+const std::string kPython = "/usr/bin/python3";
+const std::string kPythonModule = (kSource / "python/taid_stamp.py").string();
+
+int64_t realtime_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+int exit_code(const RunResult& r) {
+  return WIFEXITED(r.wait_status) ? WEXITSTATUS(r.wait_status) : -1;
+}
+
+class SignTest : public SystemTest {
+ protected:
+  std::string path(const std::string& name) const { return (dir_->path() / name).string(); }
+
+  // taid -x against chronyd (or `server` if given) with the signing socket and the clock record.
+  void start_taid(const std::string& list, const std::string& max_bound,
+                  const std::string& server = "") {
+    if (server.empty() && !chronyd_) chronyd_.emplace(*net_, dir_->path());
+    const std::string address = server.empty() ? chronyd_->address() : server;
+    taid_.reset();
+    taid_.emplace(net_->client_ns(), dir_->path(),
+                  std::vector<std::string>{"server " + address + " iburst minpoll -2 maxpoll -2",
+                                           "leapseclist " + list, "signsocket " + path("sign.sock"),
+                                           "signkey " + path("sign.key"),
+                                           "signserials " + path("sign.serial"),
+                                           "clockrecord " + path("clock"),
+                                           "maxsignbound " + max_bound});
+  }
+
+  // Waits until tracking says synchronized (bounded); the last tracking in `tracking`.
+  bool wait_synchronized(json& tracking) {
+    return wait_until(30s, 250ms, [&] {
+      if (taid_->process().exited()) return true;
+      const auto t = taid_->tracking();
+      if (!t) return false;
+      tracking = *t;
+      return tracking.value("synchronized", false);
+    }) && !taid_->process().exited();
+  }
+
+  RunResult taistamp(std::vector<std::string> args) const {
+    args.insert(args.begin(), TAISTAMP_BIN);
+    return run(args, 20000ms);
+  }
+};
+
+TEST_F(SignTest, TokenOfAFileVerifiesOfflineAndHoldsTheTrueTime) {
+  start_taid(kGoodList, "0.05");
+  json tracking;
+  ASSERT_TRUE(wait_synchronized(tracking)) << tracking.dump() << "\n" << taid_->process().log();
+  ASSERT_TRUE(wait_until(10s, 250ms, [&] {
+    const auto t = taid_->tracking();
+    return t && t->at("tai").contains("table_offset_s");
+  })) << taid_->tracking().value_or(json()).dump();
+  EXPECT_EQ(taid_->tracking()->at("tai").value("table_offset_s", 0), 37);
+
+  const std::string photo = path("photo.jpg");
+  std::ofstream(photo) << "not really a jpeg\n";
+  const int64_t before_ns = realtime_ns();
+  const RunResult signed_ = taistamp({"-s", path("sign.sock"), "sign", photo, "--meta",
+                                      "camera=X100", "-o", path("photo.tok")});
+  const int64_t after_ns = realtime_ns();
+  ASSERT_TRUE(signed_.ok()) << signed_.describe() << "\n" << taid_->process().log();
+
+  const RunResult verified =
+      taistamp({"verify", photo, path("photo.tok"), "--pubkey", path("sign.key.pub"), "--meta",
+                "camera=X100", "--leapseclist", kGoodList});
+  ASSERT_TRUE(verified.ok()) << verified.describe();
+  std::cout << "taistamp verify:\n" << verified.out;
+  const RunResult as_json =
+      taistamp({"--json", "verify", photo, path("photo.tok"), "--pubkey", path("sign.key.pub"),
+                "--meta", "camera=X100", "--leapseclist", kGoodList});
+  ASSERT_TRUE(as_json.ok()) << as_json.describe();
+  const json token = json::parse(as_json.out, nullptr, false);
+  ASSERT_FALSE(token.is_discarded()) << as_json.out;
+  const json& fields = token.contains("token") ? token["token"] : token;
+  const int64_t tai_ns = fields.value("tai_ns", int64_t{0});
+  const int64_t bound_ns = fields.value("bound_ns", int64_t{0});
+  std::cout << "token: TAI " << tai_ns << " ns, bound " << bound_ns << " ns, serial "
+            << fields.value("serial", 0) << ", status " << fields.value("status", "") << "\n";
+  EXPECT_GT(bound_ns, 0);
+  EXPECT_LE(bound_ns, 50000000);  // maxsignbound
+  EXPECT_EQ(fields.value("status", ""), "measured");  // -x
+  // The truth: this kernel's clock (chronyd's too), plus 37 s.
+  constexpr int64_t k37 = 37LL * 1000000000;
+  EXPECT_LE(tai_ns - bound_ns, after_ns + k37);
+  EXPECT_GE(tai_ns + bound_ns, before_ns + k37);
+
+  // Other metadata, or another file, do not verify.
+  const RunResult other_meta =
+      taistamp({"verify", photo, path("photo.tok"), "--pubkey", path("sign.key.pub"), "--meta",
+                "camera=X200"});
+  EXPECT_EQ(exit_code(other_meta), 1) << other_meta.describe();
+
+  // The Python module verifies taistamp's token and gets its own from the same socket.
+  const RunResult py = run({kPython, kPythonModule, "verify", photo, path("photo.tok"), "--pubkey",
+                            path("sign.key.pub"), "--meta", "camera=X100"});
+  EXPECT_TRUE(py.ok()) << py.describe();
+  const RunResult py_bad = run({kPython, kPythonModule, "verify", photo, path("photo.tok"),
+                                "--pubkey", path("sign.key.pub"), "--meta", "camera=X200"});
+  EXPECT_EQ(exit_code(py_bad), 1) << py_bad.describe();
+  const RunResult py_sign = run({kPython, kPythonModule, "sign", photo, "--meta", "camera=X100",
+                                 "-s", path("sign.sock"), "-o", path("py.tok")});
+  ASSERT_TRUE(py_sign.ok()) << py_sign.describe();
+  const RunResult py_token_verified =
+      taistamp({"--json", "verify", photo, path("py.tok"), "--pubkey", path("sign.key.pub"),
+                "--meta", "camera=X100"});
+  ASSERT_TRUE(py_token_verified.ok()) << py_token_verified.describe();
+  const json second = json::parse(py_token_verified.out, nullptr, false);
+  const json& second_fields = second.contains("token") ? second["token"] : second;
+  EXPECT_GT(second_fields.value("serial", 0), fields.value("serial", 0));
+
+  // The clock record: this machine's kernel TAI offset is 0 (taid -x must not set it), so the
+  // record says it is not vouched for and gives no interval.
+  const RunResult now = run({TAID_NOW_BIN, path("clock")});
+  EXPECT_EQ(exit_code(now), 1) << now.describe();
+  EXPECT_NE(now.out.find("status tai-unvouched"), std::string::npos) << now.describe();
+  std::cout << "taid-now: " << now.out;
+  EXPECT_EQ(taid_->process().stop(), 0) << taid_->process().describe();
+}
+
+TEST_F(SignTest, RefusalsNameTheReason) {
+  const std::string photo = path("photo.jpg");
+  std::ofstream(photo) << "content\n";
+  const auto refused = [&](const std::string& why) {
+    const RunResult r = taistamp({"-s", path("sign.sock"), "sign", photo, "-o", path("x.tok")});
+    EXPECT_EQ(exit_code(r), 4) << why << ": " << r.describe();
+    std::cout << why << ": " << r.err;
+    EXPECT_FALSE(std::filesystem::exists(path("x.tok"))) << why;
+    return r.err;
+  };
+  json tracking;
+
+  // tzdata's list, expired on 2026-06-28: the table does not speak for today.
+  start_taid(kExpiredList, "0.05");
+  ASSERT_TRUE(wait_synchronized(tracking)) << taid_->process().log();
+  EXPECT_NE(refused("expired table").find("expired"), std::string::npos);
+
+  // A bound no measurement meets.
+  start_taid(kGoodList, "0.000000001");
+  ASSERT_TRUE(wait_synchronized(tracking)) << taid_->process().log();
+  EXPECT_NE(refused("maxsignbound 1 ns").find("exceeds maxsignbound"), std::string::npos);
+
+  // No server answers: never synchronized.
+  start_taid(kGoodList, "0.05", net_->unused_address());
+  ASSERT_TRUE(wait_until(10s, 100ms, [&] { return taid_->tracking().has_value(); }));
+  EXPECT_NE(refused("unsynchronized").find("not synchronized"), std::string::npos);
+  EXPECT_EQ(taid_->process().stop(), 0) << taid_->process().describe();
+}
+
+}  // namespace
+}  // namespace taid::system_test
