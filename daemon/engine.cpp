@@ -623,54 +623,27 @@ void Engine::on_source_event(Source& source) {
   carry_out_clock(core_.on_source_event(source.id, driver_.now()));
 }
 
-// The bound grows from the last update's (|offset| + root delay / 2 + root dispersion) by the
-// drift rate: maxclockerror and the frequency's uncertainty, and under -x also the frequency the
-// unsteered clock is off by (it is measured, never corrected).
-Engine::Bound Engine::bound() const {
-  const timekeeping::Tracking& t = core_.tracking();
-  Bound b;
-  b.at_update = t.error_bound;
-  double skew_ppb = t.skew_ppb;
-  if (observe_only_) skew_ppb += std::abs(t.residual_frequency_ppb);
-  b.drift_ppb = publish::max_drift_ppb(config_.timekeeping.max_clock_error_ppm, skew_ppb);
-  if (t.last_update) b.age_ns = std::max<int64_t>((driver_.now() - *t.last_update).ns(), 0);
-  return b;
-}
-
-Duration Engine::Bound::now() const {
-  // Rounded up: ppb × ns / 1e9.
-  const double grown_ns = std::ceil(static_cast<double>(drift_ppb) * static_cast<double>(age_ns) / 1e9);
-  return at_update + Duration::from_ns(static_cast<int64_t>(grown_ns));
-}
-
-// Signed only while synchronized (or, under -x, measured), with a table that vouches for today's
-// TAI − UTC (the table's, not the kernel's: under -x the kernel's may be 0), within maxsignbound
-// and never within two seconds of a leap second (LeapSchedule::known_offset). The time is
-// CLOCK_REALTIME plus that offset; the bound is the one above, now.
-TimeVerdict Engine::sign_verdict() const {
-  const timekeeping::Tracking& t = core_.tracking();
-  if (!t.synchronized)
-    return SignRefusal{stamp::ReplyCode::unsynchronized,
-                       strcat("not synchronized",
-                              t.no_selection_reason.empty() ? "" : ": " + t.no_selection_reason)};
-  if (!t.table_tai_offset_s)
-    return SignRefusal{stamp::ReplyCode::tai_unvouched,
-                       strcat("TAI - UTC not vouched for: ", t.tai_note)};
-  const UtcTime now = driver_.now();
-  const Bound b = bound();
-  const Duration bound_now = std::max(b.now(), Duration::from_ns(1));
-  if (bound_now > config_.max_sign_bound)
-    return SignRefusal{stamp::ReplyCode::bound_too_large,
-                       strcat("error bound ", bound_now.to_string(), " exceeds maxsignbound ",
-                              config_.max_sign_bound.to_string())};
-  stamp::BatchTime time;
-  time.tai_ns = now.unix_ns() + int64_t{*t.table_tai_offset_s} * 1000000000;
-  time.bound_ns = static_cast<uint64_t>(bound_now.ns());
-  time.leap = t.leap_armed > 0   ? stamp::Leap::insert
-              : t.leap_armed < 0 ? stamp::Leap::remove
-                                 : stamp::Leap::none;
-  time.status = observe_only_ ? stamp::SyncStatus::measured : stamp::SyncStatus::synchronized;
-  return time;
+// The signing socket's verdict: the core's (Timekeeper::signing_time), after the same check for
+// a clock changed behind taid's back that every clock action gets, so a foreign step is never
+// signed over.
+TimeVerdict Engine::sign_verdict() {
+  carry_out_clock({});
+  const auto verdict = core_.signing_time(driver_.now(), config_.max_sign_bound);
+  if (const auto* refusal = std::get_if<timekeeping::SigningRefusal>(&verdict)) {
+    using Why = timekeeping::SigningRefusal::Why;
+    const stamp::ReplyCode code = refusal->why == Why::unsynchronized ? stamp::ReplyCode::unsynchronized
+                                  : refusal->why == Why::tai_unvouched
+                                      ? stamp::ReplyCode::tai_unvouched
+                                      : stamp::ReplyCode::bound_too_large;
+    return SignRefusal{code, refusal->text};
+  }
+  const auto& time = std::get<timekeeping::SigningTime>(verdict);
+  stamp::BatchTime batch;
+  batch.tai_ns = time.tai_ns;
+  batch.bound_ns = static_cast<uint64_t>(time.bound.ns());
+  batch.leap = time.leap > 0 ? stamp::Leap::insert : time.leap < 0 ? stamp::Leap::remove : stamp::Leap::none;
+  batch.status = time.measured ? stamp::SyncStatus::measured : stamp::SyncStatus::synchronized;
+  return batch;
 }
 
 // The record readers turn into [earliest, latest] TAI (Engine::bound, as of the last update).
@@ -680,12 +653,15 @@ void Engine::publish_clock_record() {
   clock_gettime(CLOCK_MONOTONIC, &mono);
   const int64_t mono_ns = static_cast<int64_t>(mono.tv_sec) * 1000000000 + mono.tv_nsec;
   const timekeeping::Tracking& t = core_.tracking();
-  const Bound b = bound();
   publish::ClockRecordValues v;
   v.void_after_mono_ns = mono_ns + publish::kValidityNs;
-  v.max_drift_ppb = b.drift_ppb;
-  v.bound_ns = b.at_update.ns();
-  v.as_of_mono_ns = mono_ns - b.age_ns;
+  // As of the last update: the bound then, growing by the core's drift rate (maxclockerror is in
+  // it already, so the writer adds no more).
+  v.max_drift_ppb = publish::max_drift_ppb(0, core_.drift_ppb());
+  v.bound_ns = t.error_bound.ns();
+  v.as_of_mono_ns = mono_ns;
+  if (t.last_update)
+    v.as_of_mono_ns -= std::max<int64_t>((driver_.now() - *t.last_update).ns(), 0);
   const auto kernel = driver_.state();
   v.tai_offset_s = kernel ? kernel->tai_offset_s : t.tai_offset_s;
   v.tai_vouched = t.tai_vouched && kernel && kernel->tai_offset_s == t.tai_offset_s;

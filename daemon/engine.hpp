@@ -122,17 +122,9 @@ class Engine {
   boost::asio::steady_timer record_timer_;
   void publish_clock_record();
   void schedule_record_heartbeat();
-  // The error bound now: the last update's, grown by the drift rate since (both below).
-  struct Bound {
-    Duration at_update;
-    int64_t age_ns = 0;
-    uint32_t drift_ppb = 0;
-    Duration now() const;
-  };
-  Bound bound() const;
   // The signing socket (signsocket) and what it signs with: the time and bound now, or why not.
   std::unique_ptr<SignServer> sign_server_;
-  TimeVerdict sign_verdict() const;
+  TimeVerdict sign_verdict();
   FileStat leap_table_stat_;
   int64_t expiry_checked_day_ = 0;
   std::optional<std::string> stop_reason_;

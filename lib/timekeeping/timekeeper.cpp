@@ -303,6 +303,49 @@ const std::optional<timescale::LeapTable>& Timekeeper::leap_table() const {
   return impl_->leap.table();
 }
 
+double Timekeeper::drift_ppb() const {
+  double ppb = settings_.max_clock_error_ppm * 1000 + tracking_.skew_ppb;
+  if (settings_.observe_only) ppb += std::abs(tracking_.residual_frequency_ppb);
+  return ppb;
+}
+
+Duration Timekeeper::error_bound_at(UtcTime now) const {
+  if (!tracking_.last_update) return tracking_.error_bound;
+  const double age_s = std::max((now - *tracking_.last_update).seconds(), 0.0);
+  return tracking_.error_bound + Duration::from_ns(static_cast<int64_t>(std::ceil(drift_ppb() * age_s)));
+}
+
+SigningVerdict Timekeeper::signing_time(UtcTime now, Duration max_bound) const {
+  using Why = SigningRefusal::Why;
+  if (!tracking_.synchronized)
+    return SigningRefusal{Why::unsynchronized,
+                          strcat("not synchronized", tracking_.no_selection_reason.empty()
+                                                         ? std::string()
+                                                         : ": " + tracking_.no_selection_reason)};
+  if (tracking_.disrupted)
+    return SigningRefusal{Why::unsynchronized,
+                          "the clock was changed behind taid's back; waiting for the next update"};
+  if (impl_->leap.near_leap(now))
+    return SigningRefusal{Why::tai_unvouched, "TAI - UTC not vouched for: within 2 s of a leap second"};
+  const auto& table = impl_->leap.table();
+  const auto offset = tracking_.table_tai_offset_s && table
+                          ? table->offset_at(floor_div(now.unix_ns(), int64_t{1000000000}))
+                          : std::nullopt;
+  if (!offset)
+    return SigningRefusal{Why::tai_unvouched, strcat("TAI - UTC not vouched for: ", tracking_.tai_note)};
+  const Duration bound = std::max(error_bound_at(now), Duration::from_ns(1));
+  if (bound > max_bound)
+    return SigningRefusal{Why::bound_too_large,
+                          strcat("error bound ", bound.to_string(), " exceeds maxsignbound ",
+                                 max_bound.to_string())};
+  SigningTime time;
+  time.tai_ns = now.unix_ns() + int64_t{*offset} * 1000000000;
+  time.bound = bound;
+  time.leap = tracking_.leap_armed;
+  time.measured = settings_.observe_only;
+  return time;
+}
+
 void Timekeeper::on_interference(UtcTime now) {
   impl_->leap.on_clock_stepped(now);
   tracking_.disrupted = true;

@@ -136,6 +136,20 @@ struct Tracking {
   uint64_t replies_dropped_near_leap = 0;
 };
 
+// What a signed timestamp is made of, or why none can be (Timekeeper::signing_time).
+struct SigningTime {
+  int64_t tai_ns = 0;  // CLOCK_REALTIME + the table's TAI − UTC
+  Duration bound;      // > 0
+  int leap = 0;        // +1 / −1 armed for tonight
+  bool measured = false;  // -x: the clock is measured, not steered
+};
+struct SigningRefusal {
+  enum class Why { unsynchronized, tai_unvouched, bound_too_large };
+  Why why = Why::unsynchronized;
+  std::string text;
+};
+using SigningVerdict = std::variant<SigningTime, SigningRefusal>;
+
 struct SourceView {
   SourceId id = 0;
   const ntp::Exchange* exchange = nullptr;
@@ -201,6 +215,19 @@ class Timekeeper {
   ntp::LocalTimestamp cook(ntp::LocalTimestamp raw) const;
 
   const Tracking& tracking() const { return tracking_; }
+
+  // The error bound at raw local time `now`: the last update's (|offset| + root delay / 2 + root
+  // dispersion) grown by drift_ppb() since; kUnknownBound-like before any update.
+  Duration error_bound_at(UtcTime now) const;
+  // How fast the bound grows, ppb: maxclockerror plus the frequency's uncertainty, and under
+  // observe only also the measured frequency error the unsteered clock keeps.
+  double drift_ppb() const;
+  // The time to sign at raw local time `now` (CLOCK_REALTIME) and its bound, or why not: only
+  // while synchronized and not disrupted (someone else changed the clock since the last update:
+  // the carrier noticed it), with a table that vouches for today's TAI − UTC (not within 2 s of a
+  // leap), and a bound within `max_bound`. The daemon's signing socket and the simulator both ask
+  // this; the caller runs its interference check first (apply_clock_actions with no action).
+  SigningVerdict signing_time(UtcTime now, Duration max_bound) const;
   // The leap table in use (the last good one set), if any.
   const std::optional<timescale::LeapTable>& leap_table() const;
   const Settings& settings() const { return settings_; }
