@@ -658,7 +658,9 @@ void Engine::publish_clock_record() {
   // As of the last update: the bound then, growing by the core's drift rate (maxclockerror is in
   // it already, so the writer adds no more).
   v.max_drift_ppb = publish::max_drift_ppb(0, core_.drift_ppb());
-  v.bound_ns = t.error_bound.ns();
+  // Readers read the raw clock: the slew's remainder is part of its error (it only shrinks until
+  // the next publication).
+  v.bound_ns = (t.error_bound + core_.still_to_slew(driver_.now()).abs()).ns();
   v.as_of_mono_ns = mono_ns;
   if (t.last_update)
     v.as_of_mono_ns -= std::max<int64_t>((driver_.now() - *t.last_update).ns(), 0);

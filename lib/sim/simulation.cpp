@@ -110,10 +110,12 @@ class Runner {
     std::vector<uint8_t> bytes;
   };
   struct Trace {};
+  struct SignProbe {};
   struct Interference {
     std::size_t event;
   };
-  using Payload = std::variant<SourceTimer, CoreTimer, AtServer, AtClient, Trace, Interference>;
+  using Payload =
+      std::variant<SourceTimer, CoreTimer, AtServer, AtClient, Trace, Interference, SignProbe>;
   struct Event {
     int64_t at_ns;
     uint64_t sequence;
@@ -203,6 +205,7 @@ RunResult Runner::run() {
   for (std::size_t i = 0; i < scenario_.events.size(); ++i)
     schedule(scenario_.events[i].at.ns(), Interference{i});
   schedule(0, Trace{});
+  if (scenario_.sign_interval > Duration{}) schedule(0, SignProbe{});
 
   const int64_t end_ns = scenario_.duration.ns();
   while (!queue_.empty() && queue_.top().at_ns <= end_ns && !result_.stopped) {
@@ -248,6 +251,21 @@ void Runner::handle(const Event& event) {
   } else if (std::holds_alternative<Trace>(event.payload)) {
     record_trace();
     schedule(next_trace_ns(), Trace{});
+  } else if (std::holds_alternative<SignProbe>(event.payload)) {
+    // As the daemon's signing socket: the interference check, then the core's verdict.
+    carry_out_clock({});
+    const auto verdict = core_.signing_time(clock_.local(), scenario_.max_sign_bound);
+    SignSample sample;
+    sample.t = since_start();
+    sample.true_tai = clock_.true_tai();
+    if (const auto* time = std::get_if<timekeeping::SigningTime>(&verdict)) {
+      sample.tai_ns = time->tai_ns;
+      sample.bound = time->bound;
+    } else {
+      sample.refusal = std::get<timekeeping::SigningRefusal>(verdict).text;
+    }
+    result_.signs.push_back(std::move(sample));
+    schedule(clock_.true_ns() + scenario_.sign_interval.ns(), SignProbe{});
   } else if (const auto* interference = std::get_if<Interference>(&event.payload)) {
     const ClockEvent& e = scenario_.events[interference->event];
     switch (e.kind) {

@@ -72,6 +72,11 @@ struct Scenario {
     Duration interval;
   };
   std::vector<TraceWindow> fine_trace;
+  // Signed timestamps: every sign_interval of true time (0: never) the runner asks the core for
+  // a signing time as the daemon's signing socket does (interference check first), with this
+  // maxsignbound, and records the verdict beside the true TAI.
+  Duration sign_interval;
+  Duration max_sign_bound = Duration::from_ms(100);
 
   // The truth's time scales: TAI − UTC in force at `start`, and the leap seconds after it. The
   // servers' clocks and LI bits follow them (see ServerModel); the clock's errors are against
@@ -116,6 +121,15 @@ struct TracePoint {
   double tai_error_ns = 0;
   int32_t tai_offset_s = 0;
   int kernel_time_state = 0;
+};
+
+// One signing request of Scenario::sign_interval: the core's verdict and the truth.
+struct SignSample {
+  Duration t;                    // true time since the start
+  TaiTime true_tai;              // the truth at that instant
+  std::optional<int64_t> tai_ns; // signed: the token's time ...
+  Duration bound;                // ... and bound
+  std::string refusal;           // refused: why
 };
 
 struct LogEntry {
@@ -163,6 +177,7 @@ struct RunResult {
   // TAI offset (by the kernel's leap, set_tai_offset or step_with_tai_offset).
   std::vector<KernelLeap> kernel_leaps;
   std::vector<TaiOffsetChange> tai_offset_changes;
+  std::vector<SignSample> signs;
 
   Statistics statistics(const Criteria& criteria = {}) const;
   // The largest |jump| of CLOCK_TAI between consecutive trace points in [from, to]: the change

@@ -304,10 +304,14 @@ const std::optional<timescale::LeapTable>& Timekeeper::leap_table() const {
 }
 
 double Timekeeper::drift_ppb() const {
-  double ppb = settings_.max_clock_error_ppm * 1000 + tracking_.skew_ppb;
-  if (settings_.observe_only) ppb += std::abs(tracking_.residual_frequency_ppb);
-  return ppb;
+  // The residual frequency too, steering or not: under -x the clock keeps it; when steering, the
+  // servo's correction of it is itself an estimate (after estimators restart, a young one: a
+  // simulated foreign step showed the clock 13 ppm off for a while with skew + maxclockerror at 7).
+  return settings_.max_clock_error_ppm * 1000 + tracking_.skew_ppb +
+         std::abs(tracking_.residual_frequency_ppb);
 }
+
+Duration Timekeeper::still_to_slew(UtcTime now) const { return impl_->still_to_slew(now); }
 
 Duration Timekeeper::error_bound_at(UtcTime now) const {
   if (!tracking_.last_update) return tracking_.error_bound;
@@ -328,18 +332,21 @@ SigningVerdict Timekeeper::signing_time(UtcTime now, Duration max_bound) const {
   if (impl_->leap.near_leap(now))
     return SigningRefusal{Why::tai_unvouched, "TAI - UTC not vouched for: within 2 s of a leap second"};
   const auto& table = impl_->leap.table();
-  const auto offset = tracking_.table_tai_offset_s && table
-                          ? table->offset_at(floor_div(now.unix_ns(), int64_t{1000000000}))
-                          : std::nullopt;
+  // The table speaks for today (the day may have changed since the last source event).
+  const int64_t now_s = floor_div(now.unix_ns(), int64_t{1000000000});
+  const auto offset = table && table->covers(now_s) ? table->offset_at(now_s) : std::nullopt;
   if (!offset)
     return SigningRefusal{Why::tai_unvouched, strcat("TAI - UTC not vouched for: ", tracking_.tai_note)};
+  // The core's best time: the clock plus what it has still to slew out (the cooked scale, which
+  // the bound is of), not the raw reading, which is off by the slew's remainder.
+  const UtcTime best = now + impl_->still_to_slew(now);
   const Duration bound = std::max(error_bound_at(now), Duration::from_ns(1));
   if (bound > max_bound)
     return SigningRefusal{Why::bound_too_large,
                           strcat("error bound ", bound.to_string(), " exceeds maxsignbound ",
                                  max_bound.to_string())};
   SigningTime time;
-  time.tai_ns = now.unix_ns() + int64_t{*offset} * 1000000000;
+  time.tai_ns = best.unix_ns() + int64_t{*offset} * 1000000000;
   time.bound = bound;
   time.leap = tracking_.leap_armed;
   time.measured = settings_.observe_only;

@@ -219,9 +219,12 @@ class Timekeeper {
   // The error bound at raw local time `now`: the last update's (|offset| + root delay / 2 + root
   // dispersion) grown by drift_ppb() since; kUnknownBound-like before any update.
   Duration error_bound_at(UtcTime now) const;
-  // How fast the bound grows, ppb: maxclockerror plus the frequency's uncertainty, and under
-  // observe only also the measured frequency error the unsteered clock keeps.
+  // How fast the bound grows, ppb: maxclockerror, the frequency's uncertainty (skew) and the
+  // residual frequency error the last update measured.
   double drift_ppb() const;
+  // What the slew in progress has still to do at raw local time `now` (the raw clock's error
+  // beyond the cooked scale's; positive: the clock is behind).
+  Duration still_to_slew(UtcTime now) const;
   // The time to sign at raw local time `now` (CLOCK_REALTIME) and its bound, or why not: only
   // while synchronized and not disrupted (someone else changed the clock since the last update:
   // the carrier noticed it), with a table that vouches for today's TAI − UTC (not within 2 s of a

@@ -1,4 +1,4 @@
-// Issue 9's leap-second scenarios: the real timekeeping core keeps a simulated clock (whose kernel
+// Issue 9's leap-second scenarios (and issue 10's signing through a leap and a foreign step): the real timekeeping core keeps a simulated clock (whose kernel
 // inserts and deletes leap seconds as Linux does) through a leap second under each leapsecmode,
 // for an insertion (the real one of 2016-12-31, from tzdata's list) and a deletion (a made-up one
 // of 2027-06-30, from tests/data/leap/negative-leap.list); then sources that announce a leap the
@@ -225,6 +225,103 @@ TEST(LeapSourcesTest, NoTableTheMajorityOfSourcesArmsIt) {
   ASSERT_EQ(r.tai_offset_changes.size(), 1u);
   EXPECT_TRUE(r.tai_offset_changes[0].by_kernel_leap);
   EXPECT_LE(max_abs_offset_ns(r, kBefore + Duration::from_s(3), r.ended), 1e6);
+}
+
+
+// Signed timestamps through a leap second and through a foreign step (issue 10): every 250 ms of
+// true time the runner asks the core for a signing time as the signing socket does. Every time
+// it signs, the truth lies within the bound; tokens in time order keep Roughtime's rule (earlier
+// time − bound ≤ later time + bound); it refuses before synchronization, within 2 s of the leap,
+// and from a foreign step until an update has measured it again.
+struct SignFigures {
+  int tokens = 0;
+  int refused = 0;
+  int dishonest = 0;
+  int out_of_order = 0;
+  double worst_ratio = 0;  // |TAI − truth| / bound, largest
+};
+
+SignFigures judge_signs(const RunResult& r) {
+  SignFigures f;
+  const SignSample* previous = nullptr;
+  for (const SignSample& s : r.signs) {
+    if (!s.tai_ns) {
+      ++f.refused;
+      continue;
+    }
+    ++f.tokens;
+    const int64_t error_ns = *s.tai_ns - s.true_tai.tai_ns();
+    f.worst_ratio = std::max(f.worst_ratio, std::abs(static_cast<double>(error_ns)) /
+                                                static_cast<double>(s.bound.ns()));
+    if (std::abs(error_ns) > s.bound.ns() && ++f.dishonest <= 5)
+      std::cout << "  dishonest at " << s.t.seconds() << " s: TAI - truth " << error_ns
+                << " ns, bound " << s.bound.ns() << " ns\n";
+    if (previous && *previous->tai_ns - previous->bound.ns() > *s.tai_ns + s.bound.ns())
+      ++f.out_of_order;
+    previous = &s;
+  }
+  std::cout << "  signing: " << f.tokens << " tokens, " << f.refused << " refusals, "
+            << f.dishonest << " with the truth outside the bound, " << f.out_of_order
+            << " out of order; worst |TAI - truth| / bound " << f.worst_ratio << '\n';
+  return f;
+}
+
+std::string refusal_at(const RunResult& r, Duration t) {
+  for (const SignSample& s : r.signs)
+    if (s.t >= t) return s.tai_ns ? "" : s.refusal;
+  return "";
+}
+
+TEST(SignScenarioTest, HonestAcrossALeapSecondUnderSystemAndStep) {
+  for (LeapMode mode : {LeapMode::system, LeapMode::step}) {
+    Scenario s = leap_scenario(std::string("sign_") + std::string(timekeeping::to_string(mode)),
+                               kInsertion, "leap-seconds.list", mode);
+    s.sign_interval = Duration::from_ms(250);
+    const RunResult r = run_and_report(s);
+    const SignFigures f = judge_signs(r);
+    EXPECT_GT(f.tokens, 20000);
+    EXPECT_EQ(f.dishonest, 0);
+    EXPECT_EQ(f.out_of_order, 0);
+    EXPECT_NE(r.signs.front().refusal.find("not synchronized"), std::string::npos)
+        << r.signs.front().refusal;
+    // Around the leap: refused within 2 s, signing again after.
+    int near_tokens = 0, near_refusals = 0;
+    for (const SignSample& sample : r.signs) {
+      const double from_leap = (sample.t - kBefore).seconds();
+      if (std::abs(from_leap) > 1.5) continue;
+      if (sample.tai_ns) {
+        ++near_tokens;
+      } else {
+        ++near_refusals;
+        EXPECT_NE(sample.refusal.find("leap second"), std::string::npos) << sample.refusal;
+      }
+    }
+    EXPECT_EQ(near_tokens, 0);
+    EXPECT_GT(near_refusals, 10);
+    EXPECT_EQ(refusal_at(r, kBefore + Duration::from_s(5)), "");
+  }
+}
+
+TEST(SignScenarioTest, HonestThroughAForeignStep) {
+  Scenario s = Scenario::with_servers("sign_foreign_step", 3);
+  s.use_leap_table(table("negative-leap.list"));
+  s.settings.leap_table = table("negative-leap.list");
+  s.settings.servo.makestep_limit = -1;
+  s.sign_interval = Duration::from_ms(250);
+  s.duration = Duration::from_s(3000);
+  s.events.push_back({ClockEvent::Kind::step, Duration::from_s(2000), Duration::from_s(10), 0});
+  const RunResult r = run_and_report(s);
+  print_log(r, true, 12, Duration::from_s(1990));
+  const SignFigures f = judge_signs(r);
+  EXPECT_GT(f.tokens, 9000);
+  EXPECT_EQ(f.dishonest, 0);
+  EXPECT_EQ(f.out_of_order, 0);
+  // Refused from the step (noticed at the next request: the interference check) until an
+  // update measured the clock again; signing again a minute later.
+  const std::string after_step = refusal_at(r, Duration::from_s(2000));
+  EXPECT_NE(after_step, "");
+  std::cout << "  just after the step: " << after_step << '\n';
+  EXPECT_EQ(refusal_at(r, Duration::from_s(2060)), "");
 }
 
 }  // namespace
