@@ -537,7 +537,11 @@ TsaServer::~TsaServer() {
 }
 
 std::uint16_t TsaServer::port() const { return impl_->port; }
-TsaCounters TsaServer::counters() const { return impl_->counters; }
+TsaCounters TsaServer::counters() const {
+  TsaCounters c = impl_->counters;
+  c.connections = impl_->sessions.size();
+  return c;
+}
 
 Result<void> make_self_signed_tsa(const std::string& key_path, const std::string& cert_path,
                                   const std::string& common_name, int days) {

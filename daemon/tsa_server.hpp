@@ -89,6 +89,7 @@ struct TsaCounters {
   std::uint64_t http_errors = 0;  // 400/404/405/413/415 replies
   std::uint64_t busy = 0;         // connections closed at accept (max_connections)
   std::uint64_t timeouts = 0;     // connections cut off by io_timeout
+  std::uint64_t connections = 0;  // open now
 };
 
 class TsaServer {
