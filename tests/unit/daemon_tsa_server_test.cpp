@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 #include <openssl/objects.h>
+#include <openssl/pkcs7.h>
 #include <openssl/ts.h>
 #include <openssl/x509.h>
 #include <stdlib.h>
@@ -311,6 +312,36 @@ TEST_F(TsaServerTest, OpensslQueryOverHttpVerifies) {
     EXPECT_EQ(line_with(text.output, "Nonce: "), nonce);
     EXPECT_EQ(line_with(text.output, "TSA: "), "TSA: DirName:/CN=taid demo TSA");
   }
+}
+
+// Number of certificates in a reply's SignedData (0 without a token).
+int reply_certificates(const std::string& der) {
+  const auto* in = reinterpret_cast<const unsigned char*>(der.data());
+  TS_RESP* resp = d2i_TS_RESP(nullptr, &in, static_cast<long>(der.size()));
+  if (resp == nullptr) return -1;
+  PKCS7* token = TS_RESP_get_token(resp);
+  const int n = token != nullptr && PKCS7_type_is_signed(token) && token->d.sign->cert != nullptr
+                    ? sk_X509_num(token->d.sign->cert)
+                    : 0;
+  TS_RESP_free(resp);
+  return n;
+}
+
+TEST_F(TsaServerTest, ChainIsSentWhenTheQueryAsksForCertificates) {
+  ASSERT_TRUE(make_self_signed_tsa(path("ca.key"), path("ca.pem"), "stand-in CA"));
+  TsaSettings s = settings();
+  s.chain_path = path("ca.pem");
+  start(s);
+  EXPECT_EQ(reply_certificates(post_query(port_, make_query(kSha256, 32)).body), 2);  // certReq
+  spit(path("photo.jpg"), "bytes\n");
+  const RunResult q = run("openssl ts -query -data " + path("photo.jpg") + " -out " + path("q"));
+  ASSERT_EQ(q.status, 0) << q.output;
+  const std::string reply = post_query(port_, slurp(path("q"))).body;
+  EXPECT_EQ(reply_certificates(reply), 0);  // no -cert: no certificates
+  spit(path("r"), reply);
+  const RunResult verify = run("openssl ts -verify -data " + path("photo.jpg") + " -in " +
+                               path("r") + " -CAfile " + cert_ + " -untrusted " + cert_);
+  EXPECT_NE(verify.output.find("Verification: OK"), std::string::npos) << verify.output;
 }
 
 TEST_F(TsaServerTest, GenTimeAccuracyAndIncreasingSerials) {
