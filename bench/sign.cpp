@@ -121,6 +121,31 @@ std::string load_average() {
   return one + " " + five + " " + fifteen;
 }
 
+// Busy CPU time of the whole machine so far (s), from /proc/stat: user, nice, system, irq,
+// softirq (guest time is inside user). Minus this process's CPU time over the same span, it is
+// what the other jobs on the machine took: the load average alone would count our own threads.
+double machine_busy_s() {
+  std::ifstream in("/proc/stat");
+  std::string cpu;
+  std::uint64_t user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0;
+  in >> cpu >> user >> nice >> system >> idle >> iowait >> irq >> softirq;
+  const long hz = ::sysconf(_SC_CLK_TCK);
+  return static_cast<double>(user + nice + system + irq + softirq) /
+         static_cast<double>(hz > 0 ? hz : 100);
+}
+
+struct OthersMeter {
+  double busy_s = machine_busy_s();
+  std::int64_t own_ns = clock_ns(CLOCK_PROCESS_CPUTIME_ID);
+  std::int64_t wall_ns = clock_ns(CLOCK_MONOTONIC);
+  // Cores the rest of the machine kept busy since construction (0 .. cores).
+  double cores() const {
+    const double wall_s = seconds_between(wall_ns, clock_ns(CLOCK_MONOTONIC));
+    const double own_s = seconds_between(own_ns, clock_ns(CLOCK_PROCESS_CPUTIME_ID));
+    return wall_s > 0 ? std::max(0.0, (machine_busy_s() - busy_s - own_s) / wall_s) : 0;
+  }
+};
+
 double load_1min() {
   std::ifstream in("/proc/loadavg");
   double one = 0;
@@ -296,30 +321,39 @@ bool send_next(Connection& c) {
   return false;
 }
 
-// Reads the reply to the request in flight (blocking: it was sent as one write of a few hundred
-// bytes, so once any of it is readable the rest follows at once) and keeps what the run needs.
-bool take_reply(Connection& c, const Shared& shared, std::vector<std::uint8_t>& body) {
-  std::uint8_t header[4];
-  if (!read_exact(c.fd, header, 4)) {
-    c.fail("receive failed or timed out");
-    return false;
+// Reads the reply to the request in flight (blocking) and keeps what the run needs. One recv()
+// usually brings the whole frame (the server writes it at once): a C client that reads the
+// length first and then the body pays a system call more per token, and on this machine system
+// calls are most of a token's cost.
+bool take_reply(Connection& c, const Shared& shared, std::vector<std::uint8_t>& frame) {
+  std::size_t got = 0;
+  while (got < 4) {
+    const ssize_t r = ::recv(c.fd, frame.data() + got, frame.size() - got, 0);
+    if (r <= 0) {
+      c.fail("receive failed or timed out");
+      return false;
+    }
+    got += static_cast<std::size_t>(r);
   }
-  const std::size_t n = std::size_t{header[0]} << 24 | std::size_t{header[1]} << 16 |
-                        std::size_t{header[2]} << 8 | header[3];
-  if (n == 0 || n > body.size() || !read_exact(c.fd, body.data(), n)) {
+  const std::size_t n = std::size_t{frame[0]} << 24 | std::size_t{frame[1]} << 16 |
+                        std::size_t{frame[2]} << 8 | frame[3];
+  // One request in flight: nothing may follow its reply.
+  if (n == 0 || 4 + n > frame.size() || got > 4 + n ||
+      !read_exact(c.fd, frame.data() + got, 4 + n - got)) {
     c.fail("bad reply frame");
     return false;
   }
   const std::int64_t done = clock_ns(CLOCK_MONOTONIC);
-  const auto end = body.begin() + static_cast<std::ptrdiff_t>(n);
-  if (body[0] != 0) {
-    c.fail("reply code " + std::to_string(body[0]) + ": " + std::string(body.begin() + 1, end));
+  const auto body = frame.begin() + 4;
+  const auto end = body + static_cast<std::ptrdiff_t>(n);
+  if (*body != 0) {
+    c.fail("reply code " + std::to_string(*body) + ": " + std::string(body + 1, end));
     return true;  // an error reply keeps the connection usable; the run counts it
   }
   c.out->samples.push_back({done, done - c.sent_ns});
   if (shared.keep_tokens) {
     c.out->offsets.push_back(static_cast<std::uint32_t>(c.out->blob.size()));
-    c.out->blob.insert(c.out->blob.end(), body.begin() + 1, end);
+    c.out->blob.insert(c.out->blob.end(), body + 1, end);
   }
   return true;
 }
@@ -339,7 +373,7 @@ void run_clients(Shared& shared, std::vector<Connection>& conns) {
   }
   shared.ready += static_cast<int>(conns.size());
   while (!shared.go.load(std::memory_order_acquire)) std::this_thread::yield();
-  std::vector<std::uint8_t> body(taid::stamp::kMaxReplyBody);
+  std::vector<std::uint8_t> body(4 + taid::stamp::kMaxReplyBody);
   const auto finish = [](Connection& c) {
     ::close(c.fd);
     c.open = false;
@@ -483,6 +517,7 @@ struct Point {
   double tokens_per_batch = 0;
   double server_us_per_token = 0;  // the io_context thread's CPU time per token
   double load_before = 0;
+  double others_cores = 0;  // CPU the machine's other jobs used during the run
 };
 
 Point run_point(const fs::path& dir, std::size_t clients, std::size_t threads, long window_us,
@@ -495,7 +530,9 @@ Point run_point(const fs::path& dir, std::size_t clients, std::size_t threads, l
   Server server(dir, std::chrono::microseconds(window_us));
   const auto before = server.counters();
   const std::int64_t cpu_before = server.cpu_ns();
+  const OthersMeter others;
   const Load load = drive(server.socket_path(), clients, threads, 0, false, kWarmupS + seconds);
+  p.others_cores = others.cores();
   const auto after = server.counters();
   p.server_us_per_token = ratio(static_cast<std::uint64_t>(server.cpu_ns() - cpu_before),
                                 after.tokens - before.tokens) /
@@ -519,6 +556,7 @@ struct Check {
   double tokens_per_batch = 0;
   double server_us_per_token = 0;  // the io_context thread's CPU time per token
   double load_before = 0;
+  double others_cores = 0;  // CPU the machine's other jobs used during the run
   std::uint64_t tokens = 0;
   std::uint64_t distinct_signatures = 0;
   std::string serials, verify, order;  // "ok" or what was wrong
@@ -547,7 +585,9 @@ Check run_check(const fs::path& dir, std::size_t clients, std::size_t threads,
     key = server.public_key();
     const auto before = server.counters();
     const std::int64_t cpu_before = server.cpu_ns();
+    const OthersMeter others;
     load = drive(server.socket_path(), clients, threads, requests, true, 0);
+    c.others_cores = others.cores();
     const auto after = server.counters();
     c.server_us_per_token = ratio(static_cast<std::uint64_t>(server.cpu_ns() - cpu_before),
                                   after.tokens - before.tokens) /
@@ -917,9 +957,9 @@ int main(int argc, char** argv) {
         const Point& p = points.back();
         std::fprintf(stderr,
                      "  %3zu clients on %2zu threads, window %-6s %9.0f tokens/s  p99 %8.1f us  "
-                     "load %.2f\n",
+                     "others %.2f cores\n",
                      p.clients, p.threads, window_name(p.window_us).c_str(), p.stats.tokens_per_s,
-                     p.stats.p99_us, p.load_before);
+                     p.stats.p99_us, p.others_cores);
         if (p.stats.errors) rc = 1;
       }
     }
@@ -945,7 +985,8 @@ int main(int argc, char** argv) {
       seconds, kWarmupS, static_cast<unsigned long long>(kBoundNs / 1000));
   std::printf(
       "| clients | client threads | window | tokens/s | p50 us | p99 us | max us | "
-      "tokens/batch | server CPU us/token | load 1m | goal >= 100k/s, p99 < 1 ms |\n");
+      "tokens/batch | server CPU us/token | other jobs, cores | goal >= 100k/s, p99 < 1 ms "
+      "|\n");
   std::printf("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|:-:|\n");
   const Point* best = nullptr;
   std::size_t met = 0;
@@ -957,7 +998,7 @@ int main(int argc, char** argv) {
                 p.threads, window_name(p.window_us).c_str(),
                 fmt("%.0f", p.stats.tokens_per_s).c_str(), fmt("%.1f", p.stats.p50_us).c_str(),
                 fmt("%.1f", p.stats.p99_us).c_str(), fmt("%.0f", p.stats.max_us).c_str(),
-                fmt("%.1f", p.tokens_per_batch).c_str(), p.server_us_per_token, p.load_before,
+                fmt("%.1f", p.tokens_per_batch).c_str(), p.server_us_per_token, p.others_cores,
                 p.stats.errors ? ("ERRORS: " + p.stats.first_error).c_str()
                 : ok           ? "yes"
                                : "no");
@@ -981,10 +1022,11 @@ int main(int argc, char** argv) {
         fmt("%.1f", chk->tokens_per_batch).c_str(), chk->server_us_per_token, chk->serials.c_str(),
         chk->verify.c_str(), chk->order.c_str(), chk->pass() ? "PASS" : "FAIL");
     std::printf(
-        "Verified %llu tokens under %llu distinct signatures in %.1f s (load %.2f before)."
-        "%s\n",
+        "Verified %llu tokens under %llu distinct signatures in %.1f s. Other jobs used %.2f "
+        "cores meanwhile (load %.2f before).%s\n",
         static_cast<unsigned long long>(chk->tokens),
-        static_cast<unsigned long long>(chk->distinct_signatures), chk->verify_s, chk->load_before,
+        static_cast<unsigned long long>(chk->distinct_signatures), chk->verify_s, chk->others_cores,
+        chk->load_before,
         chk->stats.errors ? (" Client errors: " + chk->stats.first_error).c_str() : "");
   }
 
@@ -1016,28 +1058,31 @@ int main(int argc, char** argv) {
   } else {
     std::printf("| taid_now() | %s | - |\n", read.note.c_str());
   }
-  std::printf("\nLoad average (1/5/15 min) at start: %s; at end: %s; %u cores; %.0f s in all.\n",
-              load_start.c_str(), load_end.c_str(), std::thread::hardware_concurrency(), elapsed_s);
+  std::printf(
+      "\nLoad average (1/5/15 min) at start: %s; at end: %s (the bench's own threads count "
+      "in it: \"other jobs, cores\" is the rest of the machine's CPU use during a point); "
+      "%u cores; %.0f s in all.\n",
+      load_start.c_str(), load_end.c_str(), std::thread::hardware_concurrency(), elapsed_s);
 
   // CSV.
   {
     std::ofstream csv(out / "sign-matrix.csv");
     csv << "clients,client_threads,window_us,seconds,tokens,tokens_per_s,p50_us,p99_us,max_us,"
-           "tokens_per_batch,server_cpu_us_per_token,errors,load_1m,goal_met\n";
+           "tokens_per_batch,server_cpu_us_per_token,errors,load_1m_before,others_cores,goal_met\n";
     for (const Point& p : points) {
       csv << p.clients << ',' << p.threads << ',' << p.window_us << ',' << seconds << ','
           << p.stats.tokens << ',' << fmt("%.0f", p.stats.tokens_per_s) << ','
           << fmt("%.2f", p.stats.p50_us) << ',' << fmt("%.2f", p.stats.p99_us) << ','
           << fmt("%.1f", p.stats.max_us) << ',' << fmt("%.2f", p.tokens_per_batch) << ','
           << fmt("%.3f", p.server_us_per_token) << ',' << p.stats.errors << ',' << p.load_before
-          << ',' << (meets_goal(p.stats) ? 1 : 0) << '\n';
+          << ',' << fmt("%.2f", p.others_cores) << ',' << (meets_goal(p.stats) ? 1 : 0) << '\n';
     }
   }
   if (chk) {
     std::ofstream csv(out / "sign-check.csv");
     csv << "clients,client_threads,requests,window_us,tokens,tokens_per_s,p50_us,p99_us,"
-           "tokens_per_batch,server_cpu_us_per_token,distinct_signatures,serials,verify,roughtime_"
-           "order,errors,load_1m,result\n";
+           "tokens_per_batch,server_cpu_us_per_token,distinct_signatures,serials,verify,"
+           "roughtime_order,errors,load_1m_before,others_cores,result\n";
     const auto quote = [](const std::string& s) {
       std::string q = "\"";
       for (char ch : s) q += ch == '"' ? std::string("\"\"") : std::string(1, ch);
@@ -1049,7 +1094,7 @@ int main(int argc, char** argv) {
         << fmt("%.2f", chk->tokens_per_batch) << ',' << fmt("%.3f", chk->server_us_per_token) << ','
         << chk->distinct_signatures << ',' << quote(chk->serials) << ',' << quote(chk->verify)
         << ',' << quote(chk->order) << ',' << chk->stats.errors << ',' << chk->load_before << ','
-        << (chk->pass() ? "PASS" : "FAIL") << '\n';
+        << fmt("%.2f", chk->others_cores) << ',' << (chk->pass() ? "PASS" : "FAIL") << '\n';
   }
   {
     std::ofstream csv(out / "sign-compare.csv");
