@@ -27,7 +27,10 @@
 // does: inserted, the server's POSIX clock goes back 1 s when it reaches M (23:59:59 repeats);
 // deleted, it goes forward 1 s when it reaches M − 1 s (23:59:59 never shows). Until then every
 // reply carries LI = 1 (add) or 2 (delete), afterwards LI = 0. θ in the truth log includes the
-// shift and the leap: server POSIX time = kernel time + θ, always.
+// shift and the leap: server POSIX time = kernel time + θ, always. --anchor first-request moves
+// that instant to the first request's arrival (the shift is set again then): a client that sets
+// its clock to the date and asks at once finds the server agreeing with it, however long it took
+// to get there (a guest's boot). Not the request's transmit field: clients send a random cookie.
 //
 // Truth log (CSV, --truth-log, "-" for stdout), one line per
 //   tick   every 100 ms: kernel_ns, theta_ns, freq_ppb
@@ -95,6 +98,7 @@ struct Options {
   std::string truth_log = "-";
   double seconds = 3600;
   std::optional<int64_t> serve_utc_ns;  // --serve-utc: POSIX ns the server reads at start-up
+  bool anchor_first_request = false;    // --anchor first-request
   int leap = 0;                         // --leap: +1 insert, -1 delete at the end of that day
 };
 
@@ -197,6 +201,10 @@ Options parse_options(int argc, char** argv) {
       o.serve_utc_ns = parse_utc_ns(value);
       if (!o.serve_utc_ns)
         usage_error(std::string("--serve-utc: '") + value + "' is not YYYY-MM-DDTHH:MM:SS[.f]Z");
+    } else if (opt == "--anchor") {
+      if (std::string_view(value) != "first-request")
+        usage_error(std::string("--anchor: '") + value + "' is not first-request");
+      o.anchor_first_request = true;
     } else if (opt == "--leap") {
       if (std::string_view(value) == "insert")
         o.leap = 1;
@@ -208,6 +216,7 @@ Options parse_options(int argc, char** argv) {
       usage_error(std::string("unknown option ") + std::string(opt));
   }
   if (o.leap != 0 && !o.serve_utc_ns) usage_error("--leap needs --serve-utc (its day)");
+  if (o.anchor_first_request && !o.serve_utc_ns) usage_error("--anchor needs --serve-utc");
   return o;
 }
 
@@ -254,6 +263,16 @@ class ProgrammedClock {
   }
 
   int64_t leap_midnight_ns() const { return leap_midnight_ns_; }
+
+  // From now on the server reads `server_posix_ns` at kernel time t (the shift set again), and
+  // the leap, if any, is at the end of that day.
+  void anchor(int64_t t, int64_t server_posix_ns) {
+    shift_ns_ = server_posix_ns - t - std::llround(programmed_ns(t));
+    if (leap_ != 0) {
+      constexpr int64_t kDayNs = int64_t{86400} * 1000000000;
+      leap_midnight_ns_ = (server_posix_ns / kDayNs + 1) * kDayNs;
+    }
+  }
 
  private:
   // The server's time without the leap second.
@@ -346,7 +365,12 @@ struct ClientState {
 class Server {
  public:
   Server(const Options& o, taid::Fd fd, std::FILE* log, int8_t precision_log2)
-      : clock_(o, kernel_now_ns()), fd_(std::move(fd)), log_(log), precision_(precision_log2) {}
+      : clock_(o, kernel_now_ns()),
+        fd_(std::move(fd)),
+        log_(log),
+        precision_(precision_log2),
+        anchor_pending_(o.anchor_first_request),
+        serve_utc_ns_(o.serve_utc_ns) {}
 
   int run(double seconds) {
     const int64_t end = kernel_now_ns() + static_cast<int64_t>(seconds * 1e9);
@@ -420,6 +444,12 @@ class Server {
       return;
     }
     const taid::ntp::Packet& request = *decoded;
+    if (anchor_pending_) {
+      anchor_pending_ = false;
+      clock_.anchor(t2, *serve_utc_ns_);
+      std::fprintf(stderr, "programmed_server: anchored at the first request: server time %s\n",
+                   UtcTime::from_unix_ns(*serve_utc_ns_).to_string().c_str());
+    }
     const std::string client = address_text(from.storage);
     if (clients_.size() >= 4096 && !clients_.contains(client)) clients_.clear();  // bounded
     ClientState& state = clients_[client];
@@ -511,6 +541,8 @@ class Server {
   std::map<uint32_t, std::string> pending_;  // OPT_ID of a sent reply -> client address
   uint32_t next_id_ = 0;
   uint64_t replies_ = 0, interleaved_ = 0, dropped_ = 0;
+  bool anchor_pending_ = false;           // --anchor first-request, until that request
+  std::optional<int64_t> serve_utc_ns_;  // its era pivot
 };
 
 taid::Fd open_socket(const Options& o) {

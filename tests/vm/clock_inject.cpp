@@ -4,6 +4,8 @@
 //
 //   clock_inject --read                       print one line: adjtimex(modes = 0)
 //   clock_inject --step-ns N --freq-ppm F     ADJ_SETOFFSET by N ns, then ADJ_FREQUENCY = F ppm
+//   clock_inject --set-s S                    CLOCK_REALTIME = S (POSIX seconds), e.g. the leap
+//                                             test's start, 20 s before its midnight
 //   clock_inject --leap insert|delete|none --tai N
 //                                             STA_INS / STA_DEL (or neither) and ADJ_TAI = N, so
 //                                             the kernel inserts or deletes a leap second at the
@@ -121,9 +123,19 @@ bool parse_number(const char* text, double& out) {
   return errno == 0 && end != text && *end == '\0' && std::isfinite(out);
 }
 
+int set_clock(int64_t seconds) {
+  const timespec ts{static_cast<time_t>(seconds), 0};
+  if (::clock_settime(CLOCK_REALTIME, &ts) != 0) {
+    std::fprintf(stderr, "clock_inject: clock_settime: %s\n", std::strerror(errno));
+    return 1;
+  }
+  std::printf("clock_inject: CLOCK_REALTIME set to %" PRId64 "\n", seconds);
+  return print_state();
+}
+
 int usage() {
   std::fputs(
-      "usage: clock_inject --read | clock_inject --step-ns N --freq-ppm F |\n"
+      "usage: clock_inject --read | clock_inject --step-ns N --freq-ppm F | --set-s S |\n"
       "       clock_inject --leap insert|delete|none --tai N\n",
       stderr);
   return 2;
@@ -140,6 +152,14 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (argc == 2 && std::strcmp(argv[1], "--read") == 0) return print_state();
+  if (argc == 3 && std::strcmp(argv[1], "--set-s") == 0) {
+    double seconds = 0;
+    // 1972 .. 2100: a date a leap table covers.
+    if (!parse_number(argv[2], seconds) || seconds < 63072000 || seconds > 4102444800.0 ||
+        seconds != std::floor(seconds))
+      return usage();
+    return set_clock(static_cast<int64_t>(seconds));
+  }
   if (argc == 5 && std::strcmp(argv[1], "--leap") == 0 && std::strcmp(argv[3], "--tai") == 0) {
     const std::string leap = argv[2];
     double tai = 0;
