@@ -1,6 +1,7 @@
 // chrony.conf-syntax parser: directive, option and timestamping-mode tables, checked once.
 #include "daemon/config.hpp"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <pwd.h>
 #include <unistd.h>
@@ -278,6 +279,35 @@ void parse_signallow(ParseState& st, const Line& line) {
     st.config.sign_allowed_uids.push_back(found->pw_uid);
   }
 }
+void parse_tsabind(ParseState& st, const Line& line) {
+  if (line.words.size() != 2) st.fail(line, "tsabind: expected one address");
+  const std::string address(line.words[1]);
+  in6_addr v6{};
+  in_addr v4{};
+  if (::inet_pton(AF_INET, address.c_str(), &v4) != 1 &&
+      ::inet_pton(AF_INET6, address.c_str(), &v6) != 1)
+    st.fail(line, strcat("tsabind: '", address, "' is not an IPv4 or IPv6 address"));
+  note_single(st, line, "tsabind");
+  st.config.tsabind = address;
+}
+void parse_tsakey(ParseState& st, const Line& line) { parse_path<&Config::tsakey>(st, line, "tsakey"); }
+void parse_tsacert(ParseState& st, const Line& line) {
+  parse_path<&Config::tsacert>(st, line, "tsacert");
+}
+void parse_tsaserials(ParseState& st, const Line& line) {
+  parse_path<&Config::tsaserials>(st, line, "tsaserials");
+}
+// A dotted OID: at least two arcs of digits.
+void parse_tsapolicy(ParseState& st, const Line& line) {
+  if (line.words.size() != 2) st.fail(line, "tsapolicy: expected one OID (e.g. 1.2.3.4)");
+  const std::string_view oid = line.words[1];
+  bool valid = !oid.empty() && oid.front() != '.' && oid.back() != '.' &&
+               oid.find("..") == std::string_view::npos && oid.find('.') != std::string_view::npos;
+  for (char c : oid) valid = valid && (std::isdigit(static_cast<unsigned char>(c)) || c == '.');
+  if (!valid) st.fail(line, strcat("tsapolicy: '", oid, "' is not a dotted OID (e.g. 1.2.3.4)"));
+  note_single(st, line, "tsapolicy");
+  st.config.tsapolicy = std::string(oid);
+}
 void parse_leapseclist(ParseState& st, const Line& line) {
   if (!st.config.leapsectz.empty()) st.fail(line, "leapseclist: leapsectz is already set (one only)");
   parse_path<&Config::leapseclist>(st, line, "leapseclist");
@@ -549,6 +579,13 @@ void parse_numeric(ParseState& st, const Line& line, const NumericDirective& dir
   directive.store(st.config.timekeeping, std::span<const double>(values.data(), directive.count));
 }
 
+void parse_tsaport(ParseState& st, const Line& line) {
+  if (line.words.size() != 2) st.fail(line, "tsaport: expected one port number");
+  const double port = parse_number(st, line, "tsaport", {"", NumberKind::integer, 1, false, 65535},
+                                   line.words[1]);
+  note_single(st, line, "tsaport");
+  st.config.tsaport = static_cast<uint16_t>(port);
+}
 void parse_maxsignbound(ParseState& st, const Line& line) {
   if (line.words.size() < 2) st.fail(line, "maxsignbound: missing value");
   if (line.words.size() > 2)
@@ -647,7 +684,7 @@ struct Directive {
   void (*handle)(ParseState&, const Line&);
 };
 
-constexpr std::array<Directive, 19> kDirectives{{
+constexpr std::array<Directive, 25> kDirectives{{
     {"server", parse_server},
     {"pool", parse_pool},
     {"bindcmdaddress", parse_bindcmdaddress},
@@ -667,6 +704,12 @@ constexpr std::array<Directive, 19> kDirectives{{
     {"signserials", parse_signserials},
     {"maxsignbound", parse_maxsignbound},
     {"signallow", parse_signallow},
+    {"tsaport", parse_tsaport},
+    {"tsabind", parse_tsabind},
+    {"tsakey", parse_tsakey},
+    {"tsacert", parse_tsacert},
+    {"tsaserials", parse_tsaserials},
+    {"tsapolicy", parse_tsapolicy},
 }};
 
 bool is_blank(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f'; }

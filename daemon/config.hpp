@@ -42,6 +42,12 @@
 //   maxsignbound SECONDS  refuse to sign while the error bound is larger (> 0; default 0.1)
 //   signallow UID...      the callers allowed (numeric uids or user names; repeatable;
 //                         default: root and taid's own user)
+//   tsaport PORT          RFC 3161 time-stamping over HTTP on this TCP port (1..65535; default
+//                         none); tsabind ADDRESS (IPv4/IPv6 literal, default 127.0.0.1)
+//   tsakey PATH, tsacert PATH   its key and certificate (PEM; default /var/lib/taid/tsa.key and
+//                         tsa.pem, a self-signed pair made on first start when both are missing)
+//   tsaserials PATH       its serial store (default /var/lib/taid/tsa.serial)
+//   tsapolicy OID         the policy its replies name (dotted; default taid's, under 2.25)
 // minpoll/maxpoll are log2 seconds in -6..17 (below 4, i.e. 16 s, only for links one owns, as
 // in chrony), port 1..65535, maxsources 1..16. Numbers are decimal ("0.5", "1e-3"; no sign "+",
 // no hex, no "inf"/"nan"); seconds at most 10^9 (they become int64 nanoseconds). chrony checks
@@ -133,6 +139,13 @@ struct Config {
   std::string signserials = "/var/lib/taid/sign.serial";
   Duration max_sign_bound = Duration::from_ms(100);
   std::vector<uint32_t> sign_allowed_uids;  // empty: root and taid's own user
+  // RFC 3161 over HTTP (daemon/tsa_server.hpp); tsaport 0: none.
+  uint16_t tsaport = 0;
+  std::string tsabind = "127.0.0.1";
+  std::string tsakey = "/var/lib/taid/tsa.key";
+  std::string tsacert = "/var/lib/taid/tsa.pem";
+  std::string tsaserials = "/var/lib/taid/tsa.serial";
+  std::string tsapolicy;  // empty: TsaServer's default
   // Selection, servo and clock settings; the structs' defaults where the file says nothing.
   // initial_frequency_ppb is left empty: the drift file's content is read at start, not here.
   timekeeping::Settings timekeeping;

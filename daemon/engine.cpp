@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -215,6 +216,7 @@ void Engine::start() {
       log_warning(strcat("no signing socket: ", server.error().message()));
     }
   }
+  if (config_.tsaport != 0) start_tsa();
   if (config_.log_measurements) {
     const std::string path = config_.logdir + "/measurements.log";
     measurements_.open(path, std::ios::app);
@@ -644,6 +646,43 @@ TimeVerdict Engine::sign_verdict() {
   batch.leap = time.leap > 0 ? stamp::Leap::insert : time.leap < 0 ? stamp::Leap::remove : stamp::Leap::none;
   batch.status = time.measured ? stamp::SyncStatus::measured : stamp::SyncStatus::synchronized;
   return batch;
+}
+
+// RFC 3161 over HTTP. Without a key and certificate a self-signed pair is made (the demo's case);
+// one without the other is an error. genTime is UTC: the verdict's TAI less today's table offset
+// (the two calls come back to back on this thread, so they agree).
+void Engine::start_tsa() {
+  TsaSettings settings;
+  settings.bind_address = config_.tsabind;
+  settings.port = config_.tsaport;
+  settings.key_path = config_.tsakey;
+  settings.cert_path = config_.tsacert;
+  settings.serial_path = config_.tsaserials;
+  if (!config_.tsapolicy.empty()) settings.policy_oid = config_.tsapolicy;
+  const bool have_key = std::filesystem::exists(settings.key_path);
+  const bool have_cert = std::filesystem::exists(settings.cert_path);
+  if (!have_key && !have_cert) {
+    if (auto made = make_self_signed_tsa(settings.key_path, settings.cert_path); !made) {
+      log_warning(strcat("no RFC 3161 service: ", made.error().message()));
+      return;
+    }
+    log_info(strcat("RFC 3161: made a self-signed key and certificate: ", settings.key_path, ", ",
+                    settings.cert_path));
+  }
+  auto utc_of = [this](int64_t tai_ns) -> std::optional<int64_t> {
+    const auto& table = core_.leap_table();
+    if (!table) return std::nullopt;
+    const auto offset = table->offset_at(driver_.now().unix_ns() / 1000000000);
+    if (!offset) return std::nullopt;
+    return tai_ns - int64_t{*offset} * 1000000000;
+  };
+  if (auto server = TsaServer::open(io_, settings, [this] { return sign_verdict(); }, utc_of)) {
+    tsa_server_ = std::move(*server);
+    log_info(strcat("RFC 3161 over HTTP on ", settings.bind_address, " port ", tsa_server_->port(),
+                    ", certificate ", settings.cert_path));
+  } else {
+    log_warning(strcat("no RFC 3161 service: ", server.error().message()));
+  }
 }
 
 // The record readers turn into [earliest, latest] TAI (Engine::bound, as of the last update).

@@ -30,6 +30,7 @@
 #include "net/udp_client.hpp"
 #include "ntp/exchange.hpp"
 #include "daemon/sign_server.hpp"
+#include "daemon/tsa_server.hpp"
 #include "publish/shm_clock_writer.hpp"
 #include "timescale/tai.hpp"
 #include "timekeeping/timekeeper.hpp"
@@ -124,6 +125,9 @@ class Engine {
   void schedule_record_heartbeat();
   // The signing socket (signsocket) and what it signs with: the time and bound now, or why not.
   std::unique_ptr<SignServer> sign_server_;
+  // RFC 3161 over HTTP (tsaport), signing with the same verdict.
+  std::unique_ptr<TsaServer> tsa_server_;
+  void start_tsa();
   TimeVerdict sign_verdict();
   FileStat leap_table_stat_;
   int64_t expiry_checked_day_ = 0;

@@ -11,6 +11,7 @@
 // list expired on 2026-06-28), with a made-up deletion in 2027 that does not touch today.
 #include <gtest/gtest.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cstdint>
 #include <fstream>
@@ -179,6 +180,74 @@ TEST_F(SignTest, RefusalsNameTheReason) {
   start_taid(kGoodList, "0.05", net_->unused_address());
   ASSERT_TRUE(wait_until(10s, 100ms, [&] { return taid_->tracking().has_value(); }));
   EXPECT_NE(refused("unsynchronized").find("not synchronized"), std::string::npos);
+  EXPECT_EQ(taid_->process().stop(), 0) << taid_->process().describe();
+}
+
+
+// RFC 3161 over HTTP (issue 10, item 4): `openssl ts -query` → taid's TSA in the client namespace
+// (POSTed with Python's urllib) → `openssl ts -verify` prints OK against the self-signed
+// certificate taid made on first start; garbage gets a rejection and the server keeps serving;
+// with an expired table the time is not available.
+TEST_F(SignTest, Rfc3161RepliesVerifyWithOpenssl) {
+  const std::string port = std::to_string(20000 + ::getpid() % 20000);
+  const auto start = [&](const std::string& list) {
+    if (!chronyd_) chronyd_.emplace(*net_, dir_->path());
+    taid_.reset();
+    taid_.emplace(net_->client_ns(), dir_->path(),
+                  std::vector<std::string>{
+                      "server " + chronyd_->address() + " iburst minpoll -2 maxpoll -2",
+                      "leapseclist " + list, "tsaport " + port, "tsakey " + path("tsa.key"),
+                      "tsacert " + path("tsa.pem"), "tsaserials " + path("tsa.serial")});
+  };
+  const auto post = [&](const std::string& query, const std::string& reply) {
+    const std::string script =
+        "import sys, urllib.request\n"
+        "req = urllib.request.Request('http://127.0.0.1:" + port + "/', data=open(sys.argv[1], "
+        "'rb').read(), headers={'Content-Type': 'application/timestamp-query'})\n"
+        "r = urllib.request.urlopen(req, timeout=10)\n"
+        "assert r.headers['Content-Type'] == 'application/timestamp-reply', r.headers\n"
+        "open(sys.argv[2], 'wb').write(r.read())\n";
+    return run({"ip", "netns", "exec", net_->client_ns(), kPython, "-c", script, query, reply});
+  };
+  const std::string photo = path("photo.jpg");
+  std::ofstream(photo) << "not really a jpeg\n";
+  const RunResult query =
+      run({"openssl", "ts", "-query", "-data", photo, "-sha256", "-cert", "-out", path("q.tsq")});
+  ASSERT_TRUE(query.ok()) << query.describe();
+
+  start(kGoodList);
+  json tracking;
+  ASSERT_TRUE(wait_synchronized(tracking)) << taid_->process().log();
+  ASSERT_TRUE(std::filesystem::exists(path("tsa.pem"))) << taid_->process().log();
+  const RunResult posted = post(path("q.tsq"), path("r.tsr"));
+  ASSERT_TRUE(posted.ok()) << posted.describe() << "\n" << taid_->process().log();
+  const RunResult verified = run({"openssl", "ts", "-verify", "-data", photo, "-in", path("r.tsr"),
+                                  "-CAfile", path("tsa.pem")});
+  EXPECT_TRUE(verified.ok()) << verified.describe();
+  EXPECT_NE(verified.out.find("Verification: OK"), std::string::npos) << verified.describe();
+  const RunResult text = run({"openssl", "ts", "-reply", "-in", path("r.tsr"), "-text"});
+  ASSERT_TRUE(text.ok()) << text.describe();
+  std::cout << text.out;
+  EXPECT_NE(text.out.find("Status: Granted."), std::string::npos);
+  EXPECT_NE(text.out.find("Accuracy:"), std::string::npos);
+
+  // Garbage: a TimeStampResp that rejects it, and the server serves the next query.
+  std::ofstream(path("garbage.tsq")) << "this is not DER";
+  ASSERT_TRUE(post(path("garbage.tsq"), path("garbage.tsr")).ok());
+  const RunResult garbage = run({"openssl", "ts", "-reply", "-in", path("garbage.tsr"), "-text"});
+  EXPECT_NE(garbage.out.find("Status: Rejected."), std::string::npos) << garbage.describe();
+  ASSERT_TRUE(post(path("q.tsq"), path("r2.tsr")).ok());
+  EXPECT_TRUE(run({"openssl", "ts", "-verify", "-data", photo, "-in", path("r2.tsr"), "-CAfile",
+                   path("tsa.pem")})
+                  .ok());
+
+  // tzdata's expired list: no time to give.
+  start(kExpiredList);
+  ASSERT_TRUE(wait_synchronized(tracking)) << taid_->process().log();
+  ASSERT_TRUE(post(path("q.tsq"), path("r3.tsr")).ok());
+  const RunResult refused = run({"openssl", "ts", "-reply", "-in", path("r3.tsr"), "-text"});
+  EXPECT_NE(refused.out.find("Status: Rejected."), std::string::npos) << refused.describe();
+  std::cout << "expired table: " << refused.out;
   EXPECT_EQ(taid_->process().stop(), 0) << taid_->process().describe();
 }
 

@@ -572,6 +572,18 @@ TEST(SignConfig, DefaultsAndEachDirective) {
   EXPECT_EQ(c.max_sign_bound, Duration::from_ms(5));
   EXPECT_EQ(c.sign_allowed_uids, (std::vector<uint32_t>{0, 1000, 0}));
   EXPECT_EQ(c.clockrecord, "/dev/shm/taid-clock");
+
+  EXPECT_EQ(defaults.tsaport, 0);
+  EXPECT_EQ(defaults.tsabind, "127.0.0.1");
+  const Config tsa = parse_config(
+      "tsaport 3161\ntsabind ::\ntsakey /k\ntsacert /c\ntsaserials /s\ntsapolicy 1.2.3.4\n",
+      "t.conf");
+  EXPECT_EQ(tsa.tsaport, 3161);
+  EXPECT_EQ(tsa.tsabind, "::");
+  EXPECT_EQ(tsa.tsakey, "/k");
+  EXPECT_EQ(tsa.tsacert, "/c");
+  EXPECT_EQ(tsa.tsaserials, "/s");
+  EXPECT_EQ(tsa.tsapolicy, "1.2.3.4");
 }
 
 TEST(SignConfig, BadLinesNameTheLine) {
@@ -584,6 +596,10 @@ TEST(SignConfig, BadLinesNameTheLine) {
       {"signallow no-such-user-here\n", "t.conf:1: signallow: no user 'no-such-user-here'"},
       {"clockrecord shm\n", "t.conf:1: clockrecord 'shm' is not an absolute path"},
       {"signkey /a\nsignkey /b\n", "t.conf:2: duplicate directive 'signkey' (first at t.conf:1)"},
+      {"tsaport 0\n", "t.conf:1: tsaport 0 must be at least 1"},
+      {"tsaport 70000\n", "t.conf:1: tsaport 70000 must be at most 65535"},
+      {"tsabind example.net\n", "t.conf:1: tsabind: 'example.net' is not an IPv4 or IPv6 address"},
+      {"tsapolicy 1..2\n", "t.conf:1: tsapolicy: '1..2' is not a dotted OID (e.g. 1.2.3.4)"},
   };
   for (const ErrorCase& c : cases) EXPECT_EQ(error_of(c.text), c.message) << c.text;
 }
