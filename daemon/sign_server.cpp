@@ -14,6 +14,7 @@
 #include <optional>
 #include <unordered_set>
 
+#include "core/file_write.hpp"
 #include "core/log.hpp"
 #include "core/strcat.hpp"
 #include "stamp/key_store.hpp"
@@ -37,26 +38,8 @@ Bytes error_frame(ReplyCode code, std::string_view text) {
 // The public half next to the key, world-readable, so that clients and verifiers can get it
 // without the daemon's privileges. Written under a temporary name and renamed into place.
 Result<void> write_public_key(const std::string& key_path, const stamp::PublicKey& key) {
-  const std::string path = key_path + ".pub";
-  const std::string tmp = path + ".tmp";
-  const std::string pem = key.pem();
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return Error::from_errno(strcat(tmp, ": open"));
-  bool ok = ::fchmod(fd, 0644) == 0 &&  // the umask must not hide the public key
-            ::write(fd, pem.data(), pem.size()) == static_cast<ssize_t>(pem.size()) &&
-            ::fsync(fd) == 0;
-  const int saved = errno;
-  ::close(fd);
-  if (!ok) {
-    ::unlink(tmp.c_str());
-    return Error{saved, strcat(tmp, ": write")};
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const Error e = Error::from_errno(strcat(path, ": rename"));
-    ::unlink(tmp.c_str());
-    return e;
-  }
-  return {};
+  // World-readable whatever the umask says.
+  return write_file_atomically(key_path + ".pub", key.pem(), 0644);
 }
 
 }  // namespace

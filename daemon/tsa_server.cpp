@@ -25,6 +25,7 @@
 #include <ctime>
 #include <unordered_set>
 
+#include "core/file_write.hpp"
 #include "core/log.hpp"
 #include "core/strcat.hpp"
 #include "stamp/serial_store.hpp"
@@ -85,27 +86,6 @@ Result<std::string> read_file(const std::string& path) {
   return data;
 }
 
-// Written under a temporary name with its final mode (not the umask's), then renamed into place.
-Result<void> write_file(const std::string& path, std::string_view data, mode_t mode) {
-  const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-  if (fd < 0) return Error::from_errno(strcat(tmp, ": open"));
-  const bool ok = ::fchmod(fd, mode) == 0 &&
-                  ::write(fd, data.data(), data.size()) == static_cast<ssize_t>(data.size()) &&
-                  ::fsync(fd) == 0;
-  const int saved = errno;
-  ::close(fd);
-  if (!ok) {
-    ::unlink(tmp.c_str());
-    return Error{saved, strcat(tmp, ": write")};
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const Error e = Error::from_errno(strcat(path, ": rename"));
-    ::unlink(tmp.c_str());
-    return e;
-  }
-  return {};
-}
 
 BioPtr memory_bio(std::string_view data) {
   return BioPtr(BIO_new_mem_buf(data.data(), static_cast<int>(data.size())));
@@ -587,8 +567,8 @@ Result<void> make_self_signed_tsa(const std::string& key_path, const std::string
           1 ||
       PEM_write_bio_X509(cert_out.get(), cert.get()) != 1)
     return Error::plain(openssl_error("self-signed TSA: PEM"));
-  if (auto w = write_file(key_path, bio_contents(key_out.get()), 0600); !w) return w.error();
-  if (auto w = write_file(cert_path, bio_contents(cert_out.get()), 0644); !w) return w.error();
+  if (auto w = write_file_atomically(key_path, bio_contents(key_out.get()), 0600); !w) return w.error();
+  if (auto w = write_file_atomically(cert_path, bio_contents(cert_out.get()), 0644); !w) return w.error();
   return {};
 }
 

@@ -475,25 +475,6 @@ void RunResult::write_csv(std::ostream& out) const {
   }
 }
 
-namespace {
-const char* time_state_name(int state) {
-  switch (state) {
-    case TIME_OK:
-      return "TIME_OK";
-    case TIME_INS:
-      return "TIME_INS";
-    case TIME_DEL:
-      return "TIME_DEL";
-    case TIME_OOP:
-      return "TIME_OOP";
-    case TIME_WAIT:
-      return "TIME_WAIT";
-    case TIME_ERROR:
-      return "TIME_ERROR";
-  }
-  return "?";
-}
-}  // namespace
 
 void RunResult::write_leap_csv(std::ostream& out) const {
   out << "t_s,local_utc,offset_ns,clock_tai_s,tai_error_ns,tai_offset_s,kernel_state,"
@@ -501,11 +482,13 @@ void RunResult::write_leap_csv(std::ostream& out) const {
   char buf[200];
   for (const TracePoint& p : trace) {
     const int64_t tai_ns = p.clock_tai.tai_ns();
+    clock::KernelTimeState state;  // for its names of the kernel's states
+    state.clock_state = p.kernel_time_state;
     std::snprintf(buf, sizeof buf, "%.9f,%s,%.3f,%lld.%09lld,%.3f,%d,%s,%d\n", p.t.seconds(),
                   p.local.to_string().c_str(), p.offset_ns,
                   static_cast<long long>(floor_div(tai_ns, 1000000000)),
                   static_cast<long long>(tai_ns - floor_div(tai_ns, 1000000000) * 1000000000),
-                  p.tai_error_ns, p.tai_offset_s, time_state_name(p.kernel_time_state),
+                  p.tai_error_ns, p.tai_offset_s, state.clock_state_name().c_str(),
                   p.synchronized ? 1 : 0);
     out << buf;
   }
