@@ -70,6 +70,7 @@
 #include "core/time.hpp"
 #include "net/timestamping.hpp"
 #include "ntp/packet.hpp"
+#include "timescale/utc_label.hpp"
 
 namespace {
 
@@ -102,34 +103,12 @@ struct Options {
   int leap = 0;                         // --leap: +1 insert, -1 delete at the end of that day
 };
 
-// "YYYY-MM-DDTHH:MM:SS[.fraction]Z" (Z or nothing) as POSIX ns; 23:59:60 is not a POSIX time.
+// "YYYY-MM-DDTHH:MM:SS[.fraction]Z" as POSIX ns (lib/timescale's labels); 23:59:60 is not a POSIX
+// time, so it is refused here.
 std::optional<int64_t> parse_utc_ns(const char* text) {
-  int year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0, used = 0;
-  if (std::sscanf(text, "%4d-%2d-%2dT%2d:%2d:%2d%n", &year, &month, &day, &hour, &minute, &second,
-                  &used) != 6)
-    return std::nullopt;
-  if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 59)
-    return std::nullopt;
-  const char* rest = text + used;
-  int64_t fraction_ns = 0;
-  if (*rest == '.') {
-    int64_t scale = 100000000;
-    ++rest;
-    if (*rest < '0' || *rest > '9') return std::nullopt;
-    for (; *rest >= '0' && *rest <= '9'; ++rest, scale /= 10) fraction_ns += (*rest - '0') * scale;
-  }
-  if (*rest == 'Z') ++rest;
-  if (*rest != '\0') return std::nullopt;
-  tm fields{};
-  fields.tm_year = year - 1900;
-  fields.tm_mon = month - 1;
-  fields.tm_mday = day;
-  fields.tm_hour = hour;
-  fields.tm_min = minute;
-  fields.tm_sec = second;
-  const time_t seconds = timegm(&fields);
-  if (fields.tm_mday != day) return std::nullopt;  // 2016-02-30 normalised into March
-  return static_cast<int64_t>(seconds) * 1000000000 + fraction_ns;
+  const auto label = taid::timescale::parse_utc_label(text);
+  if (!label || label->second == 60) return std::nullopt;
+  return taid::timescale::posix_from_label(*label).unix_ns();
 }
 
 [[noreturn]] void usage_error(const std::string& message) {
