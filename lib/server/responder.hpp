@@ -18,6 +18,7 @@
 #include <optional>
 #include <span>
 #include <string_view>
+#include <variant>
 
 #include "core/time.hpp"
 #include "ntp/packet.hpp"
@@ -86,6 +87,7 @@ struct Request {
 struct ResponderSettings {
   AccessList access;                    // empty: everyone denied (chrony's default)
   std::optional<RateLimitSettings> rate_limit;  // `ratelimit`; none: no limit
+  std::size_t rate_limit_entries = 65536;       // client addresses the rate limiter tracks
   std::size_t interleave_entries = 16384;       // receive/transmit pairs kept for RFC 9769
   uint64_t random_seed = 0;                     // the rate limiter's leak and KoD draws
 };
@@ -104,13 +106,18 @@ class Responder {
 
   // The reply to one datagram, or why there is none. Reply fields from `clock`: leap, stratum,
   // precision, reference id and time, root delay and dispersion; version and poll echo the
-  // request's; origin = the request's transmit field (basic) or receive field (interleaved).
+  // request's (poll raised to the rate limit's interval, as chrony tells fast clients to slow
+  // down); origin = the request's transmit field (basic) or receive field (interleaved).
   std::variant<Reply, Drop> respond(const Request& request, const ServerClockState& clock);
 
   // Writes T3 into a basic reply's transmit field, and remembers it as that reply's transmit
   // stamp until the kernel's arrives.
   void patch_transmit(Reply& reply, NtpTimestamp transmit_time);
   // The kernel's TX stamp of the reply that carried `receive_time` (from the error queue).
+  // Interleaved replies need no patch: the I/O reports their user-space send time here too when
+  // it has no kernel stamp, else their next interleaved request finds no transmit stamp and gets
+  // a basic reply. A KoD's receive_time is zero: nothing to report. Ignored when more than 1 s
+  // away from receive_time.
   void on_transmit_stamp(NtpTimestamp receive_time, NtpTimestamp transmit_time);
 
   const ResponderStats& stats() const { return stats_; }
