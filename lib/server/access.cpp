@@ -113,15 +113,17 @@ Result<AccessRule> parse_access_rule(std::string_view directive, std::string_vie
   const auto slash = token.find('/');
   const std::string_view address_text = token.substr(0, slash);
 
+  // The family as written: "::ffff:10.0.0.0/104" is IPv6 syntax with IPv6 lengths (add() then
+  // treats it as the IPv4 rule it amounts to).
+  const bool ipv4 = address_text.find(':') == std::string_view::npos;
   Address16 address{};
   int bits = -1;  // within the family
   if (auto parsed = parse_address16(address_text)) {
     address = *parsed;
-    bits = is_v4_mapped(address) ? 32 : 128;
-  } else if (!parse_partial_v4(address_text, address, bits)) {
+    bits = ipv4 ? 32 : 128;
+  } else if (!ipv4 || !parse_partial_v4(address_text, address, bits)) {
     return Error::plain(name + ": " + quoted + " is not an address");
   }
-  const bool ipv4 = is_v4_mapped(address);
   const int max_bits = ipv4 ? 32 : 128;
   if (slash != std::string_view::npos) {
     const std::string_view len_text = token.substr(slash + 1);
