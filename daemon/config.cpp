@@ -619,6 +619,18 @@ bool valid_interface_name(std::string_view name) {
   return name.find_first_of("/:*") == std::string_view::npos;
 }
 
+void parse_xdpserver(ParseState& st, const Line& line) {
+  if (line.words.size() != 2) st.fail(line, "xdpserver: expected one interface name");
+  const std::string_view name = line.words[1];
+  if (!valid_interface_name(name))
+    st.fail(line, strcat("xdpserver: '", name,
+                         "' is not an interface name (1 to 15 characters, no '/', ':' or '*')"));
+  for (const std::string& seen : st.config.server.xdp_interfaces) {
+    if (seen == name) st.fail(line, strcat("xdpserver: duplicate interface '", name, "'"));
+  }
+  st.config.server.xdp_interfaces.emplace_back(name);
+}
+
 void parse_hwtimestamp(ParseState& st, const Line& line) {
   if (line.words.size() < 2) st.fail(line, "hwtimestamp: missing interface name");
   // chrony's per-interface options (minpoll, rxfilter, ...) are not implemented: refuse them.
@@ -655,6 +667,11 @@ void check_whole_config(const ParseState& st) {
     }
     return 0;
   };
+  if (!st.config.server.xdp_interfaces.empty() && !st.config.server.enabled()) {
+    throw ConfigError(strcat(st.where(line_of("xdpserver") ? line_of("xdpserver") : 1),
+                             ": xdpserver: the NTP server is off (it needs an allow line and a "
+                             "port other than 0)"));
+  }
   if (st.config.timestamping == TimestampingMode::hardware &&
       st.config.hwtimestamp_interfaces.empty()) {
     throw ConfigError(strcat(st.where(line_of("timestamping")),
@@ -678,13 +695,116 @@ void check_whole_config(const ParseState& st) {
   }
 }
 
+// The words after the directive, as one string (lib/server's parsers take chrony's syntax).
+std::string arguments_of(const Line& line) {
+  std::string text;
+  for (std::size_t i = 1; i < line.words.size(); ++i) {
+    if (i > 1) text += ' ';
+    text += line.words[i];
+  }
+  return text;
+}
+
+void parse_access(ParseState& st, const Line& line, bool allow) {
+  const std::string_view directive = allow ? "allow" : "deny";
+  auto rule = server::parse_access_rule(directive, arguments_of(line));
+  if (!rule) st.fail(line, rule.error().message());
+  if (rule->allow != allow) st.fail(line, strcat(directive, ": internal mix-up of allow and deny"));
+  st.config.server.access.add(*rule);
+  if (allow) st.config.server.any_allow = true;
+}
+void parse_allow(ParseState& st, const Line& line) { parse_access(st, line, true); }
+void parse_deny(ParseState& st, const Line& line) { parse_access(st, line, false); }
+
+void parse_port(ParseState& st, const Line& line) {
+  if (line.words.size() != 2) st.fail(line, "port: expected one port number (0: no server)");
+  const double port =
+      parse_number(st, line, "port", {"", NumberKind::integer, 0, false, 65535}, line.words[1]);
+  note_single(st, line, "port");
+  st.config.server.port = static_cast<uint16_t>(port);
+}
+
+// chrony keeps one address per family (a later line replaces the earlier); we refuse the repeat.
+void parse_bindaddress(ParseState& st, const Line& line) {
+  if (line.words.size() != 2) st.fail(line, "bindaddress: expected one IPv4 or IPv6 address");
+  const std::string address(line.words[1]);
+  in6_addr v6{};
+  in_addr v4{};
+  const bool is_v4 = ::inet_pton(AF_INET, address.c_str(), &v4) == 1;
+  if (!is_v4 && ::inet_pton(AF_INET6, address.c_str(), &v6) != 1)
+    st.fail(line, strcat("bindaddress: '", address, "' is not an IPv4 or IPv6 address"));
+  for (const std::string& seen : st.config.server.bind_addresses) {
+    in_addr seen_v4{};
+    if ((::inet_pton(AF_INET, seen.c_str(), &seen_v4) == 1) == is_v4)
+      st.fail(line, strcat("bindaddress: one ", is_v4 ? "IPv4" : "IPv6", " address only ('",
+                           seen, "' is already set)"));
+  }
+  st.config.server.bind_addresses.push_back(address);
+}
+
+// local [stratum N] [distance D]; chrony's orphan mode is not implemented and refused by name.
+void parse_local(ParseState& st, const Line& line) {
+  note_single(st, line, "local");
+  uint8_t stratum = 10;
+  for (std::size_t i = 1; i < line.words.size(); ++i) {
+    const std::string_view option = line.words[i];
+    if (iequals(option, "orphan")) st.fail(line, "local: orphan is not supported");
+    const bool is_stratum = iequals(option, "stratum");
+    if (!is_stratum && !iequals(option, "distance"))
+      st.fail(line, strcat("local: unknown option '", option, "' (stratum N, distance SECONDS)"));
+    if (i + 1 >= line.words.size()) st.fail(line, strcat("local: ", option, " needs a value"));
+    if (is_stratum) {
+      stratum = static_cast<uint8_t>(parse_number(
+          st, line, "local stratum", {"", NumberKind::integer, 1, false, 15}, line.words[++i]));
+    } else {
+      st.config.server.local_distance = seconds_of(parse_number(
+          st, line, "local distance", {"", NumberKind::seconds, 0, true, 3600}, line.words[++i]));
+    }
+  }
+  st.config.server.local_stratum = stratum;
+}
+
+void parse_ratelimit(ParseState& st, const Line& line) {
+  auto settings = server::parse_rate_limit(arguments_of(line));
+  if (!settings) st.fail(line, settings.error().message());
+  note_single(st, line, "ratelimit");
+  st.config.server.rate_limit = *settings;
+}
+
+void parse_clientloglimit(ParseState& st, const Line& line) {
+  if (line.words.size() != 2) st.fail(line, "clientloglimit: expected one size in bytes");
+  const double bytes = parse_number(st, line, "clientloglimit",
+                                    {"", NumberKind::integer, 4096, false, 1 << 30}, line.words[1]);
+  note_single(st, line, "clientloglimit");
+  st.config.server.client_log_bytes = static_cast<std::size_t>(bytes);
+}
+
+void parse_serverworkers(ParseState& st, const Line& line) {
+  if (line.words.size() != 2) st.fail(line, "serverworkers: expected one number");
+  const double workers = parse_number(st, line, "serverworkers",
+                                      {"", NumberKind::integer, 1, false, 64}, line.words[1]);
+  note_single(st, line, "serverworkers");
+  st.config.server.workers = static_cast<int>(workers);
+}
+
+void parse_xdpserver(ParseState& st, const Line& line);
+
 // Every directive, declared once.
 struct Directive {
   std::string_view name;
   void (*handle)(ParseState&, const Line&);
 };
 
-constexpr std::array<Directive, 25> kDirectives{{
+constexpr std::array<Directive, 34> kDirectives{{
+    {"allow", parse_allow},
+    {"deny", parse_deny},
+    {"port", parse_port},
+    {"bindaddress", parse_bindaddress},
+    {"local", parse_local},
+    {"ratelimit", parse_ratelimit},
+    {"clientloglimit", parse_clientloglimit},
+    {"serverworkers", parse_serverworkers},
+    {"xdpserver", parse_xdpserver},
     {"server", parse_server},
     {"pool", parse_pool},
     {"bindcmdaddress", parse_bindcmdaddress},

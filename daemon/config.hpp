@@ -48,6 +48,25 @@
 //                         tsa.pem, a self-signed pair made on first start when both are missing)
 //   tsaserials PATH       its serial store (default /var/lib/taid/tsa.serial)
 //   tsapolicy OID         the policy its replies name (dotted; default taid's, under 2.25)
+// The NTP server (daemon/ntp_server.hpp, lib/server), chrony's directives:
+//   allow [all] [SUBNET], deny [all] [SUBNET]   who may ask (chrony's rules: the most specific
+//                         subnet wins; `all` also overrides the more specific rules before it).
+//                         The server runs when at least one allow line is written.
+//   port N                the UDP port it serves (0..65535; default 123; 0: no server)
+//   bindaddress ADDRESS   an IPv4 or IPv6 literal to serve on; one of each family (default:
+//                         0.0.0.0 and ::)
+//   local [stratum N] [distance D]   serve the local clock as stratum N (1..15, default 10) while
+//                         unsynchronized, or synchronized with a root distance above D (> 0 s,
+//                         default 1); without it an unsynchronized taid answers LI=3, stratum 16
+//   ratelimit [interval I] [burst B] [leak L] [kod K]   per-client rate limit (lib/server/
+//                         rate_limit.hpp; chrony's ranges and defaults, 3 8 2 0)
+//   clientloglimit N      bytes for the rate limiter's client table (chrony's name; default
+//                         524288), a fixed table: a flood of spoofed addresses cannot grow it
+// and two of ours:
+//   serverworkers N       worker threads, each with its own SO_REUSEPORT socket (1..64;
+//                         default: one per online CPU)
+//   xdpserver IFACE       answer plain client requests in the kernel on IFACE with an XDP
+//                         program (repeatable, one line per interface)
 // minpoll/maxpoll are log2 seconds in -6..17 (below 4, i.e. 16 s, only for links one owns, as
 // in chrony), port 1..65535, maxsources 1..16. Numbers are decimal ("0.5", "1e-3"; no sign "+",
 // no hex, no "inf"/"nan"); seconds at most 10^9 (they become int64 nanoseconds). chrony checks
@@ -67,12 +86,15 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "net/stamp_choice.hpp"
+#include "server/access.hpp"
+#include "server/rate_limit.hpp"
 #include "selection/selection.hpp"
 #include "timekeeping/timekeeper.hpp"
 
@@ -119,6 +141,21 @@ struct SourceDirective {
   std::string origin;                    // "file:line", for messages about this source
 };
 
+// The NTP server's settings.
+struct ServerConfig {
+  server::AccessList access;
+  bool any_allow = false;  // an allow line was written: the server runs (unless port is 0)
+  uint16_t port = 123;
+  std::vector<std::string> bind_addresses;  // at most one IPv4 and one IPv6 literal
+  std::optional<uint8_t> local_stratum;
+  Duration local_distance = Duration::from_s(1);
+  std::optional<server::RateLimitSettings> rate_limit;
+  std::size_t client_log_bytes = 524288;
+  int workers = 0;  // 0: one per online CPU
+  std::vector<std::string> xdp_interfaces;
+  bool enabled() const { return any_allow && port != 0; }
+};
+
 struct Config {
   std::vector<SourceDirective> sources;  // in file order
   std::string bindcmdaddress = "/run/taid/taid.sock";
@@ -146,6 +183,7 @@ struct Config {
   std::string tsacert = "/var/lib/taid/tsa.pem";
   std::string tsaserials = "/var/lib/taid/tsa.serial";
   std::string tsapolicy;  // empty: TsaServer's default
+  ServerConfig server;
   // Selection, servo and clock settings; the structs' defaults where the file says nothing.
   // initial_frequency_ppb is left empty: the drift file's content is read at start, not here.
   timekeeping::Settings timekeeping;

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <sstream>
 
 #include <boost/asio/ip/udp.hpp>
@@ -217,6 +218,9 @@ void Engine::start() {
     }
   }
   if (config_.tsaport != 0) start_tsa();
+  if (config_.server.enabled()) start_ntp_server();
+  // The once-a-second publication also refreshes what the server advertises.
+  if (!clock_record_ && ntp_server_) schedule_record_heartbeat();
   if (config_.log_measurements) {
     const std::string path = config_.logdir + "/measurements.log";
     measurements_.open(path, std::ios::app);
@@ -685,8 +689,79 @@ void Engine::start_tsa() {
   }
 }
 
+server::ServerClockState Engine::server_clock_state() const {
+  const UtcTime now = driver_.now();
+  server::ServerClockInputs inputs;
+  inputs.now = now;
+  // The kernel clock is what is served: its error is the bound plus what is still to slew out
+  // (under -x, the measured offset itself).
+  inputs.error_bound = core_.error_bound_at(now) + core_.still_to_slew(now).abs();
+  inputs.precision_log2 = precision_.kernel_log2;
+  inputs.local_stratum = config_.server.local_stratum;
+  inputs.local_distance = config_.server.local_distance;
+  inputs.observe_only = observe_only_;
+  return server::server_clock_state(core_.tracking(), inputs);
+}
+
+void Engine::start_ntp_server() {
+  NtpServerSettings settings;
+  settings.bind_addresses = config_.server.bind_addresses;
+  settings.port = config_.server.port;
+  settings.workers = config_.server.workers;
+  settings.responder.access = config_.server.access;
+  settings.responder.rate_limit = config_.server.rate_limit;
+  // chrony's clientloglimit is in bytes; a slot of the rate limiter's table is about 48.
+  settings.responder.rate_limit_entries = std::max<std::size_t>(config_.server.client_log_bytes / 48, 4);
+  settings.responder.random_seed = std::random_device{}();
+  auto server = NtpServer::open(std::move(settings), server_clock_state());
+  if (!server) {
+    log_error(strcat("no NTP server: ", server.error().message()));
+    return;
+  }
+  ntp_server_ = std::move(*server);
+  const NtpServerStats stats = ntp_server_->stats();
+  std::string listening;
+  for (const std::string& l : stats.listening) listening += (listening.empty() ? "" : " ") + l;
+  log_info(strcat("NTP server on ", listening, " (", stats.workers, " worker(s))",
+                  config_.server.local_stratum
+                      ? strcat(", local stratum ", int{*config_.server.local_stratum})
+                      : std::string()));
+}
+
+json Engine::serverstats_json() const {
+  json j;
+  j["enabled"] = ntp_server_ != nullptr;
+  if (!ntp_server_) return j;
+  const NtpServerStats s = ntp_server_->stats();
+  j["listening"] = s.listening;
+  j["workers"] = s.workers;
+  j["received"] = s.responder.received;
+  j["replied"] = s.responder.replied;
+  j["interleaved"] = s.responder.interleaved;
+  j["kiss_of_death"] = s.responder.kiss_of_death;
+  json dropped = json::object();
+  for (std::size_t i = 0; i < server::kDropReasons; ++i)
+    dropped[std::string(server::to_string(static_cast<server::Drop>(i)))] = s.responder.dropped[i];
+  dropped["oversized"] = s.oversized;
+  j["dropped"] = dropped;
+  j["rx_kernel_stamps"] = s.rx_kernel_stamps;
+  j["rx_bpf_stamps"] = s.rx_bpf_stamps;
+  j["rx_user_stamps"] = s.rx_user_stamps;
+  j["tx_stamps"] = s.tx_stamps;
+  j["send_errors"] = s.send_errors;
+  j["receive_errors"] = s.receive_errors;
+  const server::ServerClockState c = server_clock_state();
+  j["advertised"] = {{"leap", static_cast<int>(c.leap)},
+                     {"stratum", c.stratum},
+                     {"reference_id", ntp::reference_id_to_string(c.reference_id, c.stratum)},
+                     {"root_delay_ns", c.root_delay.to_duration().ns()},
+                     {"root_dispersion_ns", c.root_dispersion.to_duration().ns()}};
+  return j;
+}
+
 // The record readers turn into [earliest, latest] TAI (Engine::bound, as of the last update).
 void Engine::publish_clock_record() {
+  if (ntp_server_) ntp_server_->set_clock(server_clock_state());
   if (!clock_record_) return;
   timespec mono{};
   clock_gettime(CLOCK_MONOTONIC, &mono);
@@ -1184,6 +1259,7 @@ json Engine::query(std::string_view request) {
   if (command == "tracking" && argument.empty()) return tracking_json();
   if (command == "sourcestats" && argument.empty()) return sourcestats_json();
   if (command == "kernel" && argument.empty()) return kernel_json();
+  if (command == "serverstats" && argument.empty()) return serverstats_json();
   if (command == "filter" && !argument.empty() && extra.empty()) return filter_json(argument);
   if (command == "filter") return json{{"error", "filter: needs exactly one source name"}};
   if ((command == "tai" || command == "utc") && !argument.empty() && extra.empty())
@@ -1191,7 +1267,7 @@ json Engine::query(std::string_view request) {
   if (command == "tai" || command == "utc")
     return json{{"error", strcat(command, ": needs exactly one time, e.g. 2016-12-31T23:59:60Z")}};
   return json{{"error", strcat("unknown request '", request.substr(0, 64),
-                               "' (known: sources, tracking, sourcestats, filter NAME, kernel, "
+                               "' (known: sources, tracking, sourcestats, filter NAME, kernel, serverstats, "
                                "tai UTC-TIME, utc TAI-TIME)")}};
 }
 

@@ -29,6 +29,8 @@
 #include "net/stamp_choice.hpp"
 #include "net/udp_client.hpp"
 #include "ntp/exchange.hpp"
+#include "daemon/ntp_server.hpp"
+#include "server/server_clock_state.hpp"
 #include "daemon/sign_server.hpp"
 #include "daemon/tsa_server.hpp"
 #include "publish/shm_clock_writer.hpp"
@@ -60,6 +62,7 @@ class Engine {
   nlohmann::json tracking_json() const;
   nlohmann::json filter_json(std::string_view name) const;
   nlohmann::json kernel_json() const;
+  nlohmann::json serverstats_json() const;
 
  private:
   struct Source;
@@ -123,6 +126,11 @@ class Engine {
   boost::asio::steady_timer record_timer_;
   void publish_clock_record();
   void schedule_record_heartbeat();
+  // The NTP server (allow lines): its workers answer from the clock state the engine hands them
+  // after every clock change and once a second (the bound grows with time since the update).
+  std::unique_ptr<NtpServer> ntp_server_;
+  void start_ntp_server();
+  server::ServerClockState server_clock_state() const;
   // The signing socket (signsocket) and what it signs with: the time and bound now, or why not.
   std::unique_ptr<SignServer> sign_server_;
   // RFC 3161 over HTTP (tsaport), signing with the same verdict.

@@ -31,6 +31,8 @@ constexpr const char* kUsage =
     "  tracking       the reference in use, the clock's offset, frequency and error bound\n"
     "  filter NAME    the eight clock-filter stages of one source\n"
     "  kernel         the kernel's NTP state (adjtimex read-out)\n"
+    "  serverstats    the NTP server's counters: requests received, replies (interleaved, KoD),\n"
+    "                 drops by reason, the XDP fast path's answers and what it passed up\n"
     "  tai UTC        the TAI instant of a UTC time, 23:59:60 included, with the daemon's leap\n"
     "                 table (e.g. taictl tai 2016-12-31T23:59:60Z)\n"
     "  utc TAI        the UTC time of a TAI instant written as a date (e.g. 2017-01-01T00:00:36Z)\n"
@@ -250,6 +252,47 @@ void print_kernel(const json& j) {
   row("Kernel time", str(j, "time"));
 }
 
+// chronyc serverstats' layout: one counter per line, then the drops and the XDP path by reason.
+void print_serverstats(const json& j) {
+  const auto count = [](const json& object, const char* key) {
+    return object.contains(key) && object[key].is_number() ? object[key].get<uint64_t>() : 0;
+  };
+  const auto row = [](const std::string& label, uint64_t value) {
+    std::printf("%-32s: %llu\n", label.c_str(), static_cast<unsigned long long>(value));
+  };
+  if (!j.value("enabled", false)) {
+    std::printf("NTP server          : off (no allow directive)\n");
+    return;
+  }
+  std::string listening;
+  const json listening_list = j.value("listening", json::array());
+  for (const auto& l : listening_list)
+    listening += (listening.empty() ? "" : " ") + l.get<std::string>();
+  std::printf("%-32s: %s (%d worker(s))\n", "Listening", listening.c_str(),
+              j.value("workers", 0));
+  row("NTP packets received", count(j, "received"));
+  row("NTP replies sent", count(j, "replied"));
+  row("Interleaved replies", count(j, "interleaved"));
+  row("KoD RATE replies", count(j, "kiss_of_death"));
+  const json dropped = j.value("dropped", json::object());
+  for (const auto& [reason, n] : dropped.items())
+    row("Dropped: " + reason, n.get<uint64_t>());
+  std::printf("%-32s: %llu / %llu / %llu\n", "RX stamps kernel / eBPF / user",
+              static_cast<unsigned long long>(count(j, "rx_kernel_stamps")),
+              static_cast<unsigned long long>(count(j, "rx_bpf_stamps")),
+              static_cast<unsigned long long>(count(j, "rx_user_stamps")));
+  row("TX stamps of replies", count(j, "tx_stamps"));
+  row("Send errors", count(j, "send_errors"));
+  if (j.contains("xdp") && j["xdp"].is_object()) {
+    const json& x = j["xdp"];
+    std::printf("%-32s: %s\n", "XDP fast path", str(x, "interfaces").c_str());
+    row("XDP replies sent", count(x, "answered"));
+    const json passed = x.value("passed", json::object());
+    for (const auto& [reason, n] : passed.items())
+      row("XDP passed up: " + reason, n.get<uint64_t>());
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -274,7 +317,7 @@ int main(int argc, char** argv) {
   const bool known = !words.empty() &&
                      ((words[0] == "filter" && words.size() == 2) ||
                       ((words[0] == "sources" || words[0] == "sourcestats" || words[0] == "tracking" ||
-                        words[0] == "kernel") &&
+                        words[0] == "kernel" || words[0] == "serverstats") &&
                        words.size() == 1) ||
                       ((words[0] == "tai" || words[0] == "utc") && words.size() == 2));
   if (!known) {
@@ -312,6 +355,8 @@ int main(int argc, char** argv) {
       print_tracking(j);
     else if (words[0] == "filter")
       print_filter(j);
+    else if (words[0] == "serverstats")
+      print_serverstats(j);
     else if (words[0] == "tai" || words[0] == "utc")
       std::printf("%s = %s (TAI - UTC %s s%s; %s)\n", str(j, "utc").c_str(), str(j, "tai").c_str(),
                   j.contains("tai_minus_utc_s") ? str(j, "tai_minus_utc_s").c_str() : "?",
