@@ -1,6 +1,7 @@
 // Engine: sources, timers, fresh-port requests, samples, and the JSON views of their state.
 #include "daemon/engine.hpp"
 
+#include <net/if.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 
@@ -719,6 +720,7 @@ void Engine::start_ntp_server() {
     return;
   }
   ntp_server_ = std::move(*server);
+  for (const std::string& interface : config_.server.xdp_interfaces) start_xdp_server(interface);
   const NtpServerStats stats = ntp_server_->stats();
   std::string listening;
   for (const std::string& l : stats.listening) listening += (listening.empty() ? "" : " ") + l;
@@ -726,6 +728,76 @@ void Engine::start_ntp_server() {
                   config_.server.local_stratum
                       ? strcat(", local stratum ", int{*config_.server.local_stratum})
                       : std::string()));
+}
+
+// Native XDP first (in the driver: the earliest T2, the fastest path), generic where the driver has
+// none. Errors leave the user path serving alone, and say why.
+void Engine::start_xdp_server(const std::string& interface) {
+  const int ifindex = static_cast<int>(::if_nametoindex(interface.c_str()));
+  if (ifindex == 0) {
+    log_error(strcat("xdpserver ", interface, ": no such interface; the user path serves alone"));
+    return;
+  }
+  auto program = bpf::XdpServer::attach(ifindex, bpf::XdpMode::native, config_.server.port);
+  if (!program) {
+    const std::string native_error = program.error().message();
+    program = bpf::XdpServer::attach(ifindex, bpf::XdpMode::generic, config_.server.port);
+    if (!program) {
+      log_error(strcat("xdpserver ", interface, ": ", native_error, "; generic: ",
+                       program.error().message(), "; the user path serves alone"));
+      return;
+    }
+    log_info(strcat("xdpserver ", interface, ": native XDP refused (", native_error,
+                    "), generic XDP attached"));
+  }
+  std::vector<bpf::XdpPrefix> rules;
+  for (const server::AccessPrefix& p : config_.server.access.longest_prefix_table())
+    rules.push_back({p.address, p.prefix_len, p.allow});
+  if (auto set = program->set_access(rules); !set) {
+    log_error(strcat("xdpserver ", interface, ": access rules: ", set.error().message(),
+                     "; the user path serves alone"));
+    return;
+  }
+  std::optional<bpf::XdpRateLimit> limit;
+  if (config_.server.rate_limit)
+    limit = bpf::XdpRateLimit{config_.server.rate_limit->interval_log2,
+                              static_cast<uint32_t>(config_.server.rate_limit->burst)};
+  if (auto set = program->set_rate_limit(limit); !set) {
+    log_error(strcat("xdpserver ", interface, ": rate limit: ", set.error().message(),
+                     "; the user path serves alone"));
+    return;
+  }
+  log_info(strcat("xdpserver ", interface, ": ", bpf::to_string(program->mode()),
+                  " XDP answers plain requests on port ", config_.server.port, " (program id ",
+                  program->program_id(), ")"));
+  xdp_servers_.push_back({interface, std::move(*program)});
+  update_xdp_clocks(server_clock_state());
+}
+
+// The program turns CLOCK_TAI into UTC with the kernel's offset, so that is the one it gets (the
+// kernel's clocks are what it serves). Within 2 s of a leap second the offset changes at an
+// instant a map update cannot hit: the program stands aside and the user path answers.
+void Engine::update_xdp_clocks(const server::ServerClockState& state) {
+  if (xdp_servers_.empty()) return;
+  bpf::XdpClock clock;
+  const auto offset = tai_offset_.tai_offset_s();
+  const auto& tracking = core_.tracking();
+  const UtcTime now = driver_.now();
+  const bool near_leap =
+      tracking.leap_at && (now - *tracking.leap_at).abs() < Duration::from_s(2);
+  clock.valid = offset.ok() && !near_leap;
+  clock.leap = static_cast<uint8_t>(state.leap);
+  clock.stratum = state.stratum;
+  clock.precision_log2 = state.precision_log2;
+  clock.reference_id = state.reference_id;
+  clock.root_delay = state.root_delay;
+  clock.root_dispersion = state.root_dispersion;
+  clock.reference_time = state.reference_time;
+  clock.tai_offset_s = offset.ok() ? *offset : 0;
+  for (XdpPath& path : xdp_servers_) {
+    if (auto set = path.program.set_clock(clock); !set)
+      log_warning(strcat("xdpserver ", path.interface, ": ", set.error().message()));
+  }
 }
 
 json Engine::serverstats_json() const {
@@ -750,6 +822,27 @@ json Engine::serverstats_json() const {
   j["tx_stamps"] = s.tx_stamps;
   j["send_errors"] = s.send_errors;
   j["receive_errors"] = s.receive_errors;
+  if (!xdp_servers_.empty()) {
+    json xdp;
+    std::string interfaces;
+    json passed = json::object();
+    uint64_t answered = 0;
+    for (const XdpPath& path : xdp_servers_) {
+      interfaces += strcat(interfaces.empty() ? "" : " ", path.interface, " (",
+                           bpf::to_string(path.program.mode()), ")");
+      const auto stats = path.program.stats();
+      if (!stats) continue;
+      answered += (*stats)[XDP_NTP_ANSWERED];
+      for (std::size_t i = 1; i < XDP_NTP_STAT_COUNT; ++i) {
+        const std::string reason(bpf::to_string(static_cast<xdp_ntp_stat>(i)));
+        passed[reason] = passed.value(reason, uint64_t{0}) + stats->count[i];
+      }
+    }
+    xdp["interfaces"] = interfaces;
+    xdp["answered"] = answered;
+    xdp["passed"] = passed;
+    j["xdp"] = xdp;
+  }
   const server::ServerClockState c = server_clock_state();
   j["advertised"] = {{"leap", static_cast<int>(c.leap)},
                      {"stratum", c.stratum},
@@ -761,7 +854,11 @@ json Engine::serverstats_json() const {
 
 // The record readers turn into [earliest, latest] TAI (Engine::bound, as of the last update).
 void Engine::publish_clock_record() {
-  if (ntp_server_) ntp_server_->set_clock(server_clock_state());
+  if (ntp_server_) {
+    const server::ServerClockState state = server_clock_state();
+    ntp_server_->set_clock(state);
+    update_xdp_clocks(state);
+  }
   if (!clock_record_) return;
   timespec mono{};
   clock_gettime(CLOCK_MONOTONIC, &mono);

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "bpf/rx_timestamper.hpp"
+#include "bpf/xdp_server.hpp"
 #include "clock/clock_driver.hpp"
 #include "daemon/config.hpp"
 #include "daemon/drift_file.hpp"
@@ -131,6 +132,15 @@ class Engine {
   std::unique_ptr<NtpServer> ntp_server_;
   void start_ntp_server();
   server::ServerClockState server_clock_state() const;
+  // The XDP fast path (xdpserver IFACE), one per interface: fed the same clock state, with the
+  // kernel's TAI offset (the program reads CLOCK_TAI), the access list and the rate limit.
+  struct XdpPath {
+    std::string interface;
+    bpf::XdpServer program;
+  };
+  std::vector<XdpPath> xdp_servers_;
+  void start_xdp_server(const std::string& interface);
+  void update_xdp_clocks(const server::ServerClockState& state);
   // The signing socket (signsocket) and what it signs with: the time and bound now, or why not.
   std::unique_ptr<SignServer> sign_server_;
   // RFC 3161 over HTTP (tsaport), signing with the same verdict.
