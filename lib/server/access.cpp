@@ -148,8 +148,7 @@ void AccessList::set(const Address16& address, uint8_t prefix_len, bool ipv4, bo
   if (all) {
     // chrony's close_node(): the more specific rules under this one are gone.
     std::erase_if(rules_, [&](const Entry& e) {
-      return e.ipv4 == ipv4 && e.prefix_len > prefix_len &&
-             covers(address, prefix_len, e.address);
+      return e.ipv4 == ipv4 && e.prefix_len > prefix_len && covers(address, prefix_len, e.address);
     });
   }
   for (Entry& e : rules_) {

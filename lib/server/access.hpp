@@ -36,11 +36,11 @@ struct AccessPrefix {
 // One `allow` / `deny` directive, parsed.
 struct AccessRule {
   bool allow = true;
-  bool all = false;          // `allow all` / `deny all`: overrides the more specific rules before
-  bool any_family = true;    // no subnet given: both tables, from their roots
-  bool ipv4 = false;         // written as IPv4 (address is then v4-mapped)
-  Address16 address{};       // the subnet, host bits cleared
-  uint8_t prefix_len = 0;    // as written: 0..32 for IPv4, 0..128 for IPv6 syntax
+  bool all = false;        // `allow all` / `deny all`: overrides the more specific rules before
+  bool any_family = true;  // no subnet given: both tables, from their roots
+  bool ipv4 = false;       // written as IPv4 (address is then v4-mapped)
+  Address16 address{};     // the subnet, host bits cleared
+  uint8_t prefix_len = 0;  // as written: 0..32 for IPv4, 0..128 for IPv6 syntax
   friend bool operator==(const AccessRule&, const AccessRule&) = default;
 };
 

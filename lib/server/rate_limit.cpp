@@ -36,10 +36,20 @@ int64_t ns_to_units(int64_t ns) {
 uint64_t rotl(uint64_t x, int b) { return std::rotl(x, b); }
 
 void sip_round(uint64_t& v0, uint64_t& v1, uint64_t& v2, uint64_t& v3) {
-  v0 += v1; v1 = rotl(v1, 13); v1 ^= v0; v0 = rotl(v0, 32);
-  v2 += v3; v3 = rotl(v3, 16); v3 ^= v2;
-  v0 += v3; v3 = rotl(v3, 21); v3 ^= v0;
-  v2 += v1; v1 = rotl(v1, 17); v1 ^= v2; v2 = rotl(v2, 32);
+  v0 += v1;
+  v1 = rotl(v1, 13);
+  v1 ^= v0;
+  v0 = rotl(v0, 32);
+  v2 += v3;
+  v3 = rotl(v3, 16);
+  v3 ^= v2;
+  v0 += v3;
+  v3 = rotl(v3, 21);
+  v3 ^= v0;
+  v2 += v1;
+  v1 = rotl(v1, 17);
+  v1 ^= v2;
+  v2 = rotl(v2, 32);
 }
 
 uint64_t load_le64(const uint8_t* p) {
@@ -131,9 +141,7 @@ uint64_t RateLimiter::hash(const std::array<uint8_t, 16>& address) const {
   return v0 ^ v1 ^ v2 ^ v3;
 }
 
-bool RateLimiter::draw_one_in(int log2) {
-  return (rng_() & ((uint64_t{1} << log2) - 1)) == 0;
-}
+bool RateLimiter::draw_one_in(int log2) { return (rng_() & ((uint64_t{1} << log2) - 1)) == 0; }
 
 RateDecision RateLimiter::decide(const std::array<uint8_t, 16>& address, int64_t monotonic_ns) {
   Slot* const bucket = &slots_[(hash(address) & bucket_mask_) * kWays];

@@ -1,4 +1,5 @@
-// The server's answer to one datagram: checks, access, rate, then a basic, interleaved or KoD reply.
+// The server's answer to one datagram: checks, access, rate, then a basic, interleaved or KoD reply
+// reply.
 #include "server/responder.hpp"
 
 #include <algorithm>
@@ -34,14 +35,22 @@ void encode_into(const ntp::Packet& packet, Reply& reply) {
 
 std::string_view to_string(Drop reason) {
   switch (reason) {
-    case Drop::too_short: return "too_short";
-    case Drop::malformed: return "malformed";
-    case Drop::bad_version: return "bad_version";
-    case Drop::not_client_mode: return "not_client_mode";
-    case Drop::zero_transmit: return "zero_transmit";
-    case Drop::authenticated: return "authenticated";
-    case Drop::denied: return "denied";
-    case Drop::rate_limited: return "rate_limited";
+    case Drop::too_short:
+      return "too_short";
+    case Drop::malformed:
+      return "malformed";
+    case Drop::bad_version:
+      return "bad_version";
+    case Drop::not_client_mode:
+      return "not_client_mode";
+    case Drop::zero_transmit:
+      return "zero_transmit";
+    case Drop::authenticated:
+      return "authenticated";
+    case Drop::denied:
+      return "denied";
+    case Drop::rate_limited:
+      return "rate_limited";
   }
   return "unknown";
 }

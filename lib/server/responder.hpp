@@ -1,4 +1,4 @@
-// The NTP server's decisions, sans-IO: request bytes and stamps in, reply bytes or a drop reason out.
+// The NTP server's decisions, sans-IO: request bytes and stamps in, a reply or a drop reason out.
 //
 // ntpd-rs's `handle(client, recv_ts, request, out) -> Ignore | Respond`, with chrony's server
 // behaviour: access control (AccessList), rate limiting per client in a fixed-size table
@@ -85,7 +85,7 @@ struct Request {
 };
 
 struct ResponderSettings {
-  AccessList access;                    // empty: everyone denied (chrony's default)
+  AccessList access;                            // empty: everyone denied (chrony's default)
   std::optional<RateLimitSettings> rate_limit;  // `ratelimit`; none: no limit
   std::size_t rate_limit_entries = 65536;       // client addresses the rate limiter tracks
   std::size_t interleave_entries = 16384;       // receive/transmit pairs kept for RFC 9769

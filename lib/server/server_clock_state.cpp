@@ -30,9 +30,9 @@ ServerClockState server_clock_state(const timekeeping::Tracking& tracking,
     // NtpShort rounds to 2^-16 s: round the dispersion up so delay/2 + dispersion still covers
     // the bound on the wire.
     const NtpShort disp = NtpShort::from_duration(dispersion);
-    state.root_dispersion =
-        disp.to_duration() < dispersion && disp.raw() != UINT32_MAX ? NtpShort::from_raw(disp.raw() + 1)
-                                                                     : disp;
+    state.root_dispersion = disp.to_duration() < dispersion && disp.raw() != UINT32_MAX
+                                ? NtpShort::from_raw(disp.raw() + 1)
+                                : disp;
     if (tracking.last_update) state.reference_time = NtpTimestamp::from_utc(*tracking.last_update);
     return state;
   }

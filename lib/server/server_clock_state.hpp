@@ -33,8 +33,8 @@ struct ServerClockInputs {
   UtcTime now;  // when the state is taken (the local reference's time, the -x leap check)
   // Timekeeper::error_bound_at(now); nullopt: tracking.error_bound (the bound at the last update).
   std::optional<Duration> error_bound;
-  int8_t precision_log2 = -20;           // of the stamps the replies carry
-  std::optional<uint8_t> local_stratum;  // chrony's `local stratum N`
+  int8_t precision_log2 = -20;                    // of the stamps the replies carry
+  std::optional<uint8_t> local_stratum;           // chrony's `local stratum N`
   Duration local_distance = Duration::from_s(1);  // chrony's `local distance` (default 1 s)
   bool observe_only = false;                      // -x: the kernel clock is not steered
 };

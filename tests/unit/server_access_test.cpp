@@ -100,7 +100,7 @@ TEST(ServerAccess, LaterRuleForTheSameSubnetReplaces) {
 
 TEST(ServerAccess, AllOverridesTheMoreSpecificRulesBeforeItOnly) {
   auto list = list_of({{"deny", "10.1.0.0/16"}, {"allow", "10.1.2.0/24"}, {"allow", "all 10/8"}});
-  EXPECT_TRUE(list.allows(addr("10.1.0.1")));   // the /16 deny is gone
+  EXPECT_TRUE(list.allows(addr("10.1.0.1")));  // the /16 deny is gone
   EXPECT_TRUE(list.allows(addr("10.1.2.1")));
   list.add(*parse_access_rule("deny", "10.1.2.0/24"));  // after it: counts
   EXPECT_FALSE(list.allows(addr("10.1.2.1")));
@@ -191,7 +191,8 @@ TEST(ServerAccess, ParserErrorsNameTheField) {
   EXPECT_EQ(message("allow", "2001:db8::/129"),
             "allow: '2001:db8::/129': prefix length '129' is not 0..128");
   EXPECT_EQ(message("allow", "10.0.0.0/"), "allow: '10.0.0.0/': prefix length '' is not 0..32");
-  EXPECT_EQ(message("allow", "10.0.0.0/-1"), "allow: '10.0.0.0/-1': prefix length '-1' is not 0..32");
+  EXPECT_EQ(message("allow", "10.0.0.0/-1"),
+            "allow: '10.0.0.0/-1': prefix length '-1' is not 0..32");
   EXPECT_EQ(message("allow", "ntp.example.org"), "allow: 'ntp.example.org' is not an address");
   EXPECT_EQ(message("allow", "10.0.0.0/8 extra"), "allow: unexpected 'extra' after the subnet");
   EXPECT_EQ(message("deny", "all all"), "deny: 'all' is not an address");

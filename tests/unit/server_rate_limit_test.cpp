@@ -71,12 +71,14 @@ TEST(ServerRateLimit, BurstThenOneResponsePerInterval) {
   for (int k = 1; k <= 3; ++k) {
     const int64_t t = k * 8 * kSecond;
     EXPECT_EQ(limiter.decide(client, t), RateDecision::allow) << k;
-    for (int i = 0; i < 15; ++i) answered_between += limiter.decide(client, t) == RateDecision::allow;
+    for (int i = 0; i < 15; ++i)
+      answered_between += limiter.decide(client, t) == RateDecision::allow;
   }
   EXPECT_LT(answered_between, 15);  // mostly dropped; leak 4 answers one in 16 on average
   // After a long quiet spell the bucket is full again, not fuller: 8, then over the limit.
   int answered = 0;
-  for (int i = 0; i < 8; ++i) answered += limiter.decide(client, 1000 * kSecond) == RateDecision::allow;
+  for (int i = 0; i < 8; ++i)
+    answered += limiter.decide(client, 1000 * kSecond) == RateDecision::allow;
   EXPECT_EQ(answered, 8);
 }
 
@@ -104,9 +106,15 @@ TEST(ServerRateLimit, LeakAndKodRates) {
   const int n = 100000;
   for (int i = 0; i < n; ++i) {
     switch (limiter.decide(client, 0)) {
-      case RateDecision::allow: ++allow; break;
-      case RateDecision::kiss_of_death: ++kod; break;
-      case RateDecision::drop: ++drop; break;
+      case RateDecision::allow:
+        ++allow;
+        break;
+      case RateDecision::kiss_of_death:
+        ++kod;
+        break;
+      case RateDecision::drop:
+        ++drop;
+        break;
     }
   }
   // Expected 25000 / 37500 / 37500; 5 sigma is about 700.
@@ -123,7 +131,8 @@ TEST(ServerRateLimit, DeterministicWithTheSeed) {
   const auto run = [](uint64_t seed) {
     RateLimiter limiter(RateLimitSettings{3, 2, 1, 1}, 256, seed);
     std::vector<RateDecision> out;
-    for (int i = 0; i < 500; ++i) out.push_back(limiter.decide(v4(0x0A000000 + i % 7), i * kSecond / 10));
+    for (int i = 0; i < 500; ++i)
+      out.push_back(limiter.decide(v4(0x0A000000 + i % 7), i * kSecond / 10));
     return out;
   };
   EXPECT_EQ(run(99), run(99));

@@ -105,12 +105,13 @@ TEST(ServerResponder, BasicReplyExactBytes) {
 TEST(ServerResponder, VersionAndPollEchoed) {
   Responder responder(open_settings());
   // NTPv3 (0x1B), poll 10.
-  auto r = std::get<Reply>(responder.respond(request(request_bytes(0x1B, kT1, 0, 0, 10)),
-                                             clock_state()));
+  auto r = std::get<Reply>(
+      responder.respond(request(request_bytes(0x1B, kT1, 0, 0, 10)), clock_state()));
   EXPECT_EQ(r.bytes[0], 0x1C);  // LI 0, VN 3, mode 4
   EXPECT_EQ(r.bytes[2], 10);
   // NTPv1 with mode 3 is a client request too.
-  auto v1 = std::get<Reply>(responder.respond(request(request_bytes(0x0B), kT2 + 100), clock_state()));
+  auto v1 =
+      std::get<Reply>(responder.respond(request(request_bytes(0x0B), kT2 + 100), clock_state()));
   EXPECT_EQ(v1.bytes[0], 0x0C);
 }
 
@@ -133,8 +134,7 @@ TEST(ServerResponder, InterleavedSequence) {
   ClientAddress other_port = client();
   other_port.port = 40001;
   Reply r2 = std::get<Reply>(responder.respond(
-      request(request_bytes(0x23, t1b, r1.receive_time.raw(), client_rx), t2b, other_port),
-      clock));
+      request(request_bytes(0x23, t1b, r1.receive_time.raw(), client_rx), t2b, other_port), clock));
   EXPECT_TRUE(r2.interleaved);
   EXPECT_FALSE(r2.needs_transmit);
   EXPECT_EQ(field(r2, 24), client_rx);  // origin = the request's receive field
@@ -187,14 +187,15 @@ TEST(ServerResponder, ReceiveStampsStayUnique) {
   // Two requests stamped with the same T2 (two workers, a coarse clock): the second goes out
   // one 2^-32 s unit later, and both are in the table.
   Reply a = std::get<Reply>(responder.respond(request(request_bytes(0x23, kT1)), clock_state()));
-  Reply b = std::get<Reply>(responder.respond(request(request_bytes(0x23, kT1 + 9)), clock_state()));
+  Reply b =
+      std::get<Reply>(responder.respond(request(request_bytes(0x23, kT1 + 9)), clock_state()));
   EXPECT_EQ(a.receive_time.raw(), kT2);
   EXPECT_EQ(b.receive_time.raw(), kT2 + 1);
   EXPECT_EQ(field(b, 32), kT2 + 1);
   EXPECT_EQ(responder.interleave_table().size(), 2u);
   // T2 equal to the request's transmit (the reply's origin): bumped too.
-  Reply c = std::get<Reply>(responder.respond(request(request_bytes(0x23, kT2 + 50), kT2 + 50),
-                                              clock_state()));
+  Reply c = std::get<Reply>(
+      responder.respond(request(request_bytes(0x23, kT2 + 50), kT2 + 50), clock_state()));
   EXPECT_EQ(field(c, 24), kT2 + 50);
   EXPECT_EQ(field(c, 32), kT2 + 51);
   // T3 equal to the receive field is bumped past it.
@@ -240,11 +241,12 @@ TEST(ServerResponder, EveryDropReasonCounted) {
   stranger.address[14] = 3;  // 192.0.3.1
   EXPECT_EQ(drop_of(request_bytes(), stranger), Drop::denied);
   // Burst 1, one in 16 leaked: the first is answered, then mostly dropped.
-  EXPECT_TRUE(std::holds_alternative<Reply>(responder.respond(request(request_bytes()), clock_state())));
+  EXPECT_TRUE(
+      std::holds_alternative<Reply>(responder.respond(request(request_bytes()), clock_state())));
   int rate_limited = 0;
   for (int i = 0; i < 32; ++i) {
-    auto result = responder.respond(request(request_bytes(0x23, kT1 + 1 + i), kT2 + 1000 * i),
-                                    clock_state());
+    auto result =
+        responder.respond(request(request_bytes(0x23, kT1 + 1 + i), kT2 + 1000 * i), clock_state());
     if (std::holds_alternative<Drop>(result)) {
       EXPECT_EQ(std::get<Drop>(result), Drop::rate_limited);
       ++rate_limited;
@@ -260,7 +262,8 @@ TEST(ServerResponder, EveryDropReasonCounted) {
   EXPECT_EQ(dropped[static_cast<std::size_t>(Drop::zero_transmit)], 1u);
   EXPECT_EQ(dropped[static_cast<std::size_t>(Drop::authenticated)], 2u);
   EXPECT_EQ(dropped[static_cast<std::size_t>(Drop::denied)], 1u);
-  EXPECT_EQ(dropped[static_cast<std::size_t>(Drop::rate_limited)], static_cast<uint64_t>(rate_limited));
+  EXPECT_EQ(dropped[static_cast<std::size_t>(Drop::rate_limited)],
+            static_cast<uint64_t>(rate_limited));
   EXPECT_EQ(responder.stats().received, 17u + 1u + 32u);
   EXPECT_EQ(responder.stats().replied, 1u + 32u - rate_limited);
   EXPECT_EQ(to_string(Drop::not_client_mode), "not_client_mode");
@@ -313,10 +316,11 @@ TEST(ServerResponder, PollRaisedToTheRateLimitInterval) {
   ResponderSettings settings = open_settings();
   settings.rate_limit = RateLimitSettings{3, 8, 2, 0};
   Responder responder(std::move(settings));
-  auto low = std::get<Reply>(responder.respond(request(request_bytes(0x23, kT1, 0, 0, 2)), clock_state()));
+  auto low =
+      std::get<Reply>(responder.respond(request(request_bytes(0x23, kT1, 0, 0, 2)), clock_state()));
   EXPECT_EQ(low.bytes[2], 3);
-  auto high = std::get<Reply>(responder.respond(request(request_bytes(0x23, kT1 + 1, 0, 0, 7)),
-                                                clock_state()));
+  auto high = std::get<Reply>(
+      responder.respond(request(request_bytes(0x23, kT1 + 1, 0, 0, 7)), clock_state()));
   EXPECT_EQ(high.bytes[2], 7);
 }
 
@@ -329,7 +333,8 @@ TEST(ServerResponder, ReplyNeverLargerThanRequest) {
     for (auto& b : in) b = static_cast<uint8_t>(rng());
     if (!in.empty() && rng() % 2) in[0] = static_cast<uint8_t>((in[0] & 0xC0) | 0x23);
     if (in.size() > 48 && rng() % 2) in.resize(48);
-    auto result = responder.respond(request(in, kT2 + static_cast<uint64_t>(i) * 4096), clock_state());
+    auto result =
+        responder.respond(request(in, kT2 + static_cast<uint64_t>(i) * 4096), clock_state());
     if (auto* r = std::get_if<Reply>(&result)) {
       EXPECT_LE(r->size, in.size());
       ++replies;
