@@ -3,9 +3,10 @@
 // The server end carries XdpServer (native and generic XDP), the client end sends NTP requests
 // from a socket in the other namespace and reads the replies: mode 4, origin = its transmit,
 // T2 <= T3 and both within a few ms of the client's CLOCK_REALTIME (one kernel, one clock), the
-// header fields exactly as set, IPv4 and IPv6. The client veth has TX checksum offload off, so
-// requests and replies carry full UDP checksums and the client's kernel verifies the one the
-// program computed: a reply that arrives at the socket had a valid checksum. What the program
+// header fields exactly as set, IPv4 and IPv6. The client veth has checksum offload off both
+// ways, so requests carry full UDP checksums and the client's kernel verifies the replies' (a
+// program that leaves T3 out of the sum gets no reply through, in both modes); the test also
+// sums the captured reply itself (IPv4 header and UDP checksums). What the program
 // must not answer (denied, no rule, 52 bytes, origin set, bad mode, clock unset, over the rate)
 // arrives instead at a UDP socket bound to the NTP port in the server namespace, and each is
 // counted under its reason. Namespaces are named after our pid; a killed run's are removed by
@@ -23,6 +24,8 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <net/if.h>
+#include <linux/if_ether.h>
+#include <linux/if_packet.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sched.h>
@@ -167,7 +170,10 @@ class Net {
         {"ip", "-n", server_ns_, "addr", "add", std::string(kServer6) + "/64", "dev", server_if_,
          "nodad"},
         // Full checksums on the wire (see the header comment).
-        {"ip", "netns", "exec", client_ns_, "ethtool", "-K", client_if_, "tx", "off"},
+        // tx off: requests leave with a full checksum. rx off: veth marks a frame without
+        // checksum state as verified (CHECKSUM_UNNECESSARY) only for a receiver with RX
+        // checksumming, so with it off the client's UDP really checks the replies' sums.
+        {"ip", "netns", "exec", client_ns_, "ethtool", "-K", client_if_, "tx", "off", "rx", "off"},
         {"ip", "-n", client_ns_, "link", "set", "lo", "up"},
         {"ip", "-n", server_ns_, "link", "set", "lo", "up"},
         {"ip", "-n", client_ns_, "link", "set", client_if_, "up"},
@@ -415,6 +421,15 @@ class XdpServerTest : public ::testing::TestWithParam<ModeCase> {
     {
       const InNamespace in(net_->client_ns());
       ASSERT_TRUE(in.entered());
+      // Every frame the client end receives, for the checksum check below.
+      capture_.reset(::socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, htons(ETH_P_ALL)));
+      sockaddr_ll where{};
+      where.sll_family = AF_PACKET;
+      where.sll_protocol = htons(ETH_P_ALL);
+      where.sll_ifindex = static_cast<int>(if_nametoindex(net_->client_if().c_str()));
+      ASSERT_TRUE(capture_ && ::bind(capture_.get(), reinterpret_cast<sockaddr*>(&where),
+                                     sizeof where) == 0)
+          << std::strerror(errno);
       client4_ = udp_socket(kClient4, 0);
       client6_ = udp_socket(kClient6, 0);
       ASSERT_TRUE(client4_ && client6_) << std::strerror(errno);
@@ -449,7 +464,8 @@ class XdpServerTest : public ::testing::TestWithParam<ModeCase> {
       ASSERT_TRUE(replied) << "no reply to the warm-up requests (ipv6=" << ipv6 << ")";
     }
     std::this_thread::sleep_for(50ms);
-    for (const int fd : {client4_.get(), client6_.get(), server4_.get(), server6_.get()}) {
+    for (const int fd :
+         {client4_.get(), client6_.get(), server4_.get(), server6_.get(), capture_.get()}) {
       drain(fd);
     }
   }
@@ -486,11 +502,45 @@ class XdpServerTest : public ::testing::TestWithParam<ModeCase> {
     return s ? *s : XdpStats{};
   }
 
+  // Finds the reply with origin `transmit` among the captured frames and checks its IPv4 header
+  // checksum and UDP checksum by summing them ourselves (the client's kernel checked them too,
+  // or the socket would not have had the reply).
+  void expect_checksums_valid(bool ipv6, uint64_t transmit) {
+    for (;;) {
+      const auto packet = receive(capture_.get(), 100ms);
+      ASSERT_TRUE(packet) << "the reply was not captured";
+      const Bytes& p = *packet;
+      const size_t ip_len = ipv6 ? 40 : 20;
+      if (p.size() != ip_len + 8 + 48 || (p[0] >> 4) != (ipv6 ? 6 : 4)) continue;
+      if (get64(p, ip_len + 8 + 24) != transmit) continue;  // another packet
+      const auto sum16 = [](const Bytes& b, size_t from, size_t to, uint64_t sum) {
+        for (size_t i = from; i < to; i += 2) sum += static_cast<uint64_t>(b[i] << 8 | b[i + 1]);
+        return sum;
+      };
+      const auto folded = [](uint64_t sum) {
+        while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+        return sum;
+      };
+      uint64_t pseudo = 0;
+      if (ipv6) {
+        pseudo = sum16(p, 8, 40, 0) + 8 + 48 + 17;  // addresses, length, next header
+      } else {
+        EXPECT_EQ(folded(sum16(p, 0, 20, 0)), 0xffffu) << "IPv4 header checksum";
+        EXPECT_EQ(p[8], 64) << "TTL";
+        pseudo = sum16(p, 12, 20, 0) + 8 + 48 + 17;
+      }
+      EXPECT_NE(p[ip_len + 6] | p[ip_len + 7], 0) << "UDP checksum present";
+      EXPECT_EQ(folded(sum16(p, ip_len, p.size(), pseudo)), 0xffffu) << "UDP checksum";
+      return;
+    }
+  }
+
   void expect_answered(bool ipv6, uint8_t version) {
     const uint64_t transmit = 0x0123'4567'89ab'cdefULL + version + (ipv6 ? 100 : 0);
     const Answer a = exchange(ipv6, request(transmit, version));
     ASSERT_TRUE(a.reply) << "no reply from XDP (ipv6=" << ipv6 << ")";
     EXPECT_FALSE(a.passed) << "an answered request also reached user space";
+    expect_checksums_valid(ipv6, transmit);
     const Bytes& r = *a.reply;
     ASSERT_EQ(r.size(), 48u);
     EXPECT_EQ(r[0] >> 6, 1) << "LI";
@@ -520,6 +570,7 @@ class XdpServerTest : public ::testing::TestWithParam<ModeCase> {
   std::optional<Net> net_;
   std::optional<XdpServer> server_;
   Fd server4_, server6_, client4_, client6_;
+  Fd capture_;  // AF_PACKET, SOCK_DGRAM: IP packets as they arrived at the client end
 };
 
 TEST_P(XdpServerTest, AnswersIpv4) {
