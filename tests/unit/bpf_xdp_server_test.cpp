@@ -37,9 +37,11 @@
 #include <unistd.h>
 
 #include <bpf/bpf.h>
+#include <bpf/libbpf.h>
 #include <linux/bpf.h>
 #include <linux/if_link.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <chrono>
@@ -56,6 +58,7 @@
 
 #include "bpf/xdp_server.hpp"
 #include "core/fd.hpp"
+#include "ntp_server_xdp.skel.h"
 #include "tests/support/skip.hpp"
 
 extern char** environ;
@@ -209,14 +212,15 @@ class Net {
     load.expected_attach_type = BPF_XDP;  // bpf_link_create(BPF_XDP) insists
     peer_program_.reset(bpf_prog_load(BPF_PROG_TYPE_XDP, "xdp_pass", "GPL", program, 2, &load));
     int ifindex = 0;
-    if (peer_program_) peer_link_ = link_xdp_in(client_ns_, client_if_, peer_program_.get(), ifindex);
+    if (peer_program_)
+      peer_link_ = link_xdp_in(client_ns_, client_if_, peer_program_.get(), ifindex);
     if (!peer_program_ || !peer_link_) {
       const std::string error = std::strerror(errno);
       remove();
-      throw std::runtime_error(std::string("XDP_PASS program on the client end (") +
-                               (peer_program_ ? "attach to ifindex " + std::to_string(ifindex)
-                                              : std::string("load")) +
-                               "): " + error);
+      throw std::runtime_error(
+          std::string("XDP_PASS program on the client end (") +
+          (peer_program_ ? "attach to ifindex " + std::to_string(ifindex) : std::string("load")) +
+          "): " + error);
     }
   }
   // The link must be made inside the namespace: ifindex is resolved in the caller's.
@@ -254,8 +258,7 @@ class InNamespace {
   bool entered_ = false;
 };
 
-Fd Net::link_xdp_in(const std::string& ns, const std::string& name, int program_fd,
-                    int& ifindex) {
+Fd Net::link_xdp_in(const std::string& ns, const std::string& name, int program_fd, int& ifindex) {
   const InNamespace in(ns);
   if (!in.entered()) return Fd();
   ifindex = static_cast<int>(if_nametoindex(name.c_str()));
@@ -427,8 +430,8 @@ class XdpServerTest : public ::testing::TestWithParam<ModeCase> {
       where.sll_family = AF_PACKET;
       where.sll_protocol = htons(ETH_P_ALL);
       where.sll_ifindex = static_cast<int>(if_nametoindex(net_->client_if().c_str()));
-      ASSERT_TRUE(capture_ && ::bind(capture_.get(), reinterpret_cast<sockaddr*>(&where),
-                                     sizeof where) == 0)
+      ASSERT_TRUE(capture_ &&
+                  ::bind(capture_.get(), reinterpret_cast<sockaddr*>(&where), sizeof where) == 0)
           << std::strerror(errno);
       client4_ = udp_socket(kClient4, 0);
       client6_ = udp_socket(kClient6, 0);
@@ -473,8 +476,8 @@ class XdpServerTest : public ::testing::TestWithParam<ModeCase> {
   void send(bool ipv6, const Bytes& payload) {
     const sockaddr_storage to = ipv6 ? address(kServer6, kNtpPort) : address(kServer4, kNtpPort);
     const int fd = ipv6 ? client6_.get() : client4_.get();
-    ASSERT_EQ(sendto(fd, payload.data(), payload.size(), 0,
-                     reinterpret_cast<const sockaddr*>(&to), length_of(to)),
+    ASSERT_EQ(sendto(fd, payload.data(), payload.size(), 0, reinterpret_cast<const sockaddr*>(&to),
+                     length_of(to)),
               static_cast<ssize_t>(payload.size()))
         << std::strerror(errno);
   }
@@ -789,8 +792,8 @@ TEST(XdpServerVeth, NativeNeedsPeerXdp) {
   int replies = 0;
   for (int i = 0; i < 3; ++i) {  // the first may wait for ARP, which the stack answers
     const Bytes payload = request(0x5151 + static_cast<uint64_t>(i));
-    sendto(client.get(), payload.data(), payload.size(), 0,
-           reinterpret_cast<const sockaddr*>(&to), length_of(to));
+    sendto(client.get(), payload.data(), payload.size(), 0, reinterpret_cast<const sockaddr*>(&to),
+           length_of(to));
     replies += receive(client.get(), 300ms) ? 1 : 0;
   }
   const auto s = server->stats();
@@ -799,5 +802,279 @@ TEST(XdpServerVeth, NativeNeedsPeerXdp) {
   EXPECT_EQ(replies, 0) << "veth delivered native XDP_TX to a peer without NAPI";
 }
 
+// ---- the program alone, on hand-made frames (BPF_PROG_TEST_RUN): exact bytes, every branch ----
+
+namespace program {
+
+void put16(Bytes& b, size_t at, uint16_t v) {
+  b[at] = static_cast<uint8_t>(v >> 8);
+  b[at + 1] = static_cast<uint8_t>(v);
+}
+
+struct Frame {
+  int ip_version = 4;
+  int ipv4_options_words = 0;
+  uint16_t frag_off = 0x4000;  // DF, as Linux sends UDP
+  uint8_t protocol = 17;
+  uint16_t src_port = 40000;
+  uint16_t dst_port = 123;
+  Bytes ntp = request(0x0102030405060708ULL);
+};
+
+const std::array<uint8_t, 4> kClient{192, 0, 2, 7};
+const std::array<uint8_t, 4> kServer{192, 0, 2, 1};
+
+Bytes build(const Frame& f) {
+  Bytes b(14, 0);
+  for (size_t i = 0; i < 6; ++i) b[i] = 0x02;   // dst MAC: the server
+  for (size_t i = 6; i < 12; ++i) b[i] = 0x04;  // src MAC: the client
+  put16(b, 12, f.ip_version == 4 ? 0x0800 : 0x86dd);
+  const size_t udp_total = 8 + f.ntp.size();
+  if (f.ip_version == 4) {
+    const size_t ihl = 5 + static_cast<size_t>(f.ipv4_options_words);
+    b.resize(14 + ihl * 4, 0);
+    b[14] = static_cast<uint8_t>(0x40 | ihl);
+    put16(b, 16, static_cast<uint16_t>(ihl * 4 + udp_total));
+    put16(b, 18, 0x1234);
+    put16(b, 20, f.frag_off);
+    b[22] = 17;  // TTL: the reply's must be 64
+    b[23] = f.protocol;
+    std::memcpy(&b[26], kClient.data(), 4);
+    std::memcpy(&b[30], kServer.data(), 4);
+    for (size_t i = 20; i < ihl * 4; ++i) b[14 + i] = 1;  // NOP options
+  } else {
+    b.resize(14 + 40, 0);
+    b[14] = 0x60;
+    put16(b, 18, static_cast<uint16_t>(udp_total));
+    b[20] = f.protocol;
+    b[21] = 17;
+    const auto client = v6("2001:db8::7");
+    const auto server = v6("2001:db8::1");
+    std::memcpy(&b[22], client.data(), 16);
+    std::memcpy(&b[38], server.data(), 16);
+  }
+  const size_t udp = b.size();
+  b.resize(udp + udp_total, 0);
+  put16(b, udp, f.src_port);
+  put16(b, udp + 2, f.dst_port);
+  put16(b, udp + 4, static_cast<uint16_t>(udp_total));
+  std::memcpy(&b[udp + 8], f.ntp.data(), f.ntp.size());
+  return b;
+}
+
+// The program loaded (not attached), its settings written as XdpServer writes them.
+class XdpProgram : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0) TAID_SKIP_OR_FAIL("needs root (CAP_BPF) to load eBPF programs");
+    skel_ = ntp_server_xdp_bpf__open();
+    ASSERT_NE(skel_, nullptr);
+    skel_->rodata->ntp_port = 123;
+    ASSERT_EQ(ntp_server_xdp_bpf__load(skel_), 0) << std::strerror(errno);
+    settings_.clock.valid = 1;
+    settings_.clock.leap = 0;
+    settings_.clock.stratum = 1;
+    settings_.clock.precision_log2 = -25;
+    settings_.clock.reference_id = 0x47505300;
+    settings_.clock.tai_offset_s = 37;
+    write_settings();
+    for (const auto& address : {mapped("192.0.2.0"), v6("2001:db8::")}) {
+      xdp_ntp_prefix_key key{};
+      key.prefixlen = address[10] == 0xff ? 96 + 24 : 32;
+      std::memcpy(key.addr, address.data(), 16);
+      const xdp_ntp_access allow{1};
+      ASSERT_EQ(bpf_map_update_elem(bpf_map__fd(skel_->maps.taid_xdp_acl0), &key, &allow, 0), 0);
+    }
+  }
+  void TearDown() override {
+    if (skel_ != nullptr) ntp_server_xdp_bpf__destroy(skel_);
+  }
+
+  void write_settings() {
+    const uint32_t zero = 0;
+    ASSERT_EQ(bpf_map_update_elem(bpf_map__fd(skel_->maps.taid_xdp_settings), &zero, &settings_,
+                                  BPF_F_LOCK),
+              0)
+        << std::strerror(errno);
+  }
+
+  struct Run {
+    uint32_t verdict = 0;
+    Bytes out;
+    int64_t before_tai_ns = 0;
+    int64_t after_tai_ns = 0;
+  };
+
+  Run run(const Bytes& frame) {
+    Run r;
+    r.out.resize(frame.size() + 64);
+    bpf_test_run_opts opts{};
+    opts.sz = sizeof opts;
+    opts.data_in = frame.data();
+    opts.data_size_in = static_cast<uint32_t>(frame.size());
+    opts.data_out = r.out.data();
+    opts.data_size_out = static_cast<uint32_t>(r.out.size());
+    opts.repeat = 1;
+    r.before_tai_ns = clock_ns(CLOCK_TAI);
+    EXPECT_EQ(bpf_prog_test_run_opts(bpf_program__fd(skel_->progs.taid_ntp_xdp), &opts), 0)
+        << std::strerror(errno);
+    r.after_tai_ns = clock_ns(CLOCK_TAI);
+    r.verdict = opts.retval;
+    r.out.resize(opts.data_size_out);
+    return r;
+  }
+
+  std::array<uint64_t, XDP_NTP_STAT_COUNT> stats() {
+    std::array<uint64_t, XDP_NTP_STAT_COUNT> sums{};
+    std::vector<uint64_t> per_cpu(static_cast<size_t>(libbpf_num_possible_cpus()));
+    for (uint32_t i = 0; i < XDP_NTP_STAT_COUNT; ++i) {
+      EXPECT_EQ(bpf_map_lookup_elem(bpf_map__fd(skel_->maps.taid_xdp_stats), &i, per_cpu.data()),
+                0);
+      for (const uint64_t v : per_cpu) sums[i] += v;
+    }
+    return sums;
+  }
+
+  // Passed, unchanged, counted under `stat` (or under nothing).
+  void expect_passed(const Frame& f, std::optional<xdp_ntp_stat> stat) {
+    const auto before = stats();
+    const Bytes frame = build(f);
+    const Run r = run(frame);
+    EXPECT_EQ(r.verdict, static_cast<uint32_t>(XDP_PASS));
+    EXPECT_EQ(r.out, frame);
+    const auto after = stats();
+    for (size_t i = 0; i < XDP_NTP_STAT_COUNT; ++i) {
+      const uint64_t expected = stat && *stat == static_cast<xdp_ntp_stat>(i) ? 1 : 0;
+      EXPECT_EQ(after[i] - before[i], expected) << to_string(static_cast<xdp_ntp_stat>(i));
+    }
+  }
+
+  ntp_server_xdp_bpf* skel_ = nullptr;
+  xdp_ntp_settings settings_{};
+};
+
+uint64_t sum16(const Bytes& b, size_t from, size_t to, uint64_t sum = 0) {
+  for (size_t i = from; i < to; i += 2) sum += static_cast<uint64_t>(b[i] << 8 | b[i + 1]);
+  return sum;
+}
+uint64_t folded(uint64_t sum) {
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  return sum;
+}
+
+// The NTP timestamp of a CLOCK_TAI reading, UTC = TAI - offset, truncated as the program does.
+uint64_t ntp_of_tai_ns(int64_t tai_ns, int64_t offset_s) {
+  return ntp_of_unix_ns(tai_ns - offset_s * 1'000'000'000);
+}
+
+TEST_F(XdpProgram, RewritesIpv4InPlace) {
+  const Bytes frame = build(Frame{});
+  const Run r = run(frame);
+  ASSERT_EQ(r.verdict, static_cast<uint32_t>(XDP_TX));
+  const Bytes& o = r.out;
+  ASSERT_EQ(o.size(), frame.size());
+  EXPECT_TRUE(std::equal(o.begin(), o.begin() + 6, frame.begin() + 6)) << "dst MAC = src MAC";
+  EXPECT_TRUE(std::equal(o.begin() + 6, o.begin() + 12, frame.begin())) << "src MAC = dst MAC";
+  EXPECT_TRUE(std::equal(o.begin() + 26, o.begin() + 30, frame.begin() + 30)) << "src IP";
+  EXPECT_TRUE(std::equal(o.begin() + 30, o.begin() + 34, frame.begin() + 26)) << "dst IP";
+  EXPECT_EQ(o[22], 64) << "TTL";
+  EXPECT_EQ(get32(o, 14 + 4), get32(frame, 14 + 4)) << "id and flags kept";
+  EXPECT_EQ(folded(sum16(o, 14, 34)), 0xffffu) << "IPv4 header checksum";
+  EXPECT_EQ(o[34] << 8 | o[35], 123) << "source port";
+  EXPECT_EQ(o[36] << 8 | o[37], 40000) << "destination port";
+  const uint64_t pseudo = sum16(o, 26, 34) + 17 + 56;
+  EXPECT_EQ(folded(sum16(o, 34, o.size(), pseudo)), 0xffffu) << "UDP checksum";
+
+  const size_t ntp = 42;
+  EXPECT_EQ(o[ntp], 0x24) << "LI 0, VN 4, mode 4";
+  EXPECT_EQ(o[ntp + 1], 1);
+  EXPECT_EQ(o[ntp + 2], 6) << "poll echoed";
+  EXPECT_EQ(static_cast<int8_t>(o[ntp + 3]), -25);
+  EXPECT_EQ(get32(o, ntp + 12), 0x47505300u);
+  EXPECT_EQ(get64(o, ntp + 24), 0x0102030405060708ULL) << "origin";
+  // Exact: between the two CLOCK_TAI readings around the run, less 37 s, to the 2^-32 s.
+  const uint64_t t2 = get64(o, ntp + 32);
+  const uint64_t t3 = get64(o, ntp + 40);
+  EXPECT_GE(t2, ntp_of_tai_ns(r.before_tai_ns, 37));
+  EXPECT_LE(t2, t3);
+  EXPECT_LE(t3, ntp_of_tai_ns(r.after_tai_ns, 37));
+  EXPECT_EQ(stats()[XDP_NTP_ANSWERED], 1u);
+}
+
+TEST_F(XdpProgram, RewritesIpv6InPlace) {
+  Frame f;
+  f.ip_version = 6;
+  f.ntp = request(0xaabbccdd00112233ULL, 3);
+  const Bytes frame = build(f);
+  const Run r = run(frame);
+  ASSERT_EQ(r.verdict, static_cast<uint32_t>(XDP_TX));
+  const Bytes& o = r.out;
+  EXPECT_TRUE(std::equal(o.begin() + 22, o.begin() + 38, frame.begin() + 38)) << "src IP";
+  EXPECT_TRUE(std::equal(o.begin() + 38, o.begin() + 54, frame.begin() + 22)) << "dst IP";
+  EXPECT_EQ(o[21], 64) << "hop limit";
+  const uint64_t pseudo = sum16(o, 22, 54) + 17 + 56;
+  EXPECT_EQ(folded(sum16(o, 54, o.size(), pseudo)), 0xffffu) << "UDP checksum";
+  EXPECT_EQ(o[62], 0x1c) << "LI 0, VN 3 echoed, mode 4";
+  EXPECT_EQ(get64(o, 62 + 24), 0xaabbccdd00112233ULL);
+  const uint64_t t2 = get64(o, 62 + 32);
+  EXPECT_GE(t2, ntp_of_tai_ns(r.before_tai_ns, 37));
+  EXPECT_LE(get64(o, 62 + 40), ntp_of_tai_ns(r.after_tai_ns, 37));
+}
+
+TEST_F(XdpProgram, PassesWhatIsNotPlain) {
+  Frame options;
+  options.ipv4_options_words = 2;
+  expect_passed(options, XDP_NTP_NOT_PLAIN_IP);
+  Frame first_fragment;
+  first_fragment.frag_off = 0x2000;
+  expect_passed(first_fragment, XDP_NTP_NOT_PLAIN_IP);
+  Frame port_zero;
+  port_zero.src_port = 0;
+  expect_passed(port_zero, XDP_NTP_NOT_PLAIN_IP);
+  Frame port_zero6 = port_zero;
+  port_zero6.ip_version = 6;
+  expect_passed(port_zero6, XDP_NTP_NOT_PLAIN_IP);
+  // Not for us at all: not counted.
+  Frame other_port;
+  other_port.dst_port = 124;
+  expect_passed(other_port, std::nullopt);
+  Frame tcp;
+  tcp.protocol = 6;
+  expect_passed(tcp, std::nullopt);
+  Frame hop_by_hop;
+  hop_by_hop.ip_version = 6;
+  hop_by_hop.protocol = 0;
+  expect_passed(hop_by_hop, std::nullopt);
+}
+
+TEST_F(XdpProgram, PassesWhatUserSpaceMustDecide) {
+  Frame f;
+  f.ntp = request(1, 4, 3, 0, 48 + 20);  // a MAC (key id + 16-byte digest)
+  expect_passed(f, XDP_NTP_TOO_LONG);
+  f.ntp = request(1, 4, 4);  // a server's reply
+  expect_passed(f, XDP_NTP_BAD_VERSION_OR_MODE);
+  f.ntp = request(1, 4, 6);  // control (ntpq)
+  expect_passed(f, XDP_NTP_BAD_VERSION_OR_MODE);
+  f.ntp = request(1, 4, 3, 0x1);  // interleaved, or an ntpd-style echo
+  expect_passed(f, XDP_NTP_ORIGIN_SET);
+  f.ntp = request(0);
+  expect_passed(f, XDP_NTP_ZERO_TRANSMIT);
+  settings_.clock.valid = 0;
+  write_settings();
+  f.ntp = request(1);
+  expect_passed(f, XDP_NTP_CLOCK_UNSET);
+}
+
+// The access slot selects the trie: rules in the idle one do nothing until it flips.
+TEST_F(XdpProgram, AccessSlotSelectsTheTrie) {
+  settings_.access_slot = 1;  // trie 1 is empty
+  write_settings();
+  expect_passed(Frame{}, XDP_NTP_NO_RULE);
+  settings_.access_slot = 0;
+  write_settings();
+  EXPECT_EQ(run(build(Frame{})).verdict, static_cast<uint32_t>(XDP_TX));
+}
+
+}  // namespace program
 }  // namespace
 }  // namespace taid::bpf
