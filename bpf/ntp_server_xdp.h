@@ -18,8 +18,8 @@
 
 /* What the server says about its clock (RFC 5905 §7.3), and how to read T2/T3 in UTC. */
 struct xdp_ntp_clock {
-  __u8 valid;            /* 0 (never written, or withdrawn): every request goes to user space */
-  __u8 leap;             /* LI, 0..3 */
+  __u8 valid; /* 0 (never written, or withdrawn): every request goes to user space */
+  __u8 leap;  /* LI, 0..3 */
   __u8 stratum;
   __s8 precision_log2;
   __u32 reference_id;    /* as a number; the program writes it big-endian */
@@ -38,8 +38,8 @@ struct xdp_ntp_settings {
   struct bpf_spin_lock lock; /* only the helpers touch it */
   __u32 access_slot;         /* which access trie is current: 0 or 1 */
   struct xdp_ntp_clock clock;
-  __u64 rate_interval_ns;    /* 0: no rate limit; else 2^interval_log2 s */
-  __u64 rate_burst_ns;       /* (burst - 1) * interval: how far ahead a client may run */
+  __u64 rate_interval_ns; /* 0: no rate limit; else 2^interval_log2 s */
+  __u64 rate_burst_ns;    /* (burst - 1) * interval: how far ahead a client may run */
 };
 
 /* LPM trie key: prefixlen first (the kernel's bpf_lpm_trie_key layout), then the address.

@@ -98,18 +98,30 @@ std::string_view to_string(XdpMode mode) {
 
 std::string_view to_string(xdp_ntp_stat stat) {
   switch (stat) {
-    case XDP_NTP_ANSWERED: return "answered";
-    case XDP_NTP_TOO_SHORT: return "too_short";
-    case XDP_NTP_TOO_LONG: return "too_long";
-    case XDP_NTP_BAD_VERSION_OR_MODE: return "bad_version_or_mode";
-    case XDP_NTP_ZERO_TRANSMIT: return "zero_transmit";
-    case XDP_NTP_ORIGIN_SET: return "origin_set";
-    case XDP_NTP_DENIED: return "denied";
-    case XDP_NTP_NO_RULE: return "no_rule";
-    case XDP_NTP_RATE_LIMITED: return "rate_limited";
-    case XDP_NTP_CLOCK_UNSET: return "clock_unset";
-    case XDP_NTP_NOT_PLAIN_IP: return "not_plain_ip";
-    case XDP_NTP_STAT_COUNT: break;
+    case XDP_NTP_ANSWERED:
+      return "answered";
+    case XDP_NTP_TOO_SHORT:
+      return "too_short";
+    case XDP_NTP_TOO_LONG:
+      return "too_long";
+    case XDP_NTP_BAD_VERSION_OR_MODE:
+      return "bad_version_or_mode";
+    case XDP_NTP_ZERO_TRANSMIT:
+      return "zero_transmit";
+    case XDP_NTP_ORIGIN_SET:
+      return "origin_set";
+    case XDP_NTP_DENIED:
+      return "denied";
+    case XDP_NTP_NO_RULE:
+      return "no_rule";
+    case XDP_NTP_RATE_LIMITED:
+      return "rate_limited";
+    case XDP_NTP_CLOCK_UNSET:
+      return "clock_unset";
+    case XDP_NTP_NOT_PLAIN_IP:
+      return "not_plain_ip";
+    case XDP_NTP_STAT_COUNT:
+      break;
   }
   return "unknown";
 }
@@ -177,8 +189,8 @@ struct XdpServer::State {
         return Error{EBUSY, strcat("another XDP program holds ifindex ", ifindex,
                                    " (in this or the other XDP mode)")};
       }
-      return error_of(err, strcat("attaching the XDP NTP server (", to_string(mode),
-                                  ") to ifindex ", ifindex));
+      return error_of(
+          err, strcat("attaching the XDP NTP server (", to_string(mode), ") to ifindex ", ifindex));
     }
     link.reset(fd);
     link_id = id_of<bpf_link_info>(fd);
