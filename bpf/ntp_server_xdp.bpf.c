@@ -8,11 +8,14 @@
  * mode-4 reply and sent back out of the interface it came in on. Everything else is XDP_PASS:
  * the daemon's own server (lib/server) sees exactly what this program did not answer.
  *
- * Why origin == 0: a basic request from chrony (client mode, not xleave), taid (not xleave) or an
- * SNTP client (ntpdig) carries zeros in origin and receive. A non-zero origin is either an
- * interleaved request (RFC 9769: the origin names the server's receive stamp of the previous
- * reply, which only user space's interleave table can resolve) or an ntpd-style client that
- * echoes the previous reply; user space answers both correctly, so they go up.
+ * Why origin == 0: a basic request carries zeros in origin and receive from chrony (its
+ * transmit_packet() zeroes both in client mode unless interleaved), from NTPsec's ntpdig (a fresh
+ * SyncPacket with only the transmit timestamp set) and from taid's own client (lib/ntp/exchange:
+ * origin and receive only with xleave). A non-zero origin is either an interleaved request (RFC
+ * 9769: the origin names the server's receive stamp of an earlier reply, which only user space's
+ * interleave table can resolve) or a client that echoes the previous reply's transmit (ntpd
+ * style); user space answers both correctly, so they go up. The receive field is not looked at:
+ * with origin 0 it cannot make the request interleaved.
  *
  * Time: T2 is bpf_ktime_get_tai_ns() taken first, T3 a second reading taken after everything
  * else but the 8 bytes it fills and their share of the UDP checksum. Both are converted to UTC
