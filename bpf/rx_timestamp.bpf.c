@@ -1,7 +1,9 @@
 /* eBPF RX timestamps for NTP: stamps NTP packets in CLOCK_TAI at tc ingress (or XDP). */
 /*
  * The kernel side of lib/bpf/rx_timestamper: for each UDP packet from ntp_port (a server's
- * reply) to any other port (the client's ephemeral one) with at least an NTP header of payload, store bpf_ktime_get_tai_ns() in an LRU hash keyed by
+ * reply) to any other port (the client's ephemeral one) with at least an NTP header of payload
+ * (or, loaded for a server, each packet to ntp_port: a client's request), store
+ * bpf_ktime_get_tai_ns() in an LRU hash keyed by
  * (source address, source port, destination port, transmit timestamp). User space finds the
  * stamp again from the same fields of the packet it received and takes (looks up + deletes) it.
  *
@@ -23,8 +25,10 @@
 
 #include "rx_timestamp.h"
 
-/* Read-only after load: the loader sets it in the skeleton's rodata before loading. */
+/* Read-only after load: the loader sets them in the skeleton's rodata before loading. */
 const volatile __u16 ntp_port = 123;
+/* 0: a client's program, stamping replies from ntp_port; 1: a server's, stamping requests to it. */
+const volatile __u8 stamp_requests = 0;
 
 struct {
   __uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -79,7 +83,12 @@ static __always_inline void record(void* ctx, int xdp, __u64 tai_ns, __u32 ifind
    * the LRU map with stamps nobody takes and evict the ones our client waits for; until taid
    * serves, nothing takes them.
    */
-  if (key.remote_port != ntp_port || key.local_port == ntp_port) return;
+  if (stamp_requests) {
+    /* A server's: requests to our port, from any client port (the server takes each at once). */
+    if (key.local_port != ntp_port) return;
+  } else if (key.remote_port != ntp_port || key.local_port == ntp_port) {
+    return;
+  }
   if (bpf_ntohs(udp.len) < sizeof(udp) + RX_TS_NTP_HEADER_LEN) return;
   if (load(ctx, xdp, udp_offset + (__u32)sizeof(udp) + RX_TS_NTP_TRANSMIT_OFFSET, &key.transmit_ts,
            sizeof(key.transmit_ts)))

@@ -348,6 +348,20 @@ void Engine::attach_bpf(int ifindex, uint16_t port) {
   // where attaching failed is not tried again for every source.
   const std::pair<int, uint16_t> where{ifindex, port};
   if (ifindex == 0 || bpf_.count(where) != 0 || bpf_failed_.count(where) != 0) return;
+  std::string errors;
+  if (auto attached = attach_rx_program(ifindex, port, bpf::Stamped::replies, errors)) {
+    bpf_.emplace(where, std::move(*attached));
+    return;
+  }
+  bpf_failed_.insert(where);
+  bpf_error_ = strcat(net::interface_name(ifindex), ": ", errors);
+  log_warning(strcat("eBPF RX timestamps unavailable on ", bpf_error_,
+                     " — continuing with SO_TIMESTAMPING kernel stamps"));
+}
+
+std::optional<bpf::RxTimestamper> Engine::attach_rx_program(int ifindex, uint16_t port,
+                                                            bpf::Stamped what,
+                                                            std::string& errors) {
   // lib/bpf decides the order: auto probes the kernel for tcx; XDP falls back to tc when another
   // live taid holds the device's XDP program.
   std::vector<bpf::AttachMode> tries;
@@ -368,23 +382,19 @@ void Engine::attach_bpf(int ifindex, uint16_t port) {
       tries = bpf::attach_order(bpf::AttachMode::xdp_native);
       break;
   }
-  std::string errors;
   for (bpf::AttachMode attach : tries) {
-    auto attached = bpf::RxTimestamper::attach(ifindex, attach, port);
+    auto attached = bpf::RxTimestamper::attach(ifindex, attach, port, what);
     if (attached) {
-      log_info(strcat("eBPF RX timestamps: ", bpf::to_string(attach), " on ",
-                      net::interface_name(ifindex), " (program id ", attached->program_id(),
-                      ", UDP port ", port, ")", errors.empty() ? "" : " after ", errors));
-      bpf_.emplace(where, std::move(attached.value()));
-      return;
+      log_info(strcat("eBPF RX timestamps", what == bpf::Stamped::requests ? " of requests" : "",
+                      ": ", bpf::to_string(attach), " on ", net::interface_name(ifindex),
+                      " (program id ", attached->program_id(), ", UDP port ", port, ")",
+                      errors.empty() ? "" : " after ", errors));
+      return std::move(attached.value());
     }
     errors += strcat(errors.empty() ? "" : "; ", bpf::to_string(attach), ": ",
                      attached.error().message());
   }
-  bpf_failed_.insert(where);
-  bpf_error_ = strcat(net::interface_name(ifindex), ": ", errors);
-  log_warning(strcat("eBPF RX timestamps unavailable on ", bpf_error_,
-                     " — continuing with SO_TIMESTAMPING kernel stamps"));
+  return std::nullopt;
 }
 
 void Engine::resolve(Pending& pending) {
@@ -714,7 +724,46 @@ void Engine::start_ntp_server() {
   // chrony's clientloglimit is in bytes; a slot of the rate limiter's table is about 48.
   settings.responder.rate_limit_entries = std::max<std::size_t>(config_.server.client_log_bytes / 48, 4);
   settings.responder.random_seed = std::random_device{}();
-  auto server = NtpServer::open(std::move(settings), server_clock_state());
+  settings.stamp_policy = config_.timestamping;
+  settings.kernel_precision_log2 = precision_.kernel_log2;
+  // eBPF stamps of requests on every interface up now (an interface that comes later is served
+  // with kernel stamps). The XDP fast path's interfaces keep their XDP hook for it.
+  RequestStampLookup lookup;
+  if (config_.timestamping == TimestampingMode::auto_ ||
+      config_.timestamping == TimestampingMode::bpf) {
+    auto names = net::interface_names();
+    for (const std::string& name : names ? *names : std::vector<std::string>{}) {
+      const int ifindex = static_cast<int>(::if_nametoindex(name.c_str()));
+      if (ifindex == 0) continue;
+      std::string errors;
+      if (auto program =
+              attach_rx_program(ifindex, config_.server.port, bpf::Stamped::requests, errors))
+        server_bpf_.emplace(ifindex, std::move(*program));
+      else
+        log_warning(strcat("eBPF RX timestamps of requests unavailable on ", name, ": ", errors,
+                           " — kernel stamps there"));
+    }
+    if (!server_bpf_.empty()) {
+      lookup = [this](const server::ClientAddress& client, uint16_t local_port, int ifindex,
+                      std::span<const uint8_t> bytes) -> std::optional<UtcTime> {
+        const auto it = server_bpf_.find(ifindex);
+        if (it == server_bpf_.end() || bytes.size() < ntp::kHeaderSize) return std::nullopt;
+        rx_ts_key key{};
+        std::memcpy(key.addr, client.address.data(), 16);
+        key.remote_port = client.port;
+        key.local_port = local_port;
+        std::memcpy(&key.transmit_ts, bytes.data() + RX_TS_NTP_TRANSMIT_OFFSET, 8);
+        const auto tai = it->second.take(key);
+        if (!tai) return std::nullopt;
+        // The kernel's offset, read in this worker (KernelTaiOffset is a read of adjtimex).
+        timescale::KernelTaiOffset offset;
+        auto utc = timescale::utc_from_tai(*tai, offset);
+        if (!utc) return std::nullopt;
+        return *utc;
+      };
+    }
+  }
+  auto server = NtpServer::open(std::move(settings), server_clock_state(), std::move(lookup));
   if (!server) {
     log_error(strcat("no NTP server: ", server.error().message()));
     return;
@@ -820,6 +869,14 @@ json Engine::serverstats_json() const {
   j["rx_bpf_stamps"] = s.rx_bpf_stamps;
   j["rx_user_stamps"] = s.rx_user_stamps;
   j["tx_stamps"] = s.tx_stamps;
+  j["stamp_path"] = std::string(ntp::to_string(s.stamp_path));
+  j["stamp_decided"] = s.stamp_decided;
+  json lateness = json::array();
+  for (const net::PathLateness& l : s.stamp_lateness)
+    lateness.push_back({{"path", std::string(ntp::to_string(l.source))},
+                        {"requests", l.replies},
+                        {"median_lateness_ns", l.median_lateness.ns()}});
+  j["stamp_lateness"] = lateness;
   j["send_errors"] = s.send_errors;
   j["receive_errors"] = s.receive_errors;
   if (!xdp_servers_.empty()) {

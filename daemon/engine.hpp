@@ -88,6 +88,9 @@ class Engine {
                                                std::span<const uint8_t> bytes);
   void set_up_timestamping();
   void attach_bpf(int ifindex, uint16_t port);
+  // The eBPF RX program in the order bpfattach asks; `errors` collects why each try failed.
+  std::optional<bpf::RxTimestamper> attach_rx_program(int ifindex, uint16_t port,
+                                                      bpf::Stamped what, std::string& errors);
   void write_measurement(const Source& source, const ntp::SampleAccepted& accepted);
   void carry_out(Source& source, const ntp::Actions& actions);
   const Source* system_peer() const;
@@ -127,11 +130,6 @@ class Engine {
   boost::asio::steady_timer record_timer_;
   void publish_clock_record();
   void schedule_record_heartbeat();
-  // The NTP server (allow lines): its workers answer from the clock state the engine hands them
-  // after every clock change and once a second (the bound grows with time since the update).
-  std::unique_ptr<NtpServer> ntp_server_;
-  void start_ntp_server();
-  server::ServerClockState server_clock_state() const;
   // The XDP fast path (xdpserver IFACE), one per interface: fed the same clock state, with the
   // kernel's TAI offset (the program reads CLOCK_TAI), the access list and the rate limit.
   struct XdpPath {
@@ -139,6 +137,14 @@ class Engine {
     bpf::XdpServer program;
   };
   std::vector<XdpPath> xdp_servers_;
+  // The server's eBPF request stamps, by interface; fixed before the workers start (they read it).
+  std::map<int, bpf::RxTimestamper> server_bpf_;
+  // (Declared before ntp_server_, so they outlive its workers.)
+  // The NTP server (allow lines): its workers answer from the clock state the engine hands them
+  // after every clock change and once a second (the bound grows with time since the update).
+  std::unique_ptr<NtpServer> ntp_server_;
+  void start_ntp_server();
+  server::ServerClockState server_clock_state() const;
   void start_xdp_server(const std::string& interface);
   void update_xdp_clocks(const server::ServerClockState& state);
   // The signing socket (signsocket) and what it signs with: the time and bound now, or why not.

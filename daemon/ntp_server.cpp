@@ -55,6 +55,7 @@ server::ClientAddress client_of(const sockaddr_storage& from) {
 // The request's destination address, to answer from it (nullopt when the kernel sent none).
 struct Destination {
   int level = 0;
+  int ifindex = 0;  // the interface it came in on
   in_pktinfo v4{};
   in6_pktinfo v6{};
 };
@@ -66,6 +67,7 @@ std::optional<Destination> destination_of(msghdr& message) {
       Destination d;
       d.level = IPPROTO_IP;
       std::memcpy(&d.v4, CMSG_DATA(c), sizeof d.v4);
+      d.ifindex = d.v4.ipi_ifindex;
       // Answer from the address asked, out of whatever interface the route says.
       d.v4.ipi_spec_dst = d.v4.ipi_addr;
       d.v4.ipi_ifindex = 0;
@@ -76,6 +78,7 @@ std::optional<Destination> destination_of(msghdr& message) {
       Destination d;
       d.level = IPPROTO_IPV6;
       std::memcpy(&d.v6, CMSG_DATA(c), sizeof d.v6);
+      d.ifindex = static_cast<int>(d.v6.ipi6_ifindex);
       return d;  // the interface stays: link-local clients need it
     }
   }
@@ -165,6 +168,7 @@ Result<std::unique_ptr<NtpServer>> NtpServer::open(NtpServerSettings settings,
   server->settings_ = std::move(settings);
   server->bpf_stamps_ = std::move(bpf_stamps);
   server->responder_.emplace(server->settings_.responder);
+  server->chooser_.emplace(server->settings_.stamp_policy);
   server->clock_ = clock;
   server->stop_ = Fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!server->stop_) return Error::from_errno("eventfd for the NTP server");
@@ -228,6 +232,9 @@ NtpServerStats NtpServer::stats() const {
   std::lock_guard lock(mutex_);
   NtpServerStats stats = counters_;
   stats.responder = responder_->stats();
+  stats.stamp_path = chooser_->current();
+  stats.stamp_decided = chooser_->decided();
+  stats.stamp_lateness = chooser_->lateness();
   return stats;
 }
 
@@ -275,29 +282,32 @@ void NtpServer::receive_batch(Worker& worker, Socket& socket) {
   const UtcTime user_rx = realtime_now();
   const int64_t now_monotonic = monotonic_ns();
 
-  // The stamps first, outside the lock (the eBPF lookup is a syscall).
-  std::array<NtpTimestamp, kBatch> t2{};
-  std::array<uint8_t, kBatch> stamp_kind{};  // 0 user, 1 kernel, 2 bpf
+  // Every path's stamp first, outside the lock (the eBPF lookup is a syscall).
+  std::array<net::RxCandidates, kBatch> candidates{};
   std::array<server::ClientAddress, kBatch> clients{};
+  std::array<int, kBatch> ifindex{};
+  const int8_t kernel_precision = settings_.kernel_precision_log2;
+  const int8_t user_precision = std::max(net::kUserStampPrecisionLog2, kernel_precision);
   for (int i = 0; i < received; ++i) {
-    msghdr& m = worker.in[static_cast<std::size_t>(i)].msg_hdr;
-    const std::size_t length = worker.in[static_cast<std::size_t>(i)].msg_len;
-    clients[static_cast<std::size_t>(i)] = client_of(worker.from[static_cast<std::size_t>(i)]);
-    std::optional<UtcTime> stamp;
+    const auto k = static_cast<std::size_t>(i);
+    msghdr& m = worker.in[k].msg_hdr;
+    clients[k] = client_of(worker.from[k]);
+    const auto destination = destination_of(m);
+    ifindex[k] = destination ? destination->ifindex : 0;
+    candidates[k] = {};
+    candidates[k][ntp::TimestampSource::user] =
+        ntp::LocalTimestamp{user_rx, ntp::TimestampSource::user, user_precision};
+    const net::ControlData control = net::parse_control_data(m);
+    if (control.software)
+      candidates[k][ntp::TimestampSource::kernel] =
+          ntp::LocalTimestamp{*control.software, ntp::TimestampSource::kernel, kernel_precision};
     if (bpf_stamps_) {
-      stamp = bpf_stamps_(clients[static_cast<std::size_t>(i)], socket.port,
-                          std::span<const uint8_t>(worker.data[static_cast<std::size_t>(i)].data(),
-                                                   length));
-      if (stamp) stamp_kind[static_cast<std::size_t>(i)] = 2;
+      if (const auto stamp = bpf_stamps_(clients[k], socket.port, ifindex[k],
+                                         std::span<const uint8_t>(worker.data[k].data(),
+                                                                  worker.in[k].msg_len)))
+        candidates[k][ntp::TimestampSource::bpf] =
+            ntp::LocalTimestamp{*stamp, ntp::TimestampSource::bpf, kernel_precision};
     }
-    if (!stamp) {
-      const net::ControlData control = net::parse_control_data(m);
-      if (control.software) {
-        stamp = control.software;
-        stamp_kind[static_cast<std::size_t>(i)] = 1;
-      }
-    }
-    t2[static_cast<std::size_t>(i)] = NtpTimestamp::from_utc(stamp.value_or(user_rx));
   }
 
   std::size_t replies = 0;
@@ -305,20 +315,24 @@ void NtpServer::receive_batch(Worker& worker, Socket& socket) {
     std::lock_guard lock(mutex_);
     for (int i = 0; i < received; ++i) {
       const auto k = static_cast<std::size_t>(i);
-      ++(stamp_kind[k] == 2 ? counters_.rx_bpf_stamps
-                            : stamp_kind[k] == 1 ? counters_.rx_kernel_stamps
-                                                 : counters_.rx_user_stamps);
       msghdr& m = worker.in[k].msg_hdr;
       // A datagram longer than the buffer arrives cut: no NTP request we answer is that long.
       if (m.msg_flags & MSG_TRUNC) {
         ++counters_.oversized;
         continue;
       }
+      const ntp::LocalTimestamp t2 = chooser_->pick(candidates[k]);
+      ++(t2.source == ntp::TimestampSource::bpf      ? counters_.rx_bpf_stamps
+         : t2.source == ntp::TimestampSource::kernel ? counters_.rx_kernel_stamps
+                                                     : counters_.rx_user_stamps);
       const server::Request request{
-          std::span<const uint8_t>(worker.data[k].data(), worker.in[k].msg_len), clients[k], t2[k],
-          now_monotonic};
+          std::span<const uint8_t>(worker.data[k].data(), worker.in[k].msg_len), clients[k],
+          NtpTimestamp::from_utc(t2.time), now_monotonic};
       auto decided = responder_->respond(request, clock_);
       if (!std::holds_alternative<server::Reply>(decided)) continue;
+      // Only requests good enough to answer teach the chooser (as only accepted replies do the
+      // client's): a forged packet must not steer it.
+      chooser_->record(candidates[k]);
       worker.replies[replies] = std::get<server::Reply>(decided);
       msghdr& o = worker.out[replies].msg_hdr;
       o = {};

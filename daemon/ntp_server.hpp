@@ -6,8 +6,11 @@
 // lock, reads T3 once, writes it into the basic replies, and sends them with one sendmmsg(). At low
 // rates a batch is one datagram, so T3 is read right before its own send.
 //
-// Stamps: T2 is the kernel's software RX stamp (SO_TIMESTAMPING), or the eBPF program's when
-// `stamps` names one for the packet, else a user-space read right after recvmmsg (counted). The
+// Stamps: every path's stamp of a request is collected — the kernel's software RX stamp
+// (SO_TIMESTAMPING), the eBPF program's (taken at tc ingress of the interface the request came
+// in on, by the lookup the engine gives), and a user-space read right after recvmmsg — and T2 is
+// picked by the same StampChooser as the client's (lib/net/stamp_choice: fixed, or `auto` by
+// measured lateness over the first requests answered). The
 // kernel's TX stamp (SCM_TSTAMP_SND) of every reply comes back on the error queue with a copy of
 // the packet (no OPT_TSONLY): the reply's own receive field, in its last 48 bytes, says which
 // reply it was, so no counter can slip out of step after a failed send. The responder keeps it
@@ -31,6 +34,7 @@
 #include "core/fd.hpp"
 #include "core/result.hpp"
 #include "core/time.hpp"
+#include "net/stamp_choice.hpp"
 #include "server/responder.hpp"
 
 namespace taid::daemon {
@@ -40,19 +44,27 @@ struct NtpServerSettings {
   std::vector<std::string> bind_addresses;
   uint16_t port = 123;
   int workers = 0;  // 0: one per online CPU
+  net::StampPolicy stamp_policy = net::StampPolicy::auto_;
+  int8_t kernel_precision_log2 = -20;  // of kernel and eBPF stamps
   server::ResponderSettings responder;
 };
 
 // A kernel stamp of a request taken before the socket layer (the eBPF program's), if any: called
-// by the workers with the request's source, the port it came to and its bytes.
+// by the workers with the request's source, the port it came to, the interface it came in on
+// and its bytes.
 using RequestStampLookup = std::function<std::optional<UtcTime>(
-    const server::ClientAddress& client, uint16_t local_port, std::span<const uint8_t> bytes)>;
+    const server::ClientAddress& client, uint16_t local_port, int ifindex,
+    std::span<const uint8_t> bytes)>;
 
 struct NtpServerStats {
   server::ResponderStats responder;
   uint64_t rx_kernel_stamps = 0;  // T2 from SO_TIMESTAMPING
   uint64_t rx_bpf_stamps = 0;     // T2 from the eBPF program
-  uint64_t rx_user_stamps = 0;    // T2 read after recvmmsg: the kernel gave none
+  uint64_t rx_user_stamps = 0;    // T2 read after recvmmsg
+  // The chooser's state: the path T2 comes from, whether `auto` has decided, each path's lateness.
+  ntp::TimestampSource stamp_path = ntp::TimestampSource::kernel;
+  bool stamp_decided = false;
+  std::vector<net::PathLateness> stamp_lateness;
   uint64_t tx_stamps = 0;         // kernel TX stamps of replies matched to their reply
   uint64_t send_errors = 0;       // replies the kernel refused (counted, not retried)
   uint64_t receive_errors = 0;
@@ -93,6 +105,7 @@ class NtpServer {
   std::optional<server::Responder> responder_;
   server::ServerClockState clock_;
   NtpServerStats counters_;
+  std::optional<net::StampChooser> chooser_;
   Fd stop_;  // eventfd: readable once the server is being destroyed
   std::vector<std::unique_ptr<Worker>> workers_;
 };

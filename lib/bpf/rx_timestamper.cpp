@@ -664,7 +664,8 @@ RxTimestamper::RxTimestamper(RxTimestamper&&) noexcept = default;
 RxTimestamper& RxTimestamper::operator=(RxTimestamper&&) noexcept = default;
 RxTimestamper::~RxTimestamper() = default;
 
-Result<RxTimestamper> RxTimestamper::attach(int ifindex, AttachMode mode, uint16_t ntp_port) {
+Result<RxTimestamper> RxTimestamper::attach(int ifindex, AttachMode mode, uint16_t ntp_port,
+                                            Stamped what) {
   if (ifindex <= 0) return Error{EINVAL, strcat("RX timestamper: invalid ifindex ", ifindex)};
   route_libbpf_log();
 
@@ -678,6 +679,7 @@ Result<RxTimestamper> RxTimestamper::attach(int ifindex, AttachMode mode, uint16
     return error_of(errno, "opening the eBPF RX timestamp program");
   }
   state->skel->rodata->ntp_port = ntp_port;
+  state->skel->rodata->stamp_requests = what == Stamped::requests ? 1 : 0;
   // Load only the program this mode uses: nothing idle stays in the kernel.
   bpf_program__set_autoload(state->skel->progs.taid_rx_tc, !is_xdp(mode));
   bpf_program__set_autoload(state->skel->progs.taid_rx_xdp, is_xdp(mode));
@@ -702,7 +704,8 @@ Result<RxTimestamper> RxTimestamper::attach(int ifindex, AttachMode mode, uint16
   }();
   if (!attached) return attached.error();  // ~State undoes what was done (e.g. the qdisc)
   log_debug(strcat("eBPF RX timestamps on ifindex ", ifindex, " via ", to_string(mode),
-                   ", NTP port ", ntp_port, ", program id ", state->program_id));
+                   ", NTP port ", ntp_port, what == Stamped::requests ? " (requests)" : "",
+                   ", program id ", state->program_id));
   return RxTimestamper(std::move(state));
 }
 

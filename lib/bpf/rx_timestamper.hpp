@@ -109,13 +109,18 @@ std::optional<rx_ts_key> make_key(const sockaddr_storage& remote, uint16_t local
 std::optional<rx_ts_key> make_key(const sockaddr_storage& remote, uint16_t local_port,
                                   std::span<const uint8_t> ntp_packet);
 
+// What a program stamps: a client's replies (from the server port to another), or a server's
+// requests (to its port, from any).
+enum class Stamped { replies, requests };
+
 class RxTimestamper {
  public:
   // Attaches to the interface `ifindex` of the calling thread's network namespace. Stamps UDP
-  // replies: packets from `ntp_port` to another port. Errors carry errno: EPERM without
+  // replies: packets from `ntp_port` to another port (or, for Stamped::requests, packets to it). Errors carry errno: EPERM without
   // CAP_BPF/CAP_NET_ADMIN, EBUSY if a live program holds our place (XDP), EOPNOTSUPP for tcx on a
   // kernel without it, ENODEV, ...
-  static Result<RxTimestamper> attach(int ifindex, AttachMode mode, uint16_t ntp_port = 123);
+  static Result<RxTimestamper> attach(int ifindex, AttachMode mode, uint16_t ntp_port = 123,
+                                      Stamped what = Stamped::replies);
 
   RxTimestamper(RxTimestamper&&) noexcept;
   RxTimestamper& operator=(RxTimestamper&&) noexcept;
