@@ -49,6 +49,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <optional>
+#include <ostream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -400,6 +401,7 @@ struct ModeCase {
   XdpMode mode;
   const char* name;
 };
+void PrintTo(const ModeCase& c, std::ostream* os) { *os << c.name; }
 
 class XdpServerTest : public ::testing::TestWithParam<ModeCase> {
  protected:
