@@ -31,28 +31,36 @@ Result<std::vector<IssuedToken>> Batcher::seal(const BatchTime& time, std::uint6
     return Error::plain("serials would wrap");
   }
 
-  std::vector<Leaf> leaves;
-  leaves.reserve(requests_.size());
+  // Each leaf is encoded once: hashed for the tree, then copied into its token.
+  std::vector<Bytes> leaf_bytes;
+  leaf_bytes.reserve(requests_.size());
   std::vector<Hash32> hashes;
   hashes.reserve(requests_.size());
   for (std::size_t i = 0; i < requests_.size(); ++i) {
     SignRequest& r = requests_[i];
-    leaves.push_back(Leaf{first_serial + i, r.algorithm, std::move(r.digest), std::move(r.nonce)});
-    hashes.push_back(merkle_leaf_hash(encode_leaf(leaves.back())));
+    leaf_bytes.push_back(
+        encode_leaf(Leaf{first_serial + i, r.algorithm, std::move(r.digest), std::move(r.nonce)}));
+    hashes.push_back(merkle_leaf_hash(leaf_bytes.back()));
   }
   const MerkleTree tree(std::move(hashes));
 
-  Token token;
-  token.header = BatchHeader{key.public_key().key_id(), time.tai_ns, time.bound_ns, time.leap,
-                             time.status, static_cast<std::uint32_t>(leaves.size()), tree.root()};
-  token.signature = key.sign(encode_signed_part(token.header));
+  const BatchHeader header{key.public_key().key_id(),
+                           time.tai_ns,
+                           time.bound_ns,
+                           time.leap,
+                           time.status,
+                           static_cast<std::uint32_t>(requests_.size()),
+                           tree.root()};
+  // The one signature of the batch.
+  const Bytes signed_part = encode_signed_part(header);
+  const Signature signature = key.sign(signed_part);
 
-  out.reserve(leaves.size());
-  for (std::size_t i = 0; i < leaves.size(); ++i) {
-    token.leaf = std::move(leaves[i]);
-    token.leaf_index = static_cast<std::uint32_t>(i);
-    token.path = tree.path(i);
-    out.push_back(IssuedToken{requests_[i].request_id, token.leaf.serial, encode_token(token)});
+  out.reserve(requests_.size());
+  for (std::size_t i = 0; i < requests_.size(); ++i) {
+    out.push_back(
+        IssuedToken{requests_[i].request_id, first_serial + i,
+                    encode_token(signed_part, leaf_bytes[i], static_cast<std::uint32_t>(i),
+                                 tree.path(i), signature)});
   }
   requests_.clear();
   return out;

@@ -53,7 +53,25 @@ Result<RawPublicKey> raw_public(EVP_PKEY* pkey) {
 
 }  // namespace
 
-Hash32 sha256(ByteView data) { return digest<32>(EVP_sha256(), data); }
+// SHA-256 is the Merkle tree's hash, two per token on the signing path. EVP_Digest() with
+// EVP_sha256() makes a context and looks the algorithm up in the provider on every call; an
+// EVP_MD fetched once and one context per thread, reused, leave only the hashing.
+Hash32 sha256_parts(std::initializer_list<ByteView> parts) {
+  static const EVP_MD* const md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  thread_local const MdCtxPtr ctx(EVP_MD_CTX_new());
+  Hash32 out{};
+  unsigned int len = 0;
+  bool ok = md != nullptr && ctx && EVP_DigestInit_ex(ctx.get(), md, nullptr) == 1;
+  for (const ByteView part : parts)
+    ok = ok && EVP_DigestUpdate(ctx.get(), part.data(), part.size()) == 1;
+  // Fails only on allocation failure or a broken OpenSSL: that is fatal, not input.
+  if (!ok || EVP_DigestFinal_ex(ctx.get(), out.data(), &len) != 1 || len != out.size()) {
+    std::abort();
+  }
+  return out;
+}
+
+Hash32 sha256(ByteView data) { return sha256_parts({data}); }
 std::array<std::uint8_t, 64> sha512(ByteView data) { return digest<64>(EVP_sha512(), data); }
 
 std::string to_hex(ByteView bytes) {

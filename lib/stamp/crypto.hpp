@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <span>
 #include <string>
@@ -23,6 +24,8 @@ using Signature = std::array<std::uint8_t, 64>;
 using RawPublicKey = std::array<std::uint8_t, 32>;
 
 Hash32 sha256(ByteView data);
+// SHA-256 over the parts one after the other, without copying them together.
+Hash32 sha256_parts(std::initializer_list<ByteView> parts);
 std::array<std::uint8_t, 64> sha512(ByteView data);
 
 std::string to_hex(ByteView bytes);

@@ -7,11 +7,8 @@
 namespace taid::stamp {
 
 Hash32 merkle_leaf_hash(ByteView leaf_bytes) {
-  Bytes buf;
-  buf.reserve(1 + leaf_bytes.size());
-  buf.push_back(0x00);
-  buf.insert(buf.end(), leaf_bytes.begin(), leaf_bytes.end());
-  return sha256(buf);
+  static constexpr std::uint8_t kLeafPrefix[1] = {0x00};
+  return sha256_parts({kLeafPrefix, leaf_bytes});
 }
 
 Hash32 merkle_node_hash(const Hash32& left, const Hash32& right) {

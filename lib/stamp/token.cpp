@@ -127,12 +127,20 @@ Bytes encode_signed_part(const BatchHeader& header) {
 }
 
 Bytes encode_token(const Token& token) {
-  Bytes out = encode_signed_part(token.header);
-  put_bytes(out, encode_leaf(token.leaf));
-  put_be(out, token.leaf_index, 4);
-  put_u8(out, static_cast<std::uint8_t>(token.path.size()));
-  for (const Hash32& h : token.path) put_bytes(out, h);
-  put_bytes(out, token.signature);
+  return encode_token(encode_signed_part(token.header), encode_leaf(token.leaf),
+                      token.leaf_index, token.path, token.signature);
+}
+
+Bytes encode_token(ByteView signed_part, ByteView leaf_bytes, std::uint32_t leaf_index,
+                   std::span<const Hash32> path, const Signature& signature) {
+  Bytes out;
+  out.reserve(signed_part.size() + leaf_bytes.size() + 5 + path.size() * 32 + signature.size());
+  put_bytes(out, signed_part);
+  put_bytes(out, leaf_bytes);
+  put_be(out, leaf_index, 4);
+  put_u8(out, static_cast<std::uint8_t>(path.size()));
+  for (const Hash32& h : path) put_bytes(out, h);
+  put_bytes(out, signature);
   return out;
 }
 

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string_view>
 #include <vector>
 
@@ -79,6 +80,10 @@ Bytes encode_leaf(const Leaf& leaf);
 // domain ‖ header: the exact bytes the Ed25519 signature covers.
 Bytes encode_signed_part(const BatchHeader& header);
 Bytes encode_token(const Token& token);
+// The same bytes from parts a batch has already encoded: its signed part and signature are
+// shared by all its tokens, and each leaf was encoded once to be hashed.
+Bytes encode_token(ByteView signed_part, ByteView leaf_bytes, std::uint32_t leaf_index,
+                   std::span<const Hash32> path, const Signature& signature);
 // Structure only (lengths, ranges, known enum values, no trailing bytes); no cryptography.
 // Errors start with "malformed: " and name the field.
 Result<Token> decode_token(ByteView bytes);

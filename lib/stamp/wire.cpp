@@ -90,18 +90,32 @@ Result<WireReply> decode_reply_body(ByteView body) {
   return WireReply{static_cast<ReplyCode>(body[0]), Bytes(body.begin() + 1, body.end())};
 }
 
+void FrameDecoder::feed(ByteView bytes) {
+  if (start_ > 0) {
+    buffer_.erase(buffer_.begin(), buffer_.begin() + static_cast<long>(start_));
+    start_ = 0;
+  }
+  buffer_.insert(buffer_.end(), bytes.begin(), bytes.end());
+}
+
 std::optional<Bytes> FrameDecoder::next() {
-  if (oversized_ || buffer_.size() < 4) return std::nullopt;
-  const std::size_t n = std::size_t{buffer_[0]} << 24 | std::size_t{buffer_[1]} << 16 |
-                        std::size_t{buffer_[2]} << 8 | buffer_[3];
+  if (oversized_ || buffered() < 4) return std::nullopt;
+  const std::uint8_t* p = buffer_.data() + start_;
+  const std::size_t n = std::size_t{p[0]} << 24 | std::size_t{p[1]} << 16 |
+                        std::size_t{p[2]} << 8 | p[3];
   if (n > max_body_) {
     oversized_ = true;
     buffer_.clear();
+    start_ = 0;
     return std::nullopt;
   }
-  if (buffer_.size() < 4 + n) return std::nullopt;
-  Bytes body(buffer_.begin() + 4, buffer_.begin() + 4 + static_cast<long>(n));
-  buffer_.erase(buffer_.begin(), buffer_.begin() + 4 + static_cast<long>(n));
+  if (buffered() < 4 + n) return std::nullopt;
+  Bytes body(p + 4, p + 4 + n);
+  start_ += 4 + n;
+  if (start_ == buffer_.size()) {  // all taken: the usual case, and no bytes to move
+    buffer_.clear();
+    start_ = 0;
+  }
   return body;
 }
 

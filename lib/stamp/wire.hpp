@@ -63,16 +63,19 @@ Result<WireReply> decode_reply_body(ByteView body);
 class FrameDecoder {
  public:
   explicit FrameDecoder(std::size_t max_body) : max_body_(max_body) {}
-  void feed(ByteView bytes) { buffer_.insert(buffer_.end(), bytes.begin(), bytes.end()); }
+  void feed(ByteView bytes);
   // The next complete body, or nothing yet. Once a frame announces more than max_body bytes,
   // oversized() is true for good and nothing more comes out: reply malformed and close.
   std::optional<Bytes> next();
   bool oversized() const { return oversized_; }
-  std::size_t buffered() const { return buffer_.size(); }
+  std::size_t buffered() const { return buffer_.size() - start_; }
 
  private:
   std::size_t max_body_;
+  // Bytes before start_ are consumed: frames are taken by moving start_, and the buffer is
+  // compacted once per feed, not once per frame (many pipelined frames arrive in one read).
   Bytes buffer_;
+  std::size_t start_ = 0;
   bool oversized_ = false;
 };
 

@@ -96,5 +96,31 @@ TEST(StampWire, FramesReassembleFromSingleBytesAndOversizeStops) {
   EXPECT_EQ(decode_request_body(*body).code, ReplyCode::malformed);
 }
 
+TEST(StampWire, ManyFramesInOneFeedComeOutInOrderWithAPartialOneKept) {
+  // What a pipelining client's one send looks like to the server's one read: 3 whole frames and
+  // the first 10 bytes of a fourth.
+  std::vector<Bytes> frames;
+  Bytes stream;
+  for (std::uint8_t i = 0; i < 4; ++i) {
+    frames.push_back(frame(encode_request_body({HashAlgorithm::sha256, Bytes(32, i), Bytes(i)})));
+    stream.insert(stream.end(), frames.back().begin(), frames.back().end());
+  }
+  const std::size_t cut = 3 * frames[0].size() + 3 + 10;  // frame i is 40 + i bytes
+  FrameDecoder dec(kMaxRequestBody);
+  dec.feed(ByteView(stream.data(), cut));
+  for (std::size_t i = 0; i < 3; ++i) {
+    auto body = dec.next();
+    ASSERT_TRUE(body) << i;
+    EXPECT_EQ(frame(*body), frames[i]);
+  }
+  EXPECT_FALSE(dec.next());
+  EXPECT_EQ(dec.buffered(), 10u);
+  dec.feed(ByteView(stream.data() + cut, stream.size() - cut));
+  auto last = dec.next();
+  ASSERT_TRUE(last);
+  EXPECT_EQ(frame(*last), frames[3]);
+  EXPECT_EQ(dec.buffered(), 0u);
+}
+
 }  // namespace
 }  // namespace taid::stamp
