@@ -11,6 +11,7 @@
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
+#include <deque>
 #include <optional>
 #include <unordered_set>
 
@@ -33,6 +34,17 @@ class Session;
 
 Bytes error_frame(ReplyCode code, std::string_view text) {
   return stamp::frame(stamp::encode_error_reply_body(code, text));
+}
+
+// u32 length ‖ code 0 ‖ token, built in one buffer (frame(encode_reply_body()) copies twice).
+Bytes ok_frame(stamp::ByteView token) {
+  Bytes out;
+  out.reserve(5 + token.size());
+  const auto n = static_cast<std::uint32_t>(1 + token.size());
+  for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<std::uint8_t>(n >> shift));
+  out.push_back(static_cast<std::uint8_t>(ReplyCode::ok));
+  out.insert(out.end(), token.begin(), token.end());
+  return out;
 }
 
 // The public half next to the key, world-readable, so that clients and verifiers can get it
@@ -61,7 +73,8 @@ struct SignServer::Impl : std::enable_shared_from_this<SignServer::Impl> {
   Result<void> bind();
   void accept();
   void refuse(stream::socket& socket, ReplyCode code, std::string_view text);
-  void submit(const std::shared_ptr<Session>& session, stamp::WireRequest request);
+  void submit(const std::shared_ptr<Session>& session, std::uint64_t slot,
+              stamp::WireRequest request);
   void seal();
   void stop();
 
@@ -72,9 +85,13 @@ struct SignServer::Impl : std::enable_shared_from_this<SignServer::Impl> {
   bool key_created;
   stamp::SerialStore serials;
   stamp::Batcher batcher;
-  // The sessions of the requests in `batcher`, by request_id (their index here). A session
-  // waiting for its batch has no I/O in flight: this is what keeps it alive.
-  std::vector<std::shared_ptr<Session>> pending;
+  // Who asked each request in `batcher`, by request_id (their index here): the session and its
+  // reply slot. This also keeps a session alive while its requests wait.
+  struct Waiting {
+    std::shared_ptr<Session> session;
+    std::uint64_t slot;
+  };
+  std::vector<Waiting> pending;
   std::uint64_t batch_generation = 0;  // a timer handler of a batch already sealed does nothing
   stream::acceptor acceptor;
   asio::steady_timer batch_timer;
@@ -87,139 +104,247 @@ struct SignServer::Impl : std::enable_shared_from_this<SignServer::Impl> {
 
 namespace {
 
-// One client connection, kept alive by its own handlers. Reads a frame, hands the request to the
-// batch, writes the reply, reads the next: one request in flight at a time.
+// One client connection, kept alive by its own handlers and by its entries in the pending batch.
+//
+// Pipelined: the session keeps reading while its requests wait for their batch, takes every
+// complete frame a read() brought, and writes every reply that is ready (in request order) with
+// one gathered write. Replies are slots in request order: a request's slot is filled when its
+// batch is sealed (or at once for a code-2 error), and only the ready prefix is written, so a
+// code 2 never overtakes an earlier request still waiting for its signature.
+//
+// At most kMaxInFlight requests per connection are unanswered or unwritten: beyond that the
+// session stops reading (the client's writes then block in its socket buffer), so one connection
+// can never queue more than that in the daemon.
+//
+// One deadline per connection, kept in deadline_at_ and re-armed lazily: the timer is started
+// once and, when it fires early (the deadline moved on meanwhile), waits again for the rest. A
+// request costs no timer system call. The deadline runs while a reply is being written (from the
+// start of that write) and while the connection is idle (nothing unanswered: from the last reply
+// or the connect); not while requests wait for their batch.
 class Session : public std::enable_shared_from_this<Session> {
  public:
+  static constexpr std::size_t kMaxInFlight = 64;
+
   Session(std::shared_ptr<SignServer::Impl> server, stream::socket socket)
       : server_(std::move(server)),
         socket_(std::move(socket)),
-        deadline_(socket_.get_executor()),
+        timer_(socket_.get_executor()),
         decoder_(stamp::kMaxRequestBody) {
     server_->sessions.insert(this);
   }
   ~Session() { server_->sessions.erase(this); }
 
-  void start() { begin_reading(); }
+  void start() {
+    update_deadline();
+    read_more();
+  }
 
-  // The reply to the request in flight (or an error); close afterwards if `close`.
-  void deliver(Bytes framed, bool close) {
-    if (phase_ == Phase::closed) return;
-    phase_ = Phase::writing;
-    close_after_write_ = close;
-    out_ = std::move(framed);
-    arm_deadline();
-    asio::async_write(socket_, asio::buffer(out_),
+  // The reply to this connection's request `slot` (or an error for it). Without `write_now`
+  // the caller calls flush() once it has delivered all it has: a batch's replies to one
+  // pipelining connection then go out in one write, not the first alone and the rest after it.
+  void deliver(std::uint64_t slot, Bytes framed, bool write_now = true) {
+    if (closed_ || slot < first_slot_ || slot - first_slot_ >= replies_.size()) return;
+    replies_[slot - first_slot_] = std::move(framed);
+    if (write_now) flush();
+  }
+
+  // Writes the ready prefix of the replies, in request order, with one gathered write.
+  void flush() {
+    if (closed_ || writing_) return;
+    while (!replies_.empty() && !replies_.front().empty() && out_.size() < kMaxInFlight) {
+      out_.push_back(std::move(replies_.front()));
+      replies_.pop_front();
+      ++first_slot_;
+    }
+    if (out_.empty()) {
+      if (close_after_flush_ && replies_.empty()) {
+        close();
+        return;
+      }
+      update_deadline();
+      return;
+    }
+    writing_ = true;
+    update_deadline();
+    buffers_.clear();
+    for (const Bytes& b : out_) buffers_.push_back(asio::buffer(b));
+    asio::async_write(socket_, buffers_,
                       [self = shared_from_this()](const boost::system::error_code& ec,
                                                   std::size_t) { self->on_written(ec); });
   }
 
   void close() {
-    phase_ = Phase::closed;
+    closed_ = true;
     boost::system::error_code ignored;
-    deadline_.cancel();
+    timer_.cancel();
     socket_.shutdown(stream::socket::shutdown_both, ignored);
     socket_.close(ignored);
   }
 
  private:
-  enum class Phase { reading, waiting, writing, closed };
+  enum class Deadline { none, idle, writing };
+  using Clock = std::chrono::steady_clock;
 
-  // The deadline runs from the start of reading a request to its last byte, and again from the
-  // start of writing a reply to its end; not while the request waits for its batch.
-  void arm_deadline() {
-    const std::uint64_t generation = ++deadline_generation_;
-    deadline_.expires_after(server_->settings.read_timeout);
-    deadline_.async_wait(
-        [self = shared_from_this(), generation](const boost::system::error_code& ec) {
-          if (ec || generation != self->deadline_generation_) return;
-          if (self->phase_ == Phase::reading) {
-            self->timed_out_ = true;
-            boost::system::error_code ignored;
-            self->socket_.cancel(ignored);  // the read ends with operation_aborted: answer there
-          } else if (self->phase_ == Phase::writing) {
-            ++self->server_->counters.timeouts;
-            self->close();  // the client does not read its reply
-          }
-        });
+  std::size_t outstanding() const { return replies_.size() + out_.size(); }
+
+  // A slot for the next request, its reply not known yet.
+  std::uint64_t open_slot() {
+    replies_.emplace_back();
+    return first_slot_ + replies_.size() - 1;
   }
 
-  void begin_reading() {
-    phase_ = Phase::reading;
-    arm_deadline();
-    process_buffered();
+  // An error reply in the next slot; `close` ends the connection once it (and every reply
+  // before it) is written, and nothing more is read.
+  void answer_error(ReplyCode code, std::string_view text, bool close) {
+    replies_.push_back(error_frame(code, text));
+    if (close) {
+      stop_reading_ = true;
+      close_after_flush_ = true;
+    }
   }
 
-  void process_buffered() {
-    std::optional<Bytes> body = decoder_.next();
-    if (decoder_.oversized()) {  // known as soon as the length arrives: no need to wait for more
-      ++server_->counters.malformed;
-      deliver(error_frame(ReplyCode::malformed,
-                          strcat("frame longer than ", stamp::kMaxRequestBody, " bytes")),
-              true);
-      return;
-    }
-    if (body) {
-      stamp::DecodedRequest decoded = stamp::decode_request_body(*body);
-      if (decoded.code != ReplyCode::ok) {
-        ++server_->counters.malformed;
-        // A bad digest length is a well-framed request: the connection can go on. Anything
-        // else means the stream cannot be trusted to be framed right any more.
-        deliver(error_frame(decoded.code, decoded.error), decoded.code != ReplyCode::bad_digest);
-        return;
-      }
-      phase_ = Phase::waiting;
-      ++deadline_generation_;
-      deadline_.cancel();
-      server_->submit(shared_from_this(), std::move(decoded.request));
-      return;
-    }
+  void read_more() {
+    if (closed_ || reading_ || stop_reading_ || outstanding() >= kMaxInFlight) return;
+    reading_ = true;
     socket_.async_read_some(asio::buffer(in_),
                             [self = shared_from_this()](const boost::system::error_code& ec,
                                                         std::size_t n) { self->on_read(ec, n); });
   }
 
   void on_read(const boost::system::error_code& ec, std::size_t n) {
-    if (phase_ != Phase::reading) return;  // closed meanwhile
+    reading_ = false;
+    if (closed_) return;
     if (timed_out_) {
       ++server_->counters.timeouts;
       if (decoder_.buffered() > 0 || n > 0) {
-        deliver(error_frame(ReplyCode::malformed,
-                            strcat("request not complete within ",
-                                   server_->settings.read_timeout.count(), " ms")),
-                true);
+        answer_error(
+            ReplyCode::malformed,
+            strcat("request not complete within ", server_->settings.read_timeout.count(), " ms"),
+            true);
+        flush();
       } else {
         close();  // idle: nothing to answer
       }
       return;
     }
-    if (ec) {  // eof or an error: the client is gone (a partial frame gets no reply)
+    if (ec == asio::error::eof) {
+      // The client has sent all it will: answer what it asked (a partial frame gets nothing),
+      // then close.
+      stop_reading_ = true;
+      close_after_flush_ = true;
+      flush();
+      return;
+    }
+    if (ec) {  // an error: the client is gone
       close();
       return;
     }
     decoder_.feed(stamp::ByteView(in_.data(), n));
-    process_buffered();
+    take_frames();
+  }
+
+  // Every complete frame buffered, up to the in-flight cap; then write what is ready and read on.
+  void take_frames() {
+    // Keeps this alive across submit(), which may seal and deliver re-entrantly.
+    const std::shared_ptr<Session> self = shared_from_this();
+    while (!stop_reading_ && !closed_ && outstanding() < kMaxInFlight) {
+      std::optional<Bytes> body = decoder_.next();
+      if (decoder_.oversized()) {  // known as soon as the length arrives
+        ++server_->counters.malformed;
+        answer_error(ReplyCode::malformed,
+                     strcat("frame longer than ", stamp::kMaxRequestBody, " bytes"), true);
+        break;
+      }
+      if (!body) break;
+      stamp::DecodedRequest decoded = stamp::decode_request_body(*body);
+      if (decoded.code != ReplyCode::ok) {
+        ++server_->counters.malformed;
+        // A bad digest length is a well-framed request: the connection can go on. Anything
+        // else means the stream cannot be trusted to be framed right any more.
+        answer_error(decoded.code, decoded.error, decoded.code != ReplyCode::bad_digest);
+        continue;
+      }
+      server_->submit(self, open_slot(), std::move(decoded.request));
+    }
+    flush();
+    read_more();
   }
 
   void on_written(const boost::system::error_code& ec) {
-    if (phase_ != Phase::writing) return;
-    if (ec || close_after_write_) {
+    writing_ = false;
+    if (closed_) return;
+    if (ec) {
       close();
       return;
     }
-    begin_reading();
+    out_.clear();
+    flush();
+    // Room under the cap again: frames left in the buffer first, then the socket.
+    if (!closed_) take_frames();
+  }
+
+  // Moves the deadline when the connection's state calls for it (see the class comment).
+  void update_deadline() {
+    Deadline want = Deadline::none;
+    if (writing_) {
+      want = Deadline::writing;
+    } else if (outstanding() == 0 && !close_after_flush_) {
+      want = Deadline::idle;
+    }
+    // A new write always restarts the clock; idle restarts it only when the connection becomes
+    // idle (a trickling client does not push its own deadline on).
+    if (want == Deadline::writing || want != deadline_kind_) {
+      deadline_kind_ = want;
+      deadline_at_ = want == Deadline::none ? Clock::time_point::max()
+                                            : Clock::now() + server_->settings.read_timeout;
+    }
+    if (deadline_at_ != Clock::time_point::max() && !timer_waiting_) wait_for(deadline_at_);
+  }
+
+  void wait_for(Clock::time_point at) {
+    timer_waiting_ = true;
+    timer_.expires_at(at);
+    timer_.async_wait(
+        [self = shared_from_this()](const boost::system::error_code& ec) { self->on_timer(ec); });
+  }
+
+  void on_timer(const boost::system::error_code& ec) {
+    timer_waiting_ = false;
+    if (ec || closed_ || deadline_at_ == Clock::time_point::max()) return;
+    if (Clock::now() < deadline_at_) {  // the deadline moved on since the timer was set
+      wait_for(deadline_at_);
+      return;
+    }
+    if (deadline_kind_ == Deadline::writing) {
+      ++server_->counters.timeouts;
+      close();  // the client does not read its replies
+    } else if (reading_) {
+      timed_out_ = true;
+      boost::system::error_code ignored;
+      socket_.cancel(ignored);  // the read ends with operation_aborted: answer there
+    } else {
+      close();
+    }
   }
 
   std::shared_ptr<SignServer::Impl> server_;
   stream::socket socket_;
-  asio::steady_timer deadline_;
+  asio::steady_timer timer_;
   stamp::FrameDecoder decoder_;
-  std::array<std::uint8_t, 512> in_{};
-  Bytes out_;
-  Phase phase_ = Phase::reading;
-  std::uint64_t deadline_generation_ = 0;
-  bool close_after_write_ = false;
+  std::array<std::uint8_t, 4096> in_{};  // 64 pipelined requests of 48 bytes fit one read
+  std::deque<Bytes> replies_;            // from slot first_slot_ on; empty: not ready yet
+  std::uint64_t first_slot_ = 0;
+  std::vector<Bytes> out_;  // being written
+  std::vector<asio::const_buffer> buffers_;
+  Clock::time_point deadline_at_ = Clock::time_point::max();
+  Deadline deadline_kind_ = Deadline::none;
+  bool reading_ = false;
+  bool writing_ = false;
+  bool timer_waiting_ = false;
+  bool stop_reading_ = false;
+  bool close_after_flush_ = false;
   bool timed_out_ = false;
+  bool closed_ = false;
 };
 
 }  // namespace
@@ -299,16 +424,17 @@ void SignServer::Impl::accept() {
       });
 }
 
-void SignServer::Impl::submit(const std::shared_ptr<Session>& session, stamp::WireRequest request) {
+void SignServer::Impl::submit(const std::shared_ptr<Session>& session, std::uint64_t slot,
+                              stamp::WireRequest request) {
   if (stopped) return;
   auto added = batcher.add(stamp::SignRequest{request.algorithm, std::move(request.digest),
                                               std::move(request.nonce), pending.size()});
   if (!added) {  // decode_request_body checked the same; kept for safety
     ++counters.malformed;
-    session->deliver(error_frame(ReplyCode::bad_digest, added.error().context), false);
+    session->deliver(slot, error_frame(ReplyCode::bad_digest, added.error().context));
     return;
   }
-  pending.push_back(session);
+  pending.push_back(Waiting{session, slot});
   if (batcher.full()) {
     seal();
   } else if (pending.size() == 1) {
@@ -324,7 +450,7 @@ void SignServer::Impl::seal() {
   if (pending.empty()) return;
   ++batch_generation;
   batch_timer.cancel();
-  std::vector<std::shared_ptr<Session>> waiting;
+  std::vector<Waiting> waiting;
   waiting.swap(pending);
   stamp::Batcher batch(settings.max_batch);
   std::swap(batch, batcher);
@@ -332,7 +458,8 @@ void SignServer::Impl::seal() {
   auto refuse_all = [&](ReplyCode code, const std::string& text) {
     counters.refused += waiting.size();
     const Bytes reply = error_frame(code, text);
-    for (auto& session : waiting) session->deliver(reply, false);
+    for (auto& w : waiting) w.session->deliver(w.slot, reply, false);
+    for (auto& w : waiting) w.session->flush();
   };
 
   TimeVerdict time;
@@ -362,9 +489,10 @@ void SignServer::Impl::seal() {
   ++counters.batches;
   for (auto& issued : *tokens) {
     ++counters.tokens;
-    waiting[issued.request_id]->deliver(
-        stamp::frame(stamp::encode_reply_body(ReplyCode::ok, issued.token)), false);
+    const Waiting& w = waiting[issued.request_id];
+    w.session->deliver(w.slot, ok_frame(issued.token), false);
   }
+  for (const Waiting& w : waiting) w.session->flush();  // a no-op once a session is writing
 }
 
 void SignServer::Impl::stop() {

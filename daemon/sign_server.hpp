@@ -5,9 +5,10 @@
 // engine's verdict function is asked once per batch, right before the seal, so every token of a
 // batch carries the time and bound the daemon vouched for at that moment, or the batch is refused.
 //
-// One connection may send many requests one after the other; it has at most one request in
-// flight (the next frame is read after the reply is written), so replies come back in order
-// without any bookkeeping and a connection can never queue more than one request.
+// One connection may send many requests, and may send them without waiting for the replies
+// (pipelining): every complete frame of a read() joins the batch, and the replies come back in
+// request order, all that are ready in one write. A connection has at most 64 requests unanswered
+// or unwritten; beyond that the server stops reading it until replies are written.
 //
 // Socket mode: 0666 by default. Access is decided by the allow list (SO_PEERCRED, checked at
 // accept): a refused caller gets code 6 and a reason instead of a bare EACCES, and a token gives
@@ -18,7 +19,8 @@
 // code 7 and close); a request must be complete within `read_timeout` of the previous reply (a
 // client trickling one byte a second is cut off: code 1 if it had started a frame, a silent close
 // if it was idle); a reply not read within `read_timeout` drops the connection; a malformed or
-// oversized frame gets code 1 and the connection is closed.
+// oversized frame gets code 1 (after the replies to the requests before it) and the connection is
+// closed. A client that shuts down its sending side still gets the replies to what it sent.
 #pragma once
 
 #include <sys/types.h>

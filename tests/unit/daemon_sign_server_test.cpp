@@ -1,5 +1,6 @@
 // SignServer over real Unix sockets and threads: round trip, refusals, concurrency and ordering,
-// malformed/oversized/slow clients, restart with the same files, SO_PEERCRED allow list, limits.
+// pipelining, malformed/oversized/slow clients, restart with the same files, SO_PEERCRED allow
+// list, limits.
 #include "daemon/sign_server.hpp"
 
 #include <gtest/gtest.h>
@@ -358,6 +359,119 @@ TEST_F(SignServerTest, ConcurrentClientsGetUniqueOrderedVerifiableTokens) {
   EXPECT_EQ(n.tokens, all.size());
   EXPECT_EQ(n.batches, batches.size());
   std::printf("%zu tokens in %zu batches (largest %zu)\n", all.size(), batches.size(), largest);
+}
+
+TEST_F(SignServerTest, PipelinedRequestsGetTheirRepliesInRequestOrder) {
+  ASSERT_TRUE(open_server(settings()).ok());
+  Client client(settings().socket_path);
+  // 200 requests in one send (more than the 64 a connection may have unanswered: the server
+  // stops reading and reads on as replies go out), a code-2 request among them: it must not
+  // overtake the requests before it, and the connection goes on after it.
+  constexpr int kRequests = 200;
+  constexpr int kBad = 70;
+  std::vector<stamp::WireRequest> requests;
+  Bytes stream;
+  for (int i = 0; i < kRequests; ++i) {
+    requests.push_back(request_for("pipelined " + std::to_string(i), Bytes{std::uint8_t(i)}));
+    if (i == kBad) requests.back().digest.resize(20);
+    const Bytes f = stamp::frame(stamp::encode_request_body(requests.back()));
+    stream.insert(stream.end(), f.begin(), f.end());
+  }
+  ASSERT_TRUE(client.send_bytes(stream));
+  std::uint64_t last_serial = 0;
+  for (int i = 0; i < kRequests; ++i) {
+    auto reply = client.read_reply();
+    ASSERT_TRUE(reply.has_value()) << i;
+    if (i == kBad) {
+      EXPECT_EQ(reply->code, ReplyCode::bad_digest) << text_of(*reply);
+      continue;
+    }
+    // The token is the one for request i (its digest and nonce), serials strictly increase.
+    const stamp::Token token = check_token(*reply, requests[i]);
+    EXPECT_GT(token.leaf.serial, last_serial) << i;
+    last_serial = token.leaf.serial;
+  }
+  const SignCounters n = counters();
+  EXPECT_EQ(n.tokens, static_cast<std::uint64_t>(kRequests - 1));
+  EXPECT_EQ(n.malformed, 1u);
+  EXPECT_LT(n.batches, static_cast<std::uint64_t>(kRequests - 1));  // they were batched
+}
+
+TEST_F(SignServerTest, PipelinedThenMalformedGetsEarlierRepliesThenCode1AndClose) {
+  ASSERT_TRUE(open_server(settings()).ok());
+  {  // two good requests, a bad version, a good one that must not be read any more
+    Client client(settings().socket_path);
+    Bytes stream;
+    Bytes bad = stamp::encode_request_body(request_for("bad"));
+    bad[0] = 2;
+    for (const Bytes& body : {stamp::encode_request_body(request_for("a")),
+                              stamp::encode_request_body(request_for("b")), bad,
+                              stamp::encode_request_body(request_for("c"))}) {
+      const Bytes f = stamp::frame(body);
+      stream.insert(stream.end(), f.begin(), f.end());
+    }
+    ASSERT_TRUE(client.send_bytes(stream));
+    for (const char* content : {"a", "b"}) {
+      auto reply = client.read_reply();
+      ASSERT_TRUE(reply.has_value()) << content;
+      check_token(*reply, request_for(content));
+    }
+    auto reply = client.read_reply();
+    ASSERT_TRUE(reply.has_value());
+    EXPECT_EQ(reply->code, ReplyCode::malformed);
+    EXPECT_NE(text_of(*reply).find("version"), std::string::npos) << text_of(*reply);
+    EXPECT_TRUE(client.closed_by_server());
+  }
+  {  // a client that sends its requests and shuts down its side still gets every reply
+    Client client(settings().socket_path);
+    Bytes stream;
+    for (const char* content : {"x", "y", "z"}) {
+      const Bytes f = stamp::frame(stamp::encode_request_body(request_for(content)));
+      stream.insert(stream.end(), f.begin(), f.end());
+    }
+    ASSERT_TRUE(client.send_bytes(stream));
+    ASSERT_EQ(::shutdown(client.fd(), SHUT_WR), 0);
+    for (const char* content : {"x", "y", "z"}) {
+      auto reply = client.read_reply();
+      ASSERT_TRUE(reply.has_value()) << content;
+      check_token(*reply, request_for(content));
+    }
+    EXPECT_TRUE(client.closed_by_server());
+  }
+  EXPECT_EQ(counters().tokens, 5u);
+  EXPECT_EQ(counters().malformed, 1u);
+}
+
+TEST_F(SignServerTest, PipeliningClientThatDoesNotReadIsDroppedAfterTheTimeout) {
+  SignSettings s = settings();
+  s.read_timeout = 1000ms;
+  ASSERT_TRUE(open_server(s).ok());
+  Client greedy(s.socket_path);
+  // 4000 requests (~190 kB) sent, no reply read: ~1.9 MB of replies cannot fit the socket
+  // buffers, so a write of the server's stalls and its deadline cuts the connection.
+  Bytes stream;
+  for (int i = 0; i < 4000; ++i) {
+    const Bytes f = stamp::frame(stamp::encode_request_body(request_for("greedy")));
+    stream.insert(stream.end(), f.begin(), f.end());
+  }
+  std::thread sender([&] { greedy.send_bytes(stream); });  // blocks once the server stops reading
+  {  // meanwhile another client is served at once (and leaves: its idle timeout must not count)
+    Client other(s.socket_path);
+    auto reply = other.ask(request_for("other"));
+    ASSERT_TRUE(reply.has_value());
+    check_token(*reply, request_for("other"));
+  }
+  for (int i = 0; i < 300 && counters().timeouts == 0; ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(counters().timeouts, 1u);
+  // What was written before the cut can still be read, then the connection ends.
+  int replies = 0;
+  while (auto r = greedy.read_reply()) {
+    EXPECT_EQ(r->code, ReplyCode::ok);
+    ++replies;
+  }
+  sender.join();
+  EXPECT_GT(replies, 0);
+  EXPECT_LT(replies, 4000);
 }
 
 TEST_F(SignServerTest, MalformedAndOversizedGetCode1WhileOthersAreServed) {
