@@ -43,6 +43,7 @@ struct ParseState {
   std::vector<std::pair<std::string, int>> interfaces;
   int first_log_line = 0;  // for "log without logdir"
   bool leapseclist_written = false;  // leapseclist and leapsectz exclude each other
+  int first_xdpserver_line = 0;      // for "xdpserver without a server"
 
   std::string where(int line) const { return strcat(file, ":", line); }
   [[noreturn]] void fail(const Line& line, const std::string& message) const {
@@ -629,6 +630,7 @@ void parse_xdpserver(ParseState& st, const Line& line) {
     if (seen == name) st.fail(line, strcat("xdpserver: duplicate interface '", name, "'"));
   }
   st.config.server.xdp_interfaces.emplace_back(name);
+  if (st.first_xdpserver_line == 0) st.first_xdpserver_line = line.number;
 }
 
 void parse_hwtimestamp(ParseState& st, const Line& line) {
@@ -668,7 +670,7 @@ void check_whole_config(const ParseState& st) {
     return 0;
   };
   if (!st.config.server.xdp_interfaces.empty() && !st.config.server.enabled()) {
-    throw ConfigError(strcat(st.where(line_of("xdpserver") ? line_of("xdpserver") : 1),
+    throw ConfigError(strcat(st.where(st.first_xdpserver_line),
                              ": xdpserver: the NTP server is off (it needs an allow line and a "
                              "port other than 0)"));
   }

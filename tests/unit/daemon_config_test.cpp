@@ -604,6 +604,73 @@ TEST(SignConfig, BadLinesNameTheLine) {
   for (const ErrorCase& c : cases) EXPECT_EQ(error_of(c.text), c.message) << c.text;
 }
 
+TEST(ServerConfig, DefaultsAndEachDirective) {
+  const Config defaults = parse_config("", "t.conf");
+  EXPECT_FALSE(defaults.server.enabled());
+  EXPECT_EQ(defaults.server.port, 123);
+  EXPECT_TRUE(defaults.server.bind_addresses.empty());
+  EXPECT_FALSE(defaults.server.local_stratum.has_value());
+  EXPECT_FALSE(defaults.server.rate_limit.has_value());
+  EXPECT_EQ(defaults.server.workers, 0);
+  EXPECT_EQ(defaults.server.client_log_bytes, 524288U);
+
+  const Config c = parse_config(
+      "allow 10.0.0.0/8\ndeny 10.1.0.0/16\nallow 2001:db8::/32\nport 1123\n"
+      "bindaddress 10.0.0.1\nbindaddress ::1\nlocal stratum 8 distance 0.5\n"
+      "ratelimit interval 1 burst 16 leak 3 kod 2\nclientloglimit 1048576\nserverworkers 3\n"
+      "xdpserver veth0\nxdpserver eth1\n",
+      "t.conf");
+  EXPECT_TRUE(c.server.enabled());
+  EXPECT_EQ(c.server.port, 1123);
+  EXPECT_EQ(c.server.bind_addresses, (std::vector<std::string>{"10.0.0.1", "::1"}));
+  EXPECT_EQ(c.server.local_stratum, std::optional<uint8_t>(8));
+  EXPECT_EQ(c.server.local_distance, Duration::from_ms(500));
+  ASSERT_TRUE(c.server.rate_limit.has_value());
+  EXPECT_EQ(*c.server.rate_limit, (server::RateLimitSettings{1, 16, 3, 2}));
+  EXPECT_EQ(c.server.client_log_bytes, 1048576U);
+  EXPECT_EQ(c.server.workers, 3);
+  EXPECT_EQ(c.server.xdp_interfaces, (std::vector<std::string>{"veth0", "eth1"}));
+  // The access list as chrony reads it: the most specific subnet wins.
+  EXPECT_TRUE(c.server.access.allows(*server::parse_address16("10.2.3.4")));
+  EXPECT_FALSE(c.server.access.allows(*server::parse_address16("10.1.3.4")));
+  EXPECT_FALSE(c.server.access.allows(*server::parse_address16("192.168.1.1")));
+  EXPECT_TRUE(c.server.access.allows(*server::parse_address16("2001:db8::1")));
+
+  // `local` alone is stratum 10 (chrony's default); `port 0` turns the server off.
+  EXPECT_EQ(parse_config("local\n", "t.conf").server.local_stratum, std::optional<uint8_t>(10));
+  EXPECT_FALSE(parse_config("allow\nport 0\n", "t.conf").server.enabled());
+  EXPECT_TRUE(parse_config("allow\n", "t.conf").server.access.allows(
+      *server::parse_address16("203.0.113.9")));
+  // A deny alone does not start a server.
+  EXPECT_FALSE(parse_config("deny 10.0.0.0/8\n", "t.conf").server.enabled());
+}
+
+TEST(ServerConfig, BadLinesNameTheLine) {
+  const std::vector<ErrorCase> cases{
+      {"allow 10.0.0.300/8\n", "t.conf:1: allow: '10.0.0.300/8' is not an address"},
+      {"port 70000\n", "t.conf:1: port 70000 must be at most 65535"},
+      {"port 1\nport 2\n", "t.conf:2: duplicate directive 'port' (first at t.conf:1)"},
+      {"bindaddress ntp.example\n",
+       "t.conf:1: bindaddress: 'ntp.example' is not an IPv4 or IPv6 address"},
+      {"bindaddress 10.0.0.1\nbindaddress 10.0.0.2\n",
+       "t.conf:2: bindaddress: one IPv4 address only ('10.0.0.1' is already set)"},
+      {"local stratum 16\n", "t.conf:1: local stratum 16 must be at most 15"},
+      {"local orphan\n", "t.conf:1: local: orphan is not supported"},
+      {"local stratum\n", "t.conf:1: local: stratum needs a value"},
+      {"local fast\n", "t.conf:1: local: unknown option 'fast' (stratum N, distance SECONDS)"},
+      {"ratelimit burst 300\n", "t.conf:1: ratelimit: burst 300 is not 1..255"},
+      {"serverworkers 0\n", "t.conf:1: serverworkers 0 must be at least 1"},
+      {"allow\nxdpserver a/b\n",
+       "t.conf:2: xdpserver: 'a/b' is not an interface name (1 to 15 characters, no '/', ':' or "
+       "'*')"},
+      {"allow\nxdpserver v0\nxdpserver v0\n", "t.conf:3: xdpserver: duplicate interface 'v0'"},
+      {"# comment\nxdpserver v0\n",
+       "t.conf:2: xdpserver: the NTP server is off (it needs an allow line and a port other than "
+       "0)"},
+  };
+  for (const ErrorCase& c : cases) EXPECT_EQ(error_of(c.text), c.message) << c.text;
+}
+
 TEST(SourceOptions, SelectionOptionsOnServerAndPool) {
   const Config c = parse_config(
       "server a prefer\nserver b TRUST Require iburst\npool p noselect maxsources 2\nserver d\n"
