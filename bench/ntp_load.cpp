@@ -56,7 +56,7 @@ using taid::ntp::kHeaderSize;
 constexpr std::size_t kOriginOffset = 24;    // RFC 5905 §7.3: origin timestamp
 constexpr std::size_t kTransmitOffset = 40;  // transmit timestamp
 constexpr std::size_t kMaxBatch = 64;
-constexpr std::size_t kRingBits = 21;  // 2M requests in flight: 5 s at 400k/s
+constexpr std::size_t kRingBits = 21;          // 2M requests in flight: 5 s at 400k/s
 constexpr std::size_t kHistBuckets = 100'000;  // 1 us buckets up to 100 ms, then one overflow
 
 int64_t mono_ns() {
@@ -113,9 +113,12 @@ double parse_rate(const std::string& text) {
   std::size_t used = 0;
   double v = std::stod(text, &used);
   const std::string suffix = text.substr(used);
-  if (suffix == "k" || suffix == "K") v *= 1e3;
-  else if (suffix == "m" || suffix == "M") v *= 1e6;
-  else if (!suffix.empty()) die("bad rate " + text);
+  if (suffix == "k" || suffix == "K")
+    v *= 1e3;
+  else if (suffix == "m" || suffix == "M")
+    v *= 1e6;
+  else if (!suffix.empty())
+    die("bad rate " + text);
   if (v <= 0) die("rate must be > 0: " + text);
   return v;
 }
@@ -238,8 +241,8 @@ void receiver(Shared& sh) {
           }
           c.replies.fetch_add(1, std::memory_order_relaxed);
           const int64_t us = (rx_ns - slot.sent_ns.load(std::memory_order_relaxed)) / 1000;
-          c.hist_us[static_cast<std::size_t>(std::clamp<int64_t>(us, 0, kHistBuckets))]
-              .fetch_add(1, std::memory_order_relaxed);
+          c.hist_us[static_cast<std::size_t>(std::clamp<int64_t>(us, 0, kHistBuckets))].fetch_add(
+              1, std::memory_order_relaxed);
         }
         if (static_cast<std::size_t>(got) < kMaxBatch) break;
       }
@@ -363,8 +366,8 @@ int run_load(const Options& o) {
     for (int64_t now = start_ns; now < end_ns; now = mono_ns()) {
       const auto due = static_cast<uint64_t>(rate * static_cast<double>(now - start_ns) * 1e-9);
       if (due <= due_done) {
-        sleep_until_ns(
-            start_ns + static_cast<int64_t>(static_cast<double>(due_done + 1) * 1e9 / rate));
+        sleep_until_ns(start_ns +
+                       static_cast<int64_t>(static_cast<double>(due_done + 1) * 1e9 / rate));
         continue;
       }
       uint64_t backlog = due - due_done;
@@ -441,16 +444,16 @@ int run_load(const Options& o) {
                 static_cast<long long>(gen_drops), notes.c_str());
     std::fflush(stdout);
     if (csv) {
-      std::fprintf(csv, "%.0f,%.0f,%.0f,%.3f,%.0f,%.0f,%llu,%llu,%lld,%llu,%llu,%.1f,%.1f,%lld,"
-                        "%lld,%lld,%lld,%d\n",
-                   rate, sent_per_s, static_cast<double>(replies) / span_s, loss_pct, p50, p99,
-                   static_cast<unsigned long long>(skipped),
-                   static_cast<unsigned long long>(send_errors), static_cast<long long>(gen_drops),
-                   static_cast<unsigned long long>(c.kod.load()),
-                   static_cast<unsigned long long>(sh.unmatched.load() - unmatched0), gen_cpu_pct,
-                   srv_cpu_pct, static_cast<long long>(srv_rss), static_cast<long long>(srv_hwm),
-                   static_cast<long long>(srv_in), static_cast<long long>(srv_err),
-                   gen_limited ? 1 : 0);
+      std::fprintf(
+          csv,
+          "%.0f,%.0f,%.0f,%.3f,%.0f,%.0f,%llu,%llu,%lld,%llu,%llu,%.1f,%.1f,%lld,"
+          "%lld,%lld,%lld,%d\n",
+          rate, sent_per_s, static_cast<double>(replies) / span_s, loss_pct, p50, p99,
+          static_cast<unsigned long long>(skipped), static_cast<unsigned long long>(send_errors),
+          static_cast<long long>(gen_drops), static_cast<unsigned long long>(c.kod.load()),
+          static_cast<unsigned long long>(sh.unmatched.load() - unmatched0), gen_cpu_pct,
+          srv_cpu_pct, static_cast<long long>(srv_rss), static_cast<long long>(srv_hwm),
+          static_cast<long long>(srv_in), static_cast<long long>(srv_err), gen_limited ? 1 : 0);
       std::fflush(csv);
     }
   }
@@ -545,10 +548,11 @@ int main(int argc, char** argv) {
     } else if (a == "--for") {
       o.reflect_for_s = std::stod(value());
     } else if (a == "-h" || a == "--help") {
-      std::printf("usage: ntp_load ADDR:PORT [--rates 5k,10k,...] [--seconds S] [--warmup-s W]\n"
-                  "         [--sockets N] [--batch B] [--drain-ms D] [--server-pid PID]\n"
-                  "         [--csv FILE]\n"
-                  "       ntp_load --reflect ADDR:PORT [--for S]\n");
+      std::printf(
+          "usage: ntp_load ADDR:PORT [--rates 5k,10k,...] [--seconds S] [--warmup-s W]\n"
+          "         [--sockets N] [--batch B] [--drain-ms D] [--server-pid PID]\n"
+          "         [--csv FILE]\n"
+          "       ntp_load --reflect ADDR:PORT [--for S]\n");
       return 0;
     } else if (!a.empty() && a[0] != '-' && endpoint.empty()) {
       endpoint = a;
