@@ -31,7 +31,9 @@
 #include <sched.h>
 #include <signal.h>
 #include <spawn.h>
+#include <linux/capability.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -804,6 +806,66 @@ TEST(XdpServerVeth, NativeNeedsPeerXdp) {
   EXPECT_EQ(replies, 0) << "veth delivered native XDP_TX to a peer without NAPI";
 }
 
+// The packaged service has CAP_BPF and CAP_NET_ADMIN, not CAP_PERFMON or CAP_SYS_ADMIN: without
+// those the verifier refuses variable-offset packet pointers ("pointer arithmetic with it
+// prohibited for !root"), which an earlier version of the program used for IPv4 options. A
+// child drops them from its effective set and must attach, set the clock and access, and read
+// the counters.
+TEST(XdpServerVeth, LoadsWithCapBpfAndCapNetAdminAlone) {
+  if (geteuid() != 0) TAID_SKIP_OR_FAIL("needs root (netns, veth, CAP_BPF, CAP_NET_ADMIN)");
+  std::optional<Net> net;
+  try {
+    net.emplace(/*peer_xdp=*/false);
+  } catch (const std::exception& e) {
+    FAIL() << "setting up the veth pair: " << e.what();
+  }
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  const std::string ns = net->server_ns();
+  const std::string ifname = net->server_if();
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    close(fds[0]);
+    const Fd target(::open(("/run/netns/" + ns).c_str(), O_RDONLY | O_CLOEXEC));
+    if (!target || ::setns(target.get(), CLONE_NEWNET) != 0) _exit(2);
+    // CAP_PERFMON = 38, CAP_SYS_ADMIN = 21 out of the effective set; CAP_BPF (39) and
+    // CAP_NET_ADMIN (12) stay.
+    __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct data[2]{};
+    if (syscall(SYS_capget, &header, data) != 0) _exit(3);
+    for (const int cap : {38, 21}) data[cap / 32].effective &= ~(1U << (cap % 32));
+    if (syscall(SYS_capset, &header, data) != 0) _exit(4);
+    std::string report = "ok";
+    auto server =
+        XdpServer::attach(static_cast<int>(if_nametoindex(ifname.c_str())), XdpMode::native);
+    if (!server) {
+      report = server.error().message();
+    } else {
+      const std::vector<XdpPrefix> rules = {{mapped("10.78.0.0"), 96 + 24, true}};
+      const auto clock = server->set_clock(test_clock(0));
+      const auto access = server->set_access(rules);
+      const auto counters = server->stats();
+      if (!clock) report = clock.error().message();
+      if (!access) report = access.error().message();
+      if (!counters) report = counters.error().message();
+    }
+    (void)!write(fds[1], report.data(), report.size());
+    _exit(0);
+  }
+  close(fds[1]);
+  std::string report;
+  char buffer[4096];
+  for (ssize_t n; (n = read(fds[0], buffer, sizeof buffer)) > 0;) {
+    report.append(buffer, static_cast<size_t>(n));
+  }
+  close(fds[0]);
+  int status = 0;
+  waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
+  EXPECT_EQ(report, "ok");
+}
+
 // ---- the program alone, on hand-made frames (BPF_PROG_TEST_RUN): exact bytes, every branch ----
 
 namespace program {
@@ -1030,6 +1092,12 @@ TEST_F(XdpProgram, PassesWhatIsNotPlain) {
   Frame first_fragment;
   first_fragment.frag_off = 0x2000;
   expect_passed(first_fragment, XDP_NTP_NOT_PLAIN_IP);
+  Frame options_other_port = options;
+  options_other_port.dst_port = 124;
+  expect_passed(options_other_port, std::nullopt);
+  Frame later_fragment;  // no UDP header: not counted
+  later_fragment.frag_off = 0x0010;
+  expect_passed(later_fragment, std::nullopt);
   Frame port_zero;
   port_zero.src_port = 0;
   expect_passed(port_zero, XDP_NTP_NOT_PLAIN_IP);
