@@ -314,6 +314,17 @@ Result<XdpStats> XdpServer::stats() const {
   return stats;
 }
 
+std::optional<uint64_t> XdpServer::client_tat_ns(const std::array<uint8_t, 16>& address) const {
+  if (!state_) return std::nullopt;
+  xdp_ntp_client_key key{};
+  std::memcpy(key.addr, address.data(), sizeof key.addr);
+  xdp_ntp_client value{};
+  if (bpf_map_lookup_elem(bpf_map__fd(state_->skel->maps.taid_xdp_clients), &key, &value) != 0) {
+    return std::nullopt;
+  }
+  return value.tat_ns;
+}
+
 XdpMode XdpServer::mode() const { return state_ ? state_->mode : XdpMode::native; }
 int XdpServer::ifindex() const { return state_ ? state_->ifindex : 0; }
 uint32_t XdpServer::program_id() const { return state_ ? state_->program_id : 0; }

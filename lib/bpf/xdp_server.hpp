@@ -101,6 +101,11 @@ class XdpServer {
   Result<void> set_rate_limit(std::optional<XdpRateLimit> limit);
   // Counters summed over CPUs since attach().
   Result<XdpStats> stats() const;
+  // The client's rate state: its GCRA theoretical arrival time in CLOCK_MONOTONIC ns (it is over
+  // the limit while that lies more than (burst - 1) intervals ahead of now). nullopt: the program
+  // never answered it, or the LRU table let it go. For the daemon's limiter, which sees only what
+  // was passed up: a client XDP answered at full rate is not a fresh client there.
+  std::optional<uint64_t> client_tat_ns(const std::array<uint8_t, 16>& address) const;
 
   XdpMode mode() const;
   int ifindex() const;

@@ -709,7 +709,9 @@ TEST_P(XdpServerTest, ClockUnsetPassesUp) {
 // client address has its own bucket.
 TEST_P(XdpServerTest, RateLimitPassesTheExcessUp) {
   ASSERT_TRUE(server_->set_rate_limit(XdpRateLimit{4, 3}));
+  EXPECT_FALSE(server_->client_tat_ns(mapped(kClient4))) << "no state before a limit is set";
   const XdpStats before = stats();
+  const int64_t first_ns = clock_ns(CLOCK_MONOTONIC);
   int answered = 0;
   int passed = 0;
   for (int i = 0; i < 6; ++i) {
@@ -718,8 +720,16 @@ TEST_P(XdpServerTest, RateLimitPassesTheExcessUp) {
     passed += a.passed ? 1 : 0;
     EXPECT_EQ(a.reply.has_value(), i < 3) << "request " << i;
   }
+  const int64_t last_ns = clock_ns(CLOCK_MONOTONIC);
   EXPECT_EQ(answered, 3);
   EXPECT_EQ(passed, 3);
+  // Three answers moved the client's theoretical arrival time three intervals past the first
+  // request; the three refused left it there.
+  const auto tat = server_->client_tat_ns(mapped(kClient4));
+  ASSERT_TRUE(tat);
+  constexpr int64_t kInterval = int64_t{16} * 1'000'000'000;
+  EXPECT_GE(static_cast<int64_t>(*tat), first_ns + 3 * kInterval);
+  EXPECT_LE(static_cast<int64_t>(*tat), last_ns + 3 * kInterval);
   EXPECT_TRUE(exchange(true, request(200)).reply) << "IPv6 address: a bucket of its own";
   const XdpStats after = stats();
   EXPECT_EQ(after[XDP_NTP_RATE_LIMITED] - before[XDP_NTP_RATE_LIMITED], 3u);
