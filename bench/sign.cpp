@@ -3,15 +3,18 @@
 // (taid_now) next to clock_gettime(CLOCK_TAI), all in one run: prints a table, writes CSV.
 //
 //   sign [--out DIR] [--seconds S] [--clients 1,8,64] [--windows-us 0,100,1000,5000]
-//        [--client-threads 0,2] [--check-clients N] [--check-client-threads N]
+//        [--client-threads 0,2] [--pipeline 1,8] [--check-clients N] [--check-client-threads N]
+//        [--check-pipeline N]
 //        [--check-requests N] [--check-window-us US] [--openssl-runs N] [--skip-check]
 //        [--skip-openssl]
 //
 // The server is the real daemon::SignServer on its own io_context thread (a temporary key and
 // serial file, max_batch 256, the daemon's defaults), with a fixed verdict: always sign, at
-// CLOCK_TAI, bound 100 us, synchronized. The clients are C-style socket loops, one request in
-// flight per connection (the protocol allows no more): frame = u32 length, version 1, sha256, a
-// 32-byte digest and an 8-byte nonce, both unique per request. --client-threads says how they are
+// CLOCK_TAI, bound 100 us, synchronized. The clients are C-style socket loops with --pipeline
+// requests in flight per connection (1: send, wait for the reply, send the next; N: N requests
+// sent without waiting, topped up in one send as replies come, which the server reads in one
+// read and answers in one write): frame = u32 length, version 1, sha256, a 32-byte digest and an
+// 8-byte nonce, both unique per request. --client-threads says how they are
 // driven: 0 = a blocking thread per connection (what separate local services cost: a wake-up per
 // reply), N = N threads each poll()ing its share of the connections (cheap clients: what is left
 // is mostly the server's cost). Clients and server share this machine's cores, as local services
@@ -246,16 +249,6 @@ bool write_all(int fd, const std::uint8_t* p, std::size_t n) {
   return true;
 }
 
-bool read_exact(int fd, std::uint8_t* p, std::size_t n) {
-  while (n > 0) {
-    const ssize_t r = ::recv(fd, p, n, 0);
-    if (r <= 0) return false;
-    p += r;
-    n -= static_cast<std::size_t>(r);
-  }
-  return true;
-}
-
 // Request i of client c: a digest and a nonce no other request has (the check matches them).
 void fill_digest(std::uint32_t client, std::uint64_t seq, std::uint8_t* out) {
   for (std::size_t i = 0; i < kDigestBytes; ++i)
@@ -282,116 +275,140 @@ struct ClientResult {
   std::vector<std::uint32_t> offsets;
 };
 
-// One connection's state: the request it has in flight.
+// One connection's state: the requests it has in flight (up to the pipeline depth) and the bytes
+// of replies received but not yet taken.
 struct Connection {
   int fd = -1;
   std::uint32_t id = 0;
-  std::uint64_t seq = 0;     // of the request in flight
-  std::int64_t sent_ns = 0;  // CLOCK_MONOTONIC at its send
-  std::uint8_t request[4 + kRequestBody]{};
-  ClientResult* out = nullptr;
+  std::uint64_t sent = 0;             // requests sent; request i has seq i
+  std::uint64_t answered = 0;         // replies taken: the next reply is for seq `answered`
+  std::vector<std::int64_t> sent_ns;  // CLOCK_MONOTONIC at each in-flight send, by seq % depth
+  std::vector<std::uint8_t> out;      // the frames of one send
+  std::vector<std::uint8_t> in;       // received bytes, [0, have)
+  std::size_t have = 0;
+  ClientResult* out_result = nullptr;
   bool open = false;
 
   void fail(std::string why) {
-    if (out->errors++ == 0) out->first_error = std::move(why);
+    if (out_result->errors++ == 0) out_result->first_error = std::move(why);
   }
 };
 
 struct Shared {
   std::string path;
   std::uint64_t max_requests = 0;  // per connection; 0: until stop
+  std::size_t depth = 1;           // requests in flight per connection
   bool keep_tokens = false;
   std::atomic<int> ready{0};
   std::atomic<bool> go{false}, stop{false};
 };
 
-bool send_next(Connection& c) {
-  std::uint8_t* r = c.request;
-  r[0] = r[1] = r[2] = 0;
-  r[3] = kRequestBody;
-  r[4] = taid::stamp::kWireVersion;
-  r[5] = static_cast<std::uint8_t>(taid::stamp::HashAlgorithm::sha256);
-  r[6] = kDigestBytes;
-  fill_digest(c.id, c.seq, r + 7);
-  r[7 + kDigestBytes] = kNonceBytes;
-  fill_nonce(c.id, c.seq, r + 8 + kDigestBytes);
-  c.sent_ns = clock_ns(CLOCK_MONOTONIC);
-  if (write_all(c.fd, r, sizeof c.request)) return true;
+bool wants_more(const Connection& c, const Shared& shared) {
+  return !shared.stop.load(std::memory_order_relaxed) &&
+         (shared.max_requests == 0 || c.sent < shared.max_requests);
+}
+
+// Tops the connection up to `depth` requests in flight, all frames in one send(). With depth 1
+// it is the plain request-reply loop: one send per reply.
+bool send_more(Connection& c, const Shared& shared) {
+  c.out.clear();
+  while (c.sent - c.answered < shared.depth && wants_more(c, shared)) {
+    const std::size_t at = c.out.size();
+    c.out.resize(at + 4 + kRequestBody);
+    std::uint8_t* r = c.out.data() + at;
+    r[0] = r[1] = r[2] = 0;
+    r[3] = kRequestBody;
+    r[4] = taid::stamp::kWireVersion;
+    r[5] = static_cast<std::uint8_t>(taid::stamp::HashAlgorithm::sha256);
+    r[6] = kDigestBytes;
+    fill_digest(c.id, c.sent, r + 7);
+    r[7 + kDigestBytes] = kNonceBytes;
+    fill_nonce(c.id, c.sent, r + 8 + kDigestBytes);
+    ++c.sent;
+  }
+  if (c.out.empty()) return true;
+  const std::int64_t now = clock_ns(CLOCK_MONOTONIC);
+  for (std::uint64_t seq = c.sent - c.out.size() / (4 + kRequestBody); seq < c.sent; ++seq)
+    c.sent_ns[seq % shared.depth] = now;
+  if (write_all(c.fd, c.out.data(), c.out.size())) return true;
   c.fail("send failed or timed out");
   return false;
 }
 
-// Reads the reply to the request in flight (blocking) and keeps what the run needs. One recv()
-// usually brings the whole frame (the server writes it at once): a C client that reads the
-// length first and then the body pays a system call more per token, and on this machine system
-// calls are most of a token's cost.
-bool take_reply(Connection& c, const Shared& shared, std::vector<std::uint8_t>& frame) {
-  std::size_t got = 0;
-  while (got < 4) {
-    const ssize_t r = ::recv(c.fd, frame.data() + got, frame.size() - got, 0);
-    if (r <= 0) {
-      c.fail("receive failed or timed out");
-      return false;
-    }
-    got += static_cast<std::size_t>(r);
-  }
-  const std::size_t n = std::size_t{frame[0]} << 24 | std::size_t{frame[1]} << 16 |
-                        std::size_t{frame[2]} << 8 | frame[3];
-  // One request in flight: nothing may follow its reply.
-  if (n == 0 || 4 + n > frame.size() || got > 4 + n ||
-      !read_exact(c.fd, frame.data() + got, 4 + n - got)) {
-    c.fail("bad reply frame");
+// One recv() (blocking, or after poll() said readable), then every complete reply in the buffer,
+// in order. One recv() usually brings whole frames (the server writes each reply at once, all
+// that are ready together): a C client that reads the length first and then the body pays a
+// system call more per token, and on this machine system calls are most of a token's cost.
+bool take_replies(Connection& c, const Shared& shared) {
+  const ssize_t r = ::recv(c.fd, c.in.data() + c.have, c.in.size() - c.have, 0);
+  if (r <= 0) {
+    c.fail("receive failed or timed out");
     return false;
   }
+  c.have += static_cast<std::size_t>(r);
   const std::int64_t done = clock_ns(CLOCK_MONOTONIC);
-  const auto body = frame.begin() + 4;
-  const auto end = body + static_cast<std::ptrdiff_t>(n);
-  if (*body != 0) {
-    c.fail("reply code " + std::to_string(*body) + ": " + std::string(body + 1, end));
-    return true;  // an error reply keeps the connection usable; the run counts it
+  std::size_t pos = 0;
+  while (c.have - pos >= 4) {
+    const std::uint8_t* f = c.in.data() + pos;
+    const std::size_t n =
+        std::size_t{f[0]} << 24 | std::size_t{f[1]} << 16 | std::size_t{f[2]} << 8 | f[3];
+    if (n == 0 || n > taid::stamp::kMaxReplyBody || c.answered == c.sent) {
+      c.fail("bad reply frame");  // empty, too long, or a reply to nothing asked
+      return false;
+    }
+    if (c.have - pos < 4 + n) break;
+    const std::uint8_t* body = f + 4;
+    const std::uint8_t* end = body + n;
+    const std::uint64_t seq = c.answered++;
+    pos += 4 + n;
+    if (*body != 0) {
+      // An error reply keeps the connection usable; the run counts it.
+      c.fail("reply code " + std::to_string(*body) + ": " + std::string(body + 1, end));
+      continue;
+    }
+    c.out_result->samples.push_back({done, done - c.sent_ns[seq % shared.depth]});
+    if (shared.keep_tokens) {
+      c.out_result->offsets.push_back(static_cast<std::uint32_t>(c.out_result->blob.size()));
+      c.out_result->blob.insert(c.out_result->blob.end(), body + 1, end);
+    }
   }
-  c.out->samples.push_back({done, done - c.sent_ns});
-  if (shared.keep_tokens) {
-    c.out->offsets.push_back(static_cast<std::uint32_t>(c.out->blob.size()));
-    c.out->blob.insert(c.out->blob.end(), body + 1, end);
-  }
+  std::memmove(c.in.data(), c.in.data() + pos, c.have - pos);
+  c.have -= pos;
   return true;
 }
 
-bool wants_more(const Connection& c, const Shared& shared) {
-  return !shared.stop.load(std::memory_order_relaxed) &&
-         (shared.max_requests == 0 || c.seq < shared.max_requests);
+bool finished(const Connection& c, const Shared& shared) {
+  return c.answered == c.sent && !wants_more(c, shared);
 }
 
 // One client thread driving `conns`: with one, a plain blocking loop (a local service's client);
-// with several, poll() over them, each keeping one request in flight.
+// with several, poll() over them. Each keeps up to `depth` requests in flight.
 void run_clients(Shared& shared, std::vector<Connection>& conns) {
   for (Connection& c : conns) {
     c.fd = connect_unix(shared.path);
     c.open = c.fd >= 0;
     if (!c.open) c.fail(std::string("connect: ") + std::strerror(errno));
+    c.sent_ns.assign(shared.depth, 0);
+    // Room for every reply in flight, whatever their size.
+    c.in.resize(shared.depth * (4 + taid::stamp::kMaxReplyBody));
   }
   shared.ready += static_cast<int>(conns.size());
   while (!shared.go.load(std::memory_order_acquire)) std::this_thread::yield();
-  std::vector<std::uint8_t> body(4 + taid::stamp::kMaxReplyBody);
   const auto finish = [](Connection& c) {
     ::close(c.fd);
     c.open = false;
   };
   if (conns.size() == 1) {
     Connection& c = conns[0];
-    while (c.open && wants_more(c, shared)) {
-      if (!send_next(c) || !take_reply(c, shared, body)) break;
-      ++c.seq;
+    while (c.open && send_more(c, shared) && !finished(c, shared) && take_replies(c, shared)) {
     }
     if (c.fd >= 0) ::close(c.fd);
     return;
   }
   std::vector<pollfd> fds(conns.size());
   std::size_t open = 0;
-  for (std::size_t i = 0; i < conns.size(); ++i) {
-    Connection& c = conns[i];
-    if (c.open && wants_more(c, shared) && send_next(c)) {
+  for (Connection& c : conns) {
+    if (c.open && send_more(c, shared) && !finished(c, shared)) {
       ++open;
     } else if (c.open) {
       finish(c);
@@ -412,12 +429,7 @@ void run_clients(Shared& shared, std::vector<Connection>& conns) {
     for (std::size_t i = 0; i < conns.size(); ++i) {
       Connection& c = conns[i];
       if (!c.open || fds[i].revents == 0) continue;
-      bool next = take_reply(c, shared, body);
-      if (next) {
-        ++c.seq;
-        next = wants_more(c, shared) && send_next(c);
-      }
-      if (!next) {
+      if (!take_replies(c, shared) || !send_more(c, shared) || finished(c, shared)) {
         finish(c);
         --open;
       }
@@ -433,13 +445,14 @@ struct Load {
 
 // Connects `clients` connections over `threads` client threads (0: a thread each), lets them go
 // together, stops them after `run_s` (0: when each has had max_requests answered).
-Load drive(const std::string& path, std::size_t clients, std::size_t threads,
+Load drive(const std::string& path, std::size_t clients, std::size_t threads, std::size_t depth,
            std::uint64_t max_requests, bool keep_tokens, double run_s) {
   Load load;
   load.results.resize(clients);
   Shared shared;
   shared.path = path;
   shared.max_requests = max_requests;
+  shared.depth = depth;
   shared.keep_tokens = keep_tokens;
   if (threads == 0 || threads > clients) threads = clients;
   std::vector<std::vector<Connection>> groups(threads);
@@ -452,7 +465,7 @@ Load drive(const std::string& path, std::size_t clients, std::size_t threads,
     }
     Connection conn;
     conn.id = static_cast<std::uint32_t>(c);
-    conn.out = &r;
+    conn.out_result = &r;
     groups[c % threads].push_back(conn);
   }
   std::vector<std::thread> running;
@@ -512,6 +525,7 @@ bool meets_goal(const Stats& s) {
 struct Point {
   std::size_t clients = 0;
   std::size_t threads = 0;  // client threads driving them
+  std::size_t depth = 1;    // requests in flight per connection
   long window_us = 0;
   Stats stats;
   double tokens_per_batch = 0;
@@ -520,18 +534,20 @@ struct Point {
   double others_cores = 0;  // CPU the machine's other jobs used during the run
 };
 
-Point run_point(const fs::path& dir, std::size_t clients, std::size_t threads, long window_us,
-                double seconds) {
+Point run_point(const fs::path& dir, std::size_t clients, std::size_t threads, std::size_t depth,
+                long window_us, double seconds) {
   Point p;
   p.clients = clients;
   p.threads = threads;
+  p.depth = depth;
   p.window_us = window_us;
   p.load_before = load_1min();
   Server server(dir, std::chrono::microseconds(window_us));
   const auto before = server.counters();
   const std::int64_t cpu_before = server.cpu_ns();
   const OthersMeter others;
-  const Load load = drive(server.socket_path(), clients, threads, 0, false, kWarmupS + seconds);
+  const Load load =
+      drive(server.socket_path(), clients, threads, depth, 0, false, kWarmupS + seconds);
   p.others_cores = others.cores();
   const auto after = server.counters();
   p.server_us_per_token = ratio(static_cast<std::uint64_t>(server.cpu_ns() - cpu_before),
@@ -550,6 +566,7 @@ Point run_point(const fs::path& dir, std::size_t clients, std::size_t threads, l
 struct Check {
   std::size_t clients = 0;
   std::size_t threads = 0;
+  std::size_t depth = 1;
   std::uint64_t requests = 0;
   long window_us = 0;
   Stats stats;
@@ -570,11 +587,12 @@ struct Seen {
   std::uint64_t bound_ns;
 };
 
-Check run_check(const fs::path& dir, std::size_t clients, std::size_t threads,
+Check run_check(const fs::path& dir, std::size_t clients, std::size_t threads, std::size_t depth,
                 std::uint64_t requests, long window_us) {
   Check c;
   c.clients = clients;
   c.threads = threads;
+  c.depth = depth;
   c.requests = requests;
   c.window_us = window_us;
   c.load_before = load_1min();
@@ -586,7 +604,7 @@ Check run_check(const fs::path& dir, std::size_t clients, std::size_t threads,
     const auto before = server.counters();
     const std::int64_t cpu_before = server.cpu_ns();
     const OthersMeter others;
-    load = drive(server.socket_path(), clients, threads, requests, true, 0);
+    load = drive(server.socket_path(), clients, threads, depth, requests, true, 0);
     c.others_cores = others.cores();
     const auto after = server.counters();
     c.server_us_per_token = ratio(static_cast<std::uint64_t>(server.cpu_ns() - cpu_before),
@@ -866,11 +884,13 @@ std::vector<long> parse_list(const std::string& text) {
 }
 
 [[noreturn]] void usage(const char* why) {
-  std::cerr << "sign: " << why
-            << "\nusage: sign [--out DIR] [--seconds S] [--clients 1,8,64] "
-               "[--windows-us 0,100,1000,5000]\n            [--client-threads 0,2] "
-               "[--check-clients N] [--check-client-threads N]\n            [--check-requests N] "
-               "[--check-window-us US] [--openssl-runs N] [--skip-check] [--skip-openssl]\n";
+  std::cerr
+      << "sign: " << why
+      << "\nusage: sign [--out DIR] [--seconds S] [--clients 1,8,64] "
+         "[--windows-us 0,100,1000,5000]\n            [--client-threads 0,2] [--pipeline 1,8] "
+         "[--check-pipeline N] "
+         "[--check-clients N] [--check-client-threads N]\n            [--check-requests N] "
+         "[--check-window-us US] [--openssl-runs N] [--skip-check] [--skip-openssl]\n";
   std::exit(2);
 }
 
@@ -884,7 +904,9 @@ int main(int argc, char** argv) {
   std::uint64_t check_requests = 10'000;
   long check_window_us = 1000;                // the daemon's default
   std::vector<long> client_threads = {0, 2};  // 0: a thread per client
+  std::vector<long> depths = {1};             // requests in flight per connection
   std::size_t check_threads = 0;
+  std::size_t check_depth = 1;
   std::size_t openssl_runs = 100;
   bool check = true, openssl = true;
   try {
@@ -904,6 +926,10 @@ int main(int argc, char** argv) {
         windows_us = parse_list(value());
       } else if (arg == "--client-threads") {
         client_threads = parse_list(value());
+      } else if (arg == "--pipeline") {
+        depths = parse_list(value());
+      } else if (arg == "--check-pipeline") {
+        check_depth = std::stoul(value());
       } else if (arg == "--check-client-threads") {
         check_threads = std::stoul(value());
       } else if (arg == "--check-clients") {
@@ -926,8 +952,12 @@ int main(int argc, char** argv) {
     usage("bad number");
   }
   if (seconds <= 0 || check_clients < 1 || check_clients > 128 || check_requests < 1 ||
-      openssl_runs < 1)
-    usage("--seconds, --check-clients (1..128), --check-requests, --openssl-runs out of range");
+      openssl_runs < 1 || check_depth < 1 || check_depth > 64)
+    usage(
+        "--seconds, --check-clients (1..128), --check-requests, --openssl-runs, "
+        "--check-pipeline (1..64) out of range");
+  for (long d : depths)
+    if (d < 1 || d > 64) usage("--pipeline: 1..64 (the server reads no more per connection)");
   for (long c : clients)
     if (c < 1 || c > 128) usage("--clients: 1..128 (the server's connection cap)");
   for (long w : windows_us)
@@ -947,27 +977,29 @@ int main(int argc, char** argv) {
 
   std::vector<Point> points;
   for (long w : windows_us) {
-    for (long c : clients) {
-      std::set<std::size_t> done;  // 1 client on "2 threads" is 1 thread: run it once
-      for (long t : client_threads) {
-        const auto n = static_cast<std::size_t>(c);
-        const std::size_t threads = t == 0 ? n : std::min(n, static_cast<std::size_t>(t));
-        if (!done.insert(threads).second) continue;
-        points.push_back(run_point(dir, n, threads, w, seconds));
-        const Point& p = points.back();
-        std::fprintf(stderr,
-                     "  %3zu clients on %2zu threads, window %-6s %9.0f tokens/s  p99 %8.1f us  "
-                     "others %.2f cores\n",
-                     p.clients, p.threads, window_name(p.window_us).c_str(), p.stats.tokens_per_s,
-                     p.stats.p99_us, p.others_cores);
-        if (p.stats.errors) rc = 1;
+    for (long d : depths) {
+      for (long c : clients) {
+        std::set<std::size_t> done;  // 1 client on "2 threads" is 1 thread: run it once
+        for (long t : client_threads) {
+          const auto n = static_cast<std::size_t>(c);
+          const std::size_t threads = t == 0 ? n : std::min(n, static_cast<std::size_t>(t));
+          if (!done.insert(threads).second) continue;
+          points.push_back(run_point(dir, n, threads, static_cast<std::size_t>(d), w, seconds));
+          const Point& p = points.back();
+          std::fprintf(stderr,
+                       "  %3zu clients on %2zu threads, pipeline %2zu, window %-6s %9.0f tokens/s"
+                       "  p99 %8.1f us  others %.2f cores\n",
+                       p.clients, p.threads, p.depth, window_name(p.window_us).c_str(),
+                       p.stats.tokens_per_s, p.stats.p99_us, p.others_cores);
+          if (p.stats.errors) rc = 1;
+        }
       }
     }
   }
   std::optional<Check> chk;
   if (check) {
     chk = run_check(dir, check_clients, check_threads == 0 ? check_clients : check_threads,
-                    check_requests, check_window_us);
+                    check_depth, check_requests, check_window_us);
     if (!chk->pass()) rc = 1;
   }
   OpensslResult ssl;
@@ -984,18 +1016,18 @@ int main(int argc, char** argv) {
       "max_batch 256\n\n",
       seconds, kWarmupS, static_cast<unsigned long long>(kBoundNs / 1000));
   std::printf(
-      "| clients | client threads | window | tokens/s | p50 us | p99 us | max us | "
+      "| clients | client threads | pipeline | window | tokens/s | p50 us | p99 us | max us | "
       "tokens/batch | server CPU us/token | other jobs, cores | goal >= 100k/s, p99 < 1 ms "
       "|\n");
-  std::printf("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|:-:|\n");
+  std::printf("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|:-:|\n");
   const Point* best = nullptr;
   std::size_t met = 0;
   for (const Point& p : points) {
     const bool ok = meets_goal(p.stats);
     met += ok;
     if (!best || p.stats.tokens_per_s > best->stats.tokens_per_s) best = &p;
-    std::printf("| %zu | %zu | %s | %s | %s | %s | %s | %s | %.2f | %.2f | %s |\n", p.clients,
-                p.threads, window_name(p.window_us).c_str(),
+    std::printf("| %zu | %zu | %zu | %s | %s | %s | %s | %s | %s | %.2f | %.2f | %s |\n", p.clients,
+                p.threads, p.depth, window_name(p.window_us).c_str(),
                 fmt("%.0f", p.stats.tokens_per_s).c_str(), fmt("%.1f", p.stats.p50_us).c_str(),
                 fmt("%.1f", p.stats.p99_us).c_str(), fmt("%.0f", p.stats.max_us).c_str(),
                 fmt("%.1f", p.tokens_per_batch).c_str(), p.server_us_per_token, p.others_cores,
@@ -1008,9 +1040,9 @@ int main(int argc, char** argv) {
 
   if (chk) {
     std::printf(
-        "\n## check: %zu clients (%zu threads) x %llu requests, window %s (untimed "
-        "verification)\n\n",
-        chk->clients, chk->threads, static_cast<unsigned long long>(chk->requests),
+        "\n## check: %zu clients (%zu threads, pipeline %zu) x %llu requests, window %s "
+        "(untimed verification)\n\n",
+        chk->clients, chk->threads, chk->depth, static_cast<unsigned long long>(chk->requests),
         window_name(chk->window_us).c_str());
     std::printf(
         "| tokens | tokens/s | p50 us | p99 us | tokens/batch | server CPU us/token | serials | "
@@ -1033,9 +1065,9 @@ int main(int argc, char** argv) {
   std::printf("\n## side by side (same run)\n\n| what | figure | ratio |\n|:--|--:|--:|\n");
   if (best) {
     std::printf(
-        "| taid signing socket, best point (%zu clients on %zu threads, window %s) | "
-        "%.0f tokens/s | 1 |\n",
-        best->clients, best->threads, window_name(best->window_us).c_str(),
+        "| taid signing socket, best point (%zu clients on %zu threads, pipeline %zu, window "
+        "%s) | %.0f tokens/s | 1 |\n",
+        best->clients, best->threads, best->depth, window_name(best->window_us).c_str(),
         best->stats.tokens_per_s);
   }
   if (openssl) {
@@ -1067,11 +1099,12 @@ int main(int argc, char** argv) {
   // CSV.
   {
     std::ofstream csv(out / "sign-matrix.csv");
-    csv << "clients,client_threads,window_us,seconds,tokens,tokens_per_s,p50_us,p99_us,max_us,"
+    csv << "clients,client_threads,pipeline,window_us,seconds,tokens,tokens_per_s,p50_us,p99_us,"
+           "max_us,"
            "tokens_per_batch,server_cpu_us_per_token,errors,load_1m_before,others_cores,goal_met\n";
     for (const Point& p : points) {
-      csv << p.clients << ',' << p.threads << ',' << p.window_us << ',' << seconds << ','
-          << p.stats.tokens << ',' << fmt("%.0f", p.stats.tokens_per_s) << ','
+      csv << p.clients << ',' << p.threads << ',' << p.depth << ',' << p.window_us << ',' << seconds
+          << ',' << p.stats.tokens << ',' << fmt("%.0f", p.stats.tokens_per_s) << ','
           << fmt("%.2f", p.stats.p50_us) << ',' << fmt("%.2f", p.stats.p99_us) << ','
           << fmt("%.1f", p.stats.max_us) << ',' << fmt("%.2f", p.tokens_per_batch) << ','
           << fmt("%.3f", p.server_us_per_token) << ',' << p.stats.errors << ',' << p.load_before
@@ -1080,7 +1113,7 @@ int main(int argc, char** argv) {
   }
   if (chk) {
     std::ofstream csv(out / "sign-check.csv");
-    csv << "clients,client_threads,requests,window_us,tokens,tokens_per_s,p50_us,p99_us,"
+    csv << "clients,client_threads,pipeline,requests,window_us,tokens,tokens_per_s,p50_us,p99_us,"
            "tokens_per_batch,server_cpu_us_per_token,distinct_signatures,serials,verify,"
            "roughtime_order,errors,load_1m_before,others_cores,result\n";
     const auto quote = [](const std::string& s) {
@@ -1088,9 +1121,9 @@ int main(int argc, char** argv) {
       for (char ch : s) q += ch == '"' ? std::string("\"\"") : std::string(1, ch);
       return q + "\"";
     };
-    csv << chk->clients << ',' << chk->threads << ',' << chk->requests << ',' << chk->window_us
-        << ',' << chk->tokens << ',' << fmt("%.0f", chk->stats.tokens_per_s) << ','
-        << fmt("%.2f", chk->stats.p50_us) << ',' << fmt("%.2f", chk->stats.p99_us) << ','
+    csv << chk->clients << ',' << chk->threads << ',' << chk->depth << ',' << chk->requests << ','
+        << chk->window_us << ',' << chk->tokens << ',' << fmt("%.0f", chk->stats.tokens_per_s)
+        << ',' << fmt("%.2f", chk->stats.p50_us) << ',' << fmt("%.2f", chk->stats.p99_us) << ','
         << fmt("%.2f", chk->tokens_per_batch) << ',' << fmt("%.3f", chk->server_us_per_token) << ','
         << chk->distinct_signatures << ',' << quote(chk->serials) << ',' << quote(chk->verify)
         << ',' << quote(chk->order) << ',' << chk->stats.errors << ',' << chk->load_before << ','
