@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cassert>
 
 namespace taid::server {
 
@@ -28,6 +29,7 @@ std::size_t InterleaveTable::find(NtpTimestamp key) const {
 
 void InterleaveTable::erase_index(std::size_t position) {
   // Backward-shift deletion: no tombstones, so lookups never slow down with churn.
+  assert(position < index_.size() && "every ring entry is indexed");
   const std::size_t mask = index_.size() - 1;
   std::size_t hole = position;
   index_[hole] = kEmpty;

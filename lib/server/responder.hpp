@@ -74,6 +74,7 @@ struct Reply {
   // replies and KoDs already hold their transmit field.
   bool needs_transmit = false;
   // The receive stamp (T2) this reply carries: the key under which the I/O reports its TX stamp.
+  // Zero for a KoD (nothing to report).
   NtpTimestamp receive_time;
 };
 

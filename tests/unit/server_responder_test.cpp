@@ -3,6 +3,7 @@
 
 #include <array>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <random>
 #include <vector>
@@ -341,6 +342,90 @@ TEST(ServerResponder, ReplyNeverLargerThanRequest) {
     }
   }
   EXPECT_GT(replies, 1000);
+}
+
+TEST(ServerInterleaveTable, OldestEntriesGoFirst) {
+  InterleaveTable table(4);
+  for (uint64_t i = 1; i <= 6; ++i) {
+    table.insert(NtpTimestamp::from_raw(i << 20));
+    table.set_transmit(NtpTimestamp::from_raw(i << 20), NtpTimestamp::from_raw((i << 20) + 7));
+  }
+  EXPECT_EQ(table.size(), 4u);
+  EXPECT_EQ(table.capacity(), 4u);
+  EXPECT_FALSE(table.contains(NtpTimestamp::from_raw(1 << 20)));
+  EXPECT_FALSE(table.contains(NtpTimestamp::from_raw(2 << 20)));
+  for (uint64_t i = 3; i <= 6; ++i) {
+    EXPECT_EQ(table.transmit_of(NtpTimestamp::from_raw(i << 20)),
+              NtpTimestamp::from_raw((i << 20) + 7));
+  }
+  // Zero is never a key; unknown keys take no transmit stamp.
+  table.insert(NtpTimestamp{});
+  EXPECT_FALSE(table.contains(NtpTimestamp{}));
+  table.set_transmit(NtpTimestamp::from_raw(99), NtpTimestamp::from_raw(100));
+  EXPECT_FALSE(table.transmit_of(NtpTimestamp::from_raw(99)).has_value());
+  table.disable(NtpTimestamp::from_raw(3 << 20));
+  EXPECT_FALSE(table.transmit_of(NtpTimestamp::from_raw(3 << 20)).has_value());
+  EXPECT_TRUE(table.contains(NtpTimestamp::from_raw(3 << 20)));
+}
+
+TEST(ServerInterleaveTable, AgreesWithAReferenceModelUnderChurn) {
+  // Keys drawn from a small range so probe chains collide and wrap, against a map that keeps
+  // the same last `capacity` distinct keys.
+  constexpr std::size_t kCapacity = 37;
+  InterleaveTable table(kCapacity);
+  std::map<uint64_t, uint64_t> model;  // key -> transmit (0: none)
+  std::vector<uint64_t> order;         // insertion order of the keys in the model
+  std::mt19937_64 rng(11);
+  int mismatches = 0;
+  for (int step = 0; step < 200000; ++step) {
+    const uint64_t key = 1 + rng() % 300;
+    const auto ts = NtpTimestamp::from_raw(key);
+    switch (rng() % 3) {
+      case 0:
+        if (!model.contains(key)) {
+          if (order.size() == kCapacity) {
+            model.erase(order.front());
+            order.erase(order.begin());
+          }
+          model[key] = 0;
+          order.push_back(key);
+        }
+        table.insert(ts);
+        break;
+      case 1:
+        if (model.contains(key)) model[key] = key + 1000;
+        table.set_transmit(ts, NtpTimestamp::from_raw(key + 1000));
+        break;
+      default: {
+        const auto got = table.transmit_of(ts);
+        const auto it = model.find(key);
+        const bool want = it != model.end() && it->second != 0;
+        mismatches += table.contains(ts) != (it != model.end());
+        mismatches += got.has_value() != want;
+        if (got && want) mismatches += got->raw() != it->second;
+      }
+    }
+    mismatches += table.size() != model.size();
+  }
+  EXPECT_EQ(mismatches, 0);
+  EXPECT_EQ(table.size(), kCapacity);
+}
+
+TEST(ServerResponder, InterleavedNeedsTheEntryStillInTheTable) {
+  ResponderSettings settings = open_settings();
+  settings.interleave_entries = 2;
+  Responder responder(std::move(settings));
+  Reply first = std::get<Reply>(responder.respond(request(request_bytes()), clock_state()));
+  responder.patch_transmit(first, NtpTimestamp::from_raw(kT2 + 0x10000));
+  for (uint64_t i = 1; i <= 2; ++i) {  // two more replies push the first one out
+    (void)responder.respond(request(request_bytes(0x23, kT1 + i), kT2 + (i << 24)), clock_state());
+  }
+  Reply late = std::get<Reply>(responder.respond(
+      request(request_bytes(0x23, kT1 + 9, first.receive_time.raw(), kT1 + 5), kT2 + (9 << 24)),
+      clock_state()));
+  EXPECT_FALSE(late.interleaved);
+  EXPECT_TRUE(late.needs_transmit);
+  EXPECT_EQ(responder.interleave_table().size(), 2u);
 }
 
 }  // namespace
