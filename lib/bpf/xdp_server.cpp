@@ -325,6 +325,13 @@ std::optional<uint64_t> XdpServer::client_tat_ns(const std::array<uint8_t, 16>& 
   return value.tat_ns;
 }
 
+bool XdpServer::client_over_limit(const std::array<uint8_t, 16>& address,
+                                  uint64_t now_monotonic_ns) const {
+  if (!state_ || state_->settings.rate_interval_ns == 0) return false;
+  const auto tat = client_tat_ns(address);
+  return tat && *tat > now_monotonic_ns && *tat - now_monotonic_ns > state_->settings.rate_burst_ns;
+}
+
 XdpMode XdpServer::mode() const { return state_ ? state_->mode : XdpMode::native; }
 int XdpServer::ifindex() const { return state_ ? state_->ifindex : 0; }
 uint32_t XdpServer::program_id() const { return state_ ? state_->program_id : 0; }

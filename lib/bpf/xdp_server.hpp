@@ -106,6 +106,12 @@ class XdpServer {
   // never answered it, or the LRU table let it go. For the daemon's limiter, which sees only what
   // was passed up: a client XDP answered at full rate is not a fresh client there.
   std::optional<uint64_t> client_tat_ns(const std::array<uint8_t, 16>& address) const;
+  // Whether the program would refuse this client at `now_monotonic_ns` (CLOCK_MONOTONIC), by the
+  // program's own test. A request passed up as rate_limited is still over when user space reads
+  // it; the daemon should then give it the limiter's treatment (drop, leak, KoD) and not a fresh
+  // burst of its own: otherwise a client gets the burst twice, once here and once there. False
+  // without a rate limit or without state for the client.
+  bool client_over_limit(const std::array<uint8_t, 16>& address, uint64_t now_monotonic_ns) const;
 
   XdpMode mode() const;
   int ifindex() const;

@@ -730,12 +730,20 @@ TEST_P(XdpServerTest, RateLimitPassesTheExcessUp) {
   constexpr int64_t kInterval = int64_t{16} * 1'000'000'000;
   EXPECT_GE(static_cast<int64_t>(*tat), first_ns + 3 * kInterval);
   EXPECT_LE(static_cast<int64_t>(*tat), last_ns + 3 * kInterval);
+  // Over while the arrival time is more than burst - 1 = 2 intervals ahead: until one interval
+  // after the first request.
+  const auto at = [](int64_t ns) { return static_cast<uint64_t>(ns); };
+  EXPECT_TRUE(server_->client_over_limit(mapped(kClient4), at(last_ns)));
+  EXPECT_TRUE(server_->client_over_limit(mapped(kClient4), at(first_ns + kInterval - 1'000'000)));
+  EXPECT_FALSE(server_->client_over_limit(mapped(kClient4), at(last_ns + kInterval + 1'000'000)));
+  EXPECT_FALSE(server_->client_over_limit(mapped("10.78.0.99"), at(last_ns))) << "no state";
   EXPECT_TRUE(exchange(true, request(200)).reply) << "IPv6 address: a bucket of its own";
   const XdpStats after = stats();
   EXPECT_EQ(after[XDP_NTP_RATE_LIMITED] - before[XDP_NTP_RATE_LIMITED], 3u);
   EXPECT_EQ(after[XDP_NTP_ANSWERED] - before[XDP_NTP_ANSWERED], 4u);
   // Off again: answered.
   ASSERT_TRUE(server_->set_rate_limit(std::nullopt));
+  EXPECT_FALSE(server_->client_over_limit(mapped(kClient4), at(last_ns)));
   EXPECT_TRUE(exchange(false, request(300)).reply);
   EXPECT_FALSE(server_->set_rate_limit(XdpRateLimit{4, 0}));
 }
