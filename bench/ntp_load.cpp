@@ -12,7 +12,8 @@
 // ms or more), and what tells a limit of the generator from the server's: requests it could not
 // send in time (`skipped`), send errors, replies its own sockets dropped (the client netns' UDP
 // RcvbufErrors), and its CPU. With --server-pid the server's VmRSS/VmHWM (read under load, at the
-// end of the sending phase), CPU and its netns' UDP InDatagrams/RcvbufErrors are added. A first,
+// end of the sending phase), CPU (summed with any further PIDs given: --server-pid PID,KTHREAD...)
+// and its netns' UDP InDatagrams/RcvbufErrors are added. A first,
 // unreported warm-up step (W s, default 1) runs at the first rate. CPU figures include the kernel's
 // work done in each process's context (on veth the receive side's softirq often runs in the
 // sender's), so they are indications, not an attribution.
@@ -271,10 +272,17 @@ struct Options {
   std::size_t batch = 32;
   int drain_ms = 300;
   pid_t server_pid = 0;
+  std::vector<pid_t> extra_cpu_pids;  // e.g. a NAPI kthread doing an XDP server's work
   std::string csv;
   bool reflect = false;
   double reflect_for_s = 600;
 };
+
+int64_t server_cpu_ns(const Options& o) {
+  int64_t sum = process_cpu_ns(o.server_pid);
+  for (const pid_t pid : o.extra_cpu_pids) sum += std::max<int64_t>(0, process_cpu_ns(pid));
+  return sum;
+}
 
 int run_load(const Options& o) {
   prctl(PR_SET_TIMERSLACK, 1UL);  // the pacing sleeps are tens of microseconds
@@ -353,7 +361,7 @@ int run_load(const Options& o) {
     const double seconds = step == 0 ? o.warmup_s : o.seconds;
     const int64_t gen_drops0 = udp_counter("/proc/self/net/snmp", "RcvbufErrors");
     const int64_t gen_cpu0 = self_cpu_ns();
-    const int64_t srv_cpu0 = o.server_pid ? process_cpu_ns(o.server_pid) : 0;
+    const int64_t srv_cpu0 = o.server_pid ? server_cpu_ns(o) : 0;
     const int64_t srv_in0 = o.server_pid ? udp_counter(srv_snmp, "InDatagrams") : 0;
     const int64_t srv_err0 = o.server_pid ? udp_counter(srv_snmp, "RcvbufErrors") : 0;
     const uint64_t unmatched0 = sh.unmatched.load();
@@ -410,7 +418,7 @@ int run_load(const Options& o) {
     const int64_t sent_end_ns = mono_ns();
     const int64_t srv_rss = o.server_pid ? status_kb(o.server_pid, "VmRSS") : -1;
     const int64_t srv_hwm = o.server_pid ? status_kb(o.server_pid, "VmHWM") : -1;
-    const int64_t srv_cpu1 = o.server_pid ? process_cpu_ns(o.server_pid) : 0;
+    const int64_t srv_cpu1 = o.server_pid ? server_cpu_ns(o) : 0;
     const int64_t gen_cpu1 = self_cpu_ns();
     sleep_until_ns(sent_end_ns + int64_t{o.drain_ms} * 1'000'000);
     const double span_s = static_cast<double>(sent_end_ns - start_ns) * 1e-9;
@@ -540,7 +548,14 @@ int main(int argc, char** argv) {
     } else if (a == "--drain-ms") {
       o.drain_ms = std::stoi(value());
     } else if (a == "--server-pid") {
-      o.server_pid = static_cast<pid_t>(std::stoi(value()));
+      // PID[,PID...]: the first is the server (RSS, its netns' UDP counters); CPU is summed.
+      std::istringstream in(value());
+      for (std::string pid; std::getline(in, pid, ',');) {
+        if (o.server_pid == 0)
+          o.server_pid = static_cast<pid_t>(std::stoi(pid));
+        else
+          o.extra_cpu_pids.push_back(static_cast<pid_t>(std::stoi(pid)));
+      }
     } else if (a == "--csv") {
       o.csv = value();
     } else if (a == "--reflect") {
@@ -550,7 +565,7 @@ int main(int argc, char** argv) {
     } else if (a == "-h" || a == "--help") {
       std::printf(
           "usage: ntp_load ADDR:PORT [--rates 5k,10k,...] [--seconds S] [--warmup-s W]\n"
-          "         [--sockets N] [--batch B] [--drain-ms D] [--server-pid PID]\n"
+          "         [--sockets N] [--batch B] [--drain-ms D] [--server-pid PID[,PID]]\n"
           "         [--csv FILE]\n"
           "       ntp_load --reflect ADDR:PORT [--for S]\n");
       return 0;
