@@ -101,7 +101,10 @@ struct ntp_words {
 _Static_assert(sizeof(struct ntp_words) == XDP_NTP_HEADER_LEN, "NTP header is 48 bytes");
 
 static __always_inline void count(__u32 stat) {
-  __u64* counter = bpf_map_lookup_elem(&taid_xdp_stats, &stat);
+  /* A 4-byte key stored as a whole 8-byte word (little-endian: the key is its low half), see
+   * the stack discipline below. */
+  const __u64 key = stat;
+  __u64* counter = bpf_map_lookup_elem(&taid_xdp_stats, &key);
   if (counter) *counter += 1; /* per CPU: no atomics needed */
 }
 
@@ -136,35 +139,81 @@ static __always_inline __u64 add_word(__u64 sum, __u32 word) {
   return sum + (word & 0xffff) + (word >> 16);
 }
 
+/*
+ * Stack discipline for Linux 6.1 without CAP_PERFMON (the packaged service has CAP_BPF and
+ * CAP_NET_ADMIN): its verifier refuses a store narrower than 8 bytes into a stack slot that an
+ * 8-byte register store filled before ("attempt to corrupt spilled pointer on stack", even when
+ * the register held a plain 0, e.g. from a memset). So keys are built as whole 64-bit words in
+ * registers and stored once, copies go through registers, and nothing is memset and then patched.
+ * The word layouts below are little-endian's (x86, arm64: the targets taid builds for).
+ */
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "ntp_server_xdp.bpf.c composes its map keys for a little-endian BPF target"
+#endif
+
 static __always_inline void swap_mac(struct ethhdr* eth) {
-  __u8 tmp[ETH_ALEN];
-  __builtin_memcpy(tmp, eth->h_source, ETH_ALEN);
-  __builtin_memcpy(eth->h_source, eth->h_dest, ETH_ALEN);
-  __builtin_memcpy(eth->h_dest, tmp, ETH_ALEN);
+  __u32 dst_head, src_head;
+  __u16 dst_tail, src_tail;
+  __builtin_memcpy(&dst_head, eth->h_dest, 4);
+  __builtin_memcpy(&dst_tail, eth->h_dest + 4, 2);
+  __builtin_memcpy(&src_head, eth->h_source, 4);
+  __builtin_memcpy(&src_tail, eth->h_source + 4, 2);
+  __builtin_memcpy(eth->h_dest, &src_head, 4);
+  __builtin_memcpy(eth->h_dest + 4, &src_tail, 2);
+  __builtin_memcpy(eth->h_source, &dst_head, 4);
+  __builtin_memcpy(eth->h_source + 4, &dst_tail, 2);
 }
 
-/* Zeroed whole and then filled: see rx_timestamp.bpf.c for the 6.1 verifier's objection to
- * partial initializers of stack slots. */
-static __always_inline void make_client_key(struct xdp_ntp_client_key* key, const __u8* v6,
-                                            const __be32* v4) {
-  __builtin_memset(key, 0, sizeof(*key));
-  if (v6) {
-    __builtin_memcpy(key->addr, v6, 16);
-  } else {
-    key->addr[10] = 0xff;
-    key->addr[11] = 0xff;
-    __builtin_memcpy(&key->addr[12], v4, 4);
-  }
+union client_key {
+  struct xdp_ntp_client_key key;
+  __u64 words[2];
+};
+
+union prefix_key {
+  struct xdp_ntp_prefix_key key; /* 20 bytes; the third word's upper half is padding */
+  __u64 words[3];
+};
+
+/* The client's address: IPv6 as is, IPv4 v4-mapped. Two functions, not one taking a nullable
+ * packet pointer: comparing a packet pointer with NULL also needs CAP_PERFMON. */
+static __always_inline void client_key_v6(union client_key* key, const __u8* v6) {
+  __u64 head, tail;
+  __builtin_memcpy(&head, v6, 8);
+  __builtin_memcpy(&tail, v6 + 8, 8);
+  key->words[0] = head;
+  key->words[1] = tail;
 }
+
+static __always_inline void client_key_v4(union client_key* key, __be32 v4) {
+  key->words[0] = 0;
+  key->words[1] = 0xffff0000ULL | ((__u64)v4 << 32); /* bytes 00 00 ff ff a b c d */
+}
+
+/* {prefixlen = 128, address}: the address shifted 4 bytes on, word by word. */
+static __always_inline void make_prefix_key(union prefix_key* key, const union client_key* client) {
+  const __u64 a0 = client->words[0];
+  const __u64 a1 = client->words[1];
+  key->words[0] = 128 | (a0 << 32);
+  key->words[1] = (a0 >> 32) | (a1 << 32);
+  key->words[2] = a1 >> 32;
+}
+
+/* What the program reads of the settings under the lock. */
+struct snapshot {
+  struct xdp_ntp_clock clock;
+  __u64 rate_interval_ns;
+  __u64 rate_burst_ns;
+  __u64 access_slot;
+};
 
 /* GCRA per client: allowed while its theoretical arrival time is at most burst_ns ahead of now;
  * each answer moves it interval_ns on. Two CPUs updating one client at once may both pass: the
  * limit is approximate by a packet, never unbounded. */
-static __always_inline int within_rate(const struct xdp_ntp_client_key* key,
-                                       const struct xdp_ntp_settings* settings) {
+static __always_inline int within_rate(const union client_key* key,
+                                       const struct snapshot* settings) {
   if (settings->rate_interval_ns == 0) return 1;
   const __u64 now = bpf_ktime_get_ns();
-  struct xdp_ntp_client* client = bpf_map_lookup_elem(&taid_xdp_clients, key);
+  struct xdp_ntp_client* client = bpf_map_lookup_elem(&taid_xdp_clients, &key->key);
   if (client) {
     __u64 tat = client->tat_ns;
     if (tat < now) tat = now;
@@ -172,10 +221,8 @@ static __always_inline int within_rate(const struct xdp_ntp_client_key* key,
     client->tat_ns = tat + settings->rate_interval_ns;
     return 1;
   }
-  struct xdp_ntp_client fresh;
-  __builtin_memset(&fresh, 0, sizeof(fresh));
-  fresh.tat_ns = now + settings->rate_interval_ns;
-  bpf_map_update_elem(&taid_xdp_clients, key, &fresh, BPF_ANY);
+  const struct xdp_ntp_client fresh = {.tat_ns = now + settings->rate_interval_ns};
+  bpf_map_update_elem(&taid_xdp_clients, &key->key, &fresh, BPF_ANY);
   return 1;
 }
 
@@ -195,9 +242,8 @@ static __always_inline int check_ntp(const struct udphdr* udp, const struct ntp_
 
 /* Access, clock and rate; fills `settings` (a copy taken under the lock). Returns -1 to answer,
  * else the stat to count. */
-static __always_inline int check_client(const struct xdp_ntp_client_key* client,
-                                        struct xdp_ntp_settings* settings) {
-  const __u32 zero = 0;
+static __always_inline int check_client(const union client_key* client, struct snapshot* settings) {
+  const __u64 zero = 0; /* the 4-byte key 0, stored as a whole word */
   struct xdp_ntp_settings* live = bpf_map_lookup_elem(&taid_xdp_settings, &zero);
   if (!live) return XDP_NTP_CLOCK_UNSET;
   /* No calls while locked: copy the fields, then decide. */
@@ -208,13 +254,11 @@ static __always_inline int check_client(const struct xdp_ntp_client_key* client,
   settings->rate_burst_ns = live->rate_burst_ns;
   bpf_spin_unlock(&live->lock);
 
-  struct xdp_ntp_prefix_key key;
-  __builtin_memset(&key, 0, sizeof(key));
-  key.prefixlen = 128;
-  __builtin_memcpy(key.addr, client->addr, 16);
+  union prefix_key key;
+  make_prefix_key(&key, client);
   const struct xdp_ntp_access* rule = settings->access_slot == 0
-                                          ? bpf_map_lookup_elem(&taid_xdp_acl0, &key)
-                                          : bpf_map_lookup_elem(&taid_xdp_acl1, &key);
+                                          ? bpf_map_lookup_elem(&taid_xdp_acl0, &key.key)
+                                          : bpf_map_lookup_elem(&taid_xdp_acl1, &key.key);
   if (!rule) return XDP_NTP_NO_RULE;
   if (!rule->allow) return XDP_NTP_DENIED;
   if (!settings->clock.valid) return XDP_NTP_CLOCK_UNSET;
@@ -245,14 +289,13 @@ static __always_inline void fill_reply(struct ntp_words* ntp, const struct xdp_n
 /* The UDP checksum's sum over the pseudo header's length and protocol and the whole datagram
  * (check field zero, transmit still zero), given the sum over the two addresses. */
 static __always_inline __s64 udp_sum(struct udphdr* udp, void* data_end, __s64 address_sum) {
-  __be32 tail[2] = {bpf_htonl(sizeof(*udp) + XDP_NTP_HEADER_LEN), bpf_htonl(IPPROTO_UDP)};
   if ((void*)udp + sizeof(*udp) + XDP_NTP_HEADER_LEN > data_end) return -1;
   udp->check = 0;
   /* IPv4's pseudo header has 0, protocol, length (16 bit each); IPv6's 32-bit length, 0, next
-   * header: the same three 16-bit words plus zeros, so one tail serves both. */
-  __s64 sum = bpf_csum_diff(0, 0, tail, sizeof(tail), (__u32)address_sum);
-  if (sum < 0) return sum;
-  return bpf_csum_diff(0, 0, (__be32*)udp, sizeof(*udp) + XDP_NTP_HEADER_LEN, (__u32)sum);
+   * header: the same two non-zero 16-bit words, added as they lie in memory. */
+  const __u64 pseudo =
+      (__u32)address_sum + bpf_htons(sizeof(*udp) + XDP_NTP_HEADER_LEN) + bpf_htons(IPPROTO_UDP);
+  return bpf_csum_diff(0, 0, (__be32*)udp, sizeof(*udp) + XDP_NTP_HEADER_LEN, fold(pseudo));
 }
 
 /* T3 as late as possible: read, written, and added to the checksum, which is then stored. */
@@ -281,8 +324,7 @@ static __always_inline int serve_ipv4(struct xdp_md* ctx, __u64 t2_tai_ns) {
     /* Options: the port lies ihl words in. Direct packet access at a variable offset needs
      * CAP_PERFMON ("pointer arithmetic with it prohibited for !root"), the packaged service has
      * CAP_BPF and CAP_NET_ADMIN only; the helper reads it with those. Only counted: passed. */
-    struct udphdr header;
-    __builtin_memset(&header, 0, sizeof(header));
+    struct udphdr header; /* the helper fills it whole (or zeroes it on error) */
     if (bpf_xdp_load_bytes(ctx, sizeof(*eth) + ip->ihl * 4, &header, sizeof(header)))
       return XDP_PASS;
     return header.dest == bpf_htons(ntp_port) ? pass(XDP_NTP_NOT_PLAIN_IP) : XDP_PASS;
@@ -298,10 +340,9 @@ static __always_inline int serve_ipv4(struct xdp_md* ctx, __u64 t2_tai_ns) {
   int verdict = check_ntp(udp, ntp);
   if (verdict >= 0) return pass(verdict);
 
-  struct xdp_ntp_client_key client;
-  make_client_key(&client, 0, &ip->saddr);
-  struct xdp_ntp_settings settings;
-  __builtin_memset(&settings, 0, sizeof(settings));
+  union client_key client;
+  client_key_v4(&client, ip->saddr);
+  struct snapshot settings;
   verdict = check_client(&client, &settings);
   if (verdict >= 0) return pass(verdict);
 
@@ -342,18 +383,23 @@ static __always_inline int serve_ipv6(struct xdp_md* ctx, __u64 t2_tai_ns) {
   int verdict = check_ntp(udp, ntp);
   if (verdict >= 0) return pass(verdict);
 
-  struct xdp_ntp_client_key client;
-  make_client_key(&client, ip6->saddr.in6_u.u6_addr8, 0);
-  struct xdp_ntp_settings settings;
-  __builtin_memset(&settings, 0, sizeof(settings));
+  union client_key client;
+  client_key_v6(&client, ip6->saddr.in6_u.u6_addr8);
+  struct snapshot settings;
   verdict = check_client(&client, &settings);
   if (verdict >= 0) return pass(verdict);
 
   fill_reply(ntp, &settings.clock, t2_tai_ns);
   swap_mac(eth);
-  struct in6_addr saddr = ip6->saddr;
-  ip6->saddr = ip6->daddr;
-  ip6->daddr = saddr;
+  __u64 address[4]; /* source, then destination, in registers after -O2 */
+  __builtin_memcpy(&address[0], &ip6->saddr, 8);
+  __builtin_memcpy(&address[1], (__u8*)&ip6->saddr + 8, 8);
+  __builtin_memcpy(&address[2], &ip6->daddr, 8);
+  __builtin_memcpy(&address[3], (__u8*)&ip6->daddr + 8, 8);
+  __builtin_memcpy(&ip6->saddr, &address[2], 8);
+  __builtin_memcpy((__u8*)&ip6->saddr + 8, &address[3], 8);
+  __builtin_memcpy(&ip6->daddr, &address[0], 8);
+  __builtin_memcpy((__u8*)&ip6->daddr + 8, &address[1], 8);
   ip6->hop_limit = 64;
   const __be16 sport = udp->source;
   udp->source = udp->dest;
