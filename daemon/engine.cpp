@@ -763,13 +763,28 @@ void Engine::start_ntp_server() {
       };
     }
   }
-  auto server = NtpServer::open(std::move(settings), server_clock_state(), std::move(lookup));
+  // The XDP path answers a client up to its rate and passes the excess up: that client is over
+  // the limit already, and must not get a second burst from the user path's limiter.
+  OverLimitLookup over_limit;
+  if (!config_.server.xdp_interfaces.empty() && config_.server.rate_limit) {
+    over_limit = [this](const server::ClientAddress& client, int ifindex, int64_t now_ns) {
+      for (const XdpPath& path : xdp_servers_) {
+        if (path.program.ifindex() == ifindex)
+          return path.program.client_over_limit(client.address, static_cast<uint64_t>(now_ns));
+      }
+      return false;
+    };
+  }
+  // The XDP programs first: the workers read xdp_servers_, which must not change once they run.
+  for (const std::string& interface : config_.server.xdp_interfaces) start_xdp_server(interface);
+  auto server = NtpServer::open(std::move(settings), server_clock_state(), std::move(lookup),
+                                std::move(over_limit));
   if (!server) {
+    xdp_servers_.clear();  // no fast path without the server behind it
     log_error(strcat("no NTP server: ", server.error().message()));
     return;
   }
   ntp_server_ = std::move(*server);
-  for (const std::string& interface : config_.server.xdp_interfaces) start_xdp_server(interface);
   const NtpServerStats stats = ntp_server_->stats();
   std::string listening;
   for (const std::string& l : stats.listening) listening += (listening.empty() ? "" : " ") + l;

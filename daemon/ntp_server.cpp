@@ -163,10 +163,12 @@ struct NtpServer::Worker {
 
 Result<std::unique_ptr<NtpServer>> NtpServer::open(NtpServerSettings settings,
                                                    const server::ServerClockState& clock,
-                                                   RequestStampLookup bpf_stamps) {
+                                                   RequestStampLookup bpf_stamps,
+                                                   OverLimitLookup over_limit) {
   std::unique_ptr<NtpServer> server(new NtpServer());
   server->settings_ = std::move(settings);
   server->bpf_stamps_ = std::move(bpf_stamps);
+  server->over_limit_ = std::move(over_limit);
   server->responder_.emplace(server->settings_.responder);
   server->chooser_.emplace(server->settings_.stamp_policy);
   server->clock_ = clock;
@@ -286,6 +288,7 @@ void NtpServer::receive_batch(Worker& worker, Socket& socket) {
   std::array<net::RxCandidates, kBatch> candidates{};
   std::array<server::ClientAddress, kBatch> clients{};
   std::array<int, kBatch> ifindex{};
+  std::array<bool, kBatch> over_limit{};
   const int8_t kernel_precision = settings_.kernel_precision_log2;
   const int8_t user_precision = std::max(net::kUserStampPrecisionLog2, kernel_precision);
   for (int i = 0; i < received; ++i) {
@@ -294,6 +297,7 @@ void NtpServer::receive_batch(Worker& worker, Socket& socket) {
     clients[k] = client_of(worker.from[k]);
     const auto destination = destination_of(m);
     ifindex[k] = destination ? destination->ifindex : 0;
+    over_limit[k] = over_limit_ && over_limit_(clients[k], ifindex[k], now_monotonic);
     candidates[k] = {};
     candidates[k][ntp::TimestampSource::user] =
         ntp::LocalTimestamp{user_rx, ntp::TimestampSource::user, user_precision};
@@ -327,7 +331,7 @@ void NtpServer::receive_batch(Worker& worker, Socket& socket) {
                                                      : counters_.rx_user_stamps);
       const server::Request request{
           std::span<const uint8_t>(worker.data[k].data(), worker.in[k].msg_len), clients[k],
-          NtpTimestamp::from_utc(t2.time), now_monotonic};
+          NtpTimestamp::from_utc(t2.time), now_monotonic, over_limit[k]};
       auto decided = responder_->respond(request, clock_);
       if (!std::holds_alternative<server::Reply>(decided)) continue;
       // Only requests good enough to answer teach the chooser (as only accepted replies do the

@@ -56,6 +56,11 @@ using RequestStampLookup = std::function<std::optional<UtcTime>(
     const server::ClientAddress& client, uint16_t local_port, int ifindex,
     std::span<const uint8_t> bytes)>;
 
+// Whether a limiter in front of the server (the XDP fast path on interface `ifindex`) holds this
+// client over its rate already; called for each request that came in on such an interface.
+using OverLimitLookup = std::function<bool(const server::ClientAddress& client, int ifindex,
+                                           int64_t monotonic_ns)>;
+
 struct NtpServerStats {
   server::ResponderStats responder;
   uint64_t rx_kernel_stamps = 0;  // T2 from SO_TIMESTAMPING
@@ -78,7 +83,8 @@ class NtpServer {
   // Opens every socket and starts the workers; errors name the address ("bind [::]:123: ...").
   static Result<std::unique_ptr<NtpServer>> open(NtpServerSettings settings,
                                                  const server::ServerClockState& clock,
-                                                 RequestStampLookup bpf_stamps = {});
+                                                 RequestStampLookup bpf_stamps = {},
+                                                 OverLimitLookup over_limit = {});
   ~NtpServer();  // stops and joins the workers
   NtpServer(const NtpServer&) = delete;
   NtpServer& operator=(const NtpServer&) = delete;
@@ -101,6 +107,7 @@ class NtpServer {
 
   NtpServerSettings settings_;
   RequestStampLookup bpf_stamps_;
+  OverLimitLookup over_limit_;
   mutable std::mutex mutex_;  // the responder, the clock state and the counters below
   std::optional<server::Responder> responder_;
   server::ServerClockState clock_;

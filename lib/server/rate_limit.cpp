@@ -143,6 +143,12 @@ uint64_t RateLimiter::hash(const std::array<uint8_t, 16>& address) const {
 
 bool RateLimiter::draw_one_in(int log2) { return (rng_() & ((uint64_t{1} << log2) - 1)) == 0; }
 
+RateDecision RateLimiter::decide_over_limit() {
+  if (draw_one_in(settings_.leak_log2)) return RateDecision::allow;
+  if (settings_.kod_log2 > 0 && draw_one_in(settings_.kod_log2)) return RateDecision::kiss_of_death;
+  return RateDecision::drop;
+}
+
 RateDecision RateLimiter::decide(const std::array<uint8_t, 16>& address, int64_t monotonic_ns) {
   Slot* const bucket = &slots_[(hash(address) & bucket_mask_) * kWays];
   Slot* slot = nullptr;

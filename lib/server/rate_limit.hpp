@@ -60,6 +60,9 @@ class RateLimiter {
   // One request from `address` (16-byte form, the port plays no part) at CLOCK_MONOTONIC
   // `monotonic_ns`: answer, drop, or answer with a KoD RATE.
   RateDecision decide(const std::array<uint8_t, 16>& address, int64_t monotonic_ns);
+  // A request from a client another limiter already holds over the limit (the XDP path's): the
+  // leak and KoD draws only, nothing taken from or given to its bucket here.
+  RateDecision decide_over_limit();
 
   const RateLimitSettings& settings() const { return settings_; }
   std::size_t capacity() const { return slots_.size(); }

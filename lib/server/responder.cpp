@@ -92,7 +92,9 @@ std::variant<Reply, Drop> Responder::respond(const Request& request,
   int poll = in.poll;
   RateDecision decision = RateDecision::allow;
   if (rate_limiter_) {
-    decision = rate_limiter_->decide(request.client.address, request.monotonic_ns);
+    decision = request.over_limit_elsewhere
+                   ? rate_limiter_->decide_over_limit()
+                   : rate_limiter_->decide(request.client.address, request.monotonic_ns);
     poll = std::max(poll, rate_limiter_->settings().interval_log2);
   }
   if (decision == RateDecision::drop) return dropped(Drop::rate_limited);

@@ -83,6 +83,10 @@ struct Request {
   ClientAddress client;
   NtpTimestamp receive_time;  // T2: the kernel (eBPF or SO_TIMESTAMPING) or user-space RX stamp
   int64_t monotonic_ns = 0;   // CLOCK_MONOTONIC at receipt, for the rate limiter's buckets
+  // Another limiter in front of this one (the XDP fast path's) already holds this client over its
+  // rate: the request gets the over-limit treatment (leak, KoD, drop) without a fresh burst here,
+  // or the client would be given the burst twice.
+  bool over_limit_elsewhere = false;
 };
 
 struct ResponderSettings {

@@ -313,6 +313,34 @@ TEST(ServerResponder, KissOfDeathRate) {
             responder.stats().replied - responder.stats().kiss_of_death);
 }
 
+// A client the XDP path already holds over its rate gets no fresh burst here: only the leak and
+// KoD draws (without the flag, the same requests would all be answered from a full bucket).
+TEST(ServerResponder, OverLimitElsewhereGetsNoSecondBurst) {
+  ResponderSettings settings = open_settings();
+  settings.rate_limit = RateLimitSettings{3, 8, 2, 0};  // burst 8, leak 1 in 4, no KoD
+  settings.random_seed = 5;
+  Responder responder(settings);
+  Responder fresh(settings);
+  int answered = 0;
+  int answered_fresh = 0;
+  for (int i = 0; i < 400; ++i) {
+    const Bytes bytes = request_bytes(0x23, kT1 + static_cast<uint64_t>(i));  // the span's owner
+    Request over = request(bytes, kT2 + 1000 * static_cast<uint64_t>(i));
+    over.over_limit_elsewhere = true;
+    if (std::holds_alternative<Reply>(responder.respond(over, clock_state()))) ++answered;
+    if (i < 8) {
+      const Request plain = request(bytes, kT2 + 1000 * static_cast<uint64_t>(i));
+      if (std::holds_alternative<Reply>(fresh.respond(plain, clock_state()))) ++answered_fresh;
+    }
+  }
+  EXPECT_EQ(answered_fresh, 8);  // the burst, had the flag been ignored
+  // 1 in 4 leaks: 100 expected of 400 (binomial sd ~8.7).
+  EXPECT_GT(answered, 60);
+  EXPECT_LT(answered, 140);
+  EXPECT_EQ(responder.stats().dropped[static_cast<std::size_t>(Drop::rate_limited)],
+            static_cast<uint64_t>(400 - answered));
+}
+
 TEST(ServerResponder, PollRaisedToTheRateLimitInterval) {
   ResponderSettings settings = open_settings();
   settings.rate_limit = RateLimitSettings{3, 8, 2, 0};
