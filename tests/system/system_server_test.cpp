@@ -6,16 +6,18 @@
 // with `xdpserver` on its veth end (the XDP program answers plain requests in the kernel and
 // passes the rest up). Both ends share this kernel's clock, so the true offset is 0 and each
 // client must see |offset| < 100 µs:
-//   a. chronyd -Q (one shot, prints the offset and exits; never touches the clock);
+//   a. chronyd -Q (one shot, prints the offset and exits; never touches the clock), up to three
+//      runs, the best must pass (basic mode: load delays a reply after its T3 was written);
 //   b. chronyd -x with xleave, polling every 250 ms: `chronyc ntpdata` says interleaved;
-//   c. NTPsec's ntpdig -j (best of 4 samples: Python's own latency lands on one side);
+//   c. NTPsec's ntpdig -j -p 4 (its best of 4 samples), up to three runs likewise;
 //   d. taid -x as client of the server.
-// Then, from a datagram socket in the client namespace: bad input (truncated, garbage, version
-// 0 and 5, modes 4, 6 and 7, a zero transmit field, a MAC) gets no reply and, in taid, is
-// counted by reason in `taictl serverstats --json` while a good request keeps being answered; a
-// denied subnet gets nothing; a rate-limited client gets its burst and then little, while a
-// second address is still served; a reply is never larger than its request; without `local`
-// the reply says LI=3 stratum 16.
+// Then, from a datagram socket in the client namespace: bad input (truncated, oversized,
+// malformed, version 0 and 5, modes 4, 6 and 7, a zero transmit field, a MAC) gets no reply
+// and, in taid, is counted by reason in `taictl serverstats --json` (and, with XDP, passed up by
+// reason) while a good request keeps being answered; a denied /30 gets nothing; a rate-limited
+// client gets its burst once and then little (KoD RATE with `kod`), while a second address is
+// still served; a reply is never larger than its request; without `local` the reply says LI=3
+// (stratum 16 from taid, 0 from chronyd).
 //
 // Root only (the rule of tests/system): skipped with the reason elsewhere, failed under CI=true.
 // No process here can set the clock: chronyd runs with -x or -Q, taid with -x, and all of them
