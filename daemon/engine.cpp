@@ -871,7 +871,7 @@ json Engine::serverstats_json() const {
   const NtpServerStats s = ntp_server_->stats();
   j["listening"] = s.listening;
   j["workers"] = s.workers;
-  j["received"] = s.responder.received;
+  j["received"] = s.responder.received + s.oversized;  // every datagram, as chronyc counts
   j["replied"] = s.responder.replied;
   j["interleaved"] = s.responder.interleaved;
   j["kiss_of_death"] = s.responder.kiss_of_death;

@@ -67,6 +67,13 @@ const RateLimiter* Responder::rate_limiter() const {
   return rate_limiter_ ? &*rate_limiter_ : nullptr;
 }
 
+namespace {
+// RFC 8915's field types: Unique Identifier, NTS Cookie, Cookie Placeholder, Authenticator.
+bool is_nts_field(uint16_t type) {
+  return type == 0x0104 || type == 0x0204 || type == 0x0304 || type == 0x0404;
+}
+}  // namespace
+
 std::variant<Reply, Drop> Responder::respond(const Request& request,
                                              const ServerClockState& clock) {
   ++stats_.received;
@@ -75,6 +82,8 @@ std::variant<Reply, Drop> Responder::respond(const Request& request,
     return reason;
   };
   const std::span<const uint8_t> bytes = request.bytes;
+  // Who asks first, as chrony does: a denied client learns nothing, whatever it sends.
+  if (!settings_.access.allows(request.client.address)) return dropped(Drop::denied);
   if (bytes.size() < ntp::kHeaderSize) return dropped(Drop::too_short);
   // Version and mode from the first byte, before the codec (which refuses version 0 and mode 0
   // as malformed): the counters should say why.
@@ -85,8 +94,13 @@ std::variant<Reply, Drop> Responder::respond(const Request& request,
   if (!decoded) return dropped(Drop::malformed);
   const ntp::Packet& in = *decoded;
   if (in.transmit_time.is_zero()) return dropped(Drop::zero_transmit);
-  if (!in.extensions.empty() || !in.mac.empty()) return dropped(Drop::authenticated);
-  if (!settings_.access.allows(request.client.address)) return dropped(Drop::denied);
+  // A MAC or NTS fields ask for an authenticated answer, which we cannot give (no keys): none
+  // at all rather than one the client must reject. Any other extension field is ignored, as
+  // RFC 7822 says and chrony does: the answer is the bare header.
+  if (!in.mac.empty()) return dropped(Drop::authenticated);
+  for (const ntp::ExtensionField& field : in.extensions) {
+    if (is_nts_field(field.type)) return dropped(Drop::authenticated);
+  }
 
   // chrony: the poll field tells a client polling faster than the rate limit to slow down.
   int poll = in.poll;

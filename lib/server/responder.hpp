@@ -48,8 +48,9 @@ enum class Drop : uint8_t {
   bad_version,      // version 0 or above 4
   not_client_mode,  // modes 0, 1, 2, 4, 5, 6 (control), 7 (private): no answer
   zero_transmit,    // a client request with transmit 0 cannot be matched by its client
-  authenticated,    // carries a MAC or NTS fields: no keys here, no unauthenticated answer
-  denied,           // access list
+  authenticated,    // carries a MAC or NTS fields (RFC 8915): no keys here, no unauthenticated
+                    // answer; other extension fields are ignored (RFC 7822)
+  denied,           // access list (checked first: a denied client's packets count only here)
   rate_limited,     // over the client's rate, and not leaked
 };
 inline constexpr std::size_t kDropReasons = 8;
