@@ -621,15 +621,26 @@ bool valid_interface_name(std::string_view name) {
 }
 
 void parse_xdpserver(ParseState& st, const Line& line) {
-  if (line.words.size() != 2) st.fail(line, "xdpserver: expected one interface name");
+  if (line.words.size() < 2 || line.words.size() > 3)
+    st.fail(line, "xdpserver: expected an interface name and optionally native or generic");
   const std::string_view name = line.words[1];
   if (!valid_interface_name(name))
     st.fail(line, strcat("xdpserver: '", name,
                          "' is not an interface name (1 to 15 characters, no '/', ':' or '*')"));
-  for (const std::string& seen : st.config.server.xdp_interfaces) {
-    if (seen == name) st.fail(line, strcat("xdpserver: duplicate interface '", name, "'"));
+  for (const XdpServerDirective& seen : st.config.server.xdp_interfaces) {
+    if (seen.interface == name)
+      st.fail(line, strcat("xdpserver: duplicate interface '", name, "'"));
   }
-  st.config.server.xdp_interfaces.emplace_back(name);
+  XdpServerDirective directive{std::string(name), XdpServerDirective::Mode::native_first};
+  if (line.words.size() == 3) {
+    if (iequals(line.words[2], "native"))
+      directive.mode = XdpServerDirective::Mode::native;
+    else if (iequals(line.words[2], "generic"))
+      directive.mode = XdpServerDirective::Mode::generic;
+    else
+      st.fail(line, strcat("xdpserver: unknown mode '", line.words[2], "' (native or generic)"));
+  }
+  st.config.server.xdp_interfaces.push_back(std::move(directive));
   if (st.first_xdpserver_line == 0) st.first_xdpserver_line = line.number;
 }
 

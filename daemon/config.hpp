@@ -65,8 +65,10 @@
 // and two of ours:
 //   serverworkers N       worker threads, each with its own SO_REUSEPORT socket (1..64;
 //                         default: one per online CPU)
-//   xdpserver IFACE       answer plain client requests in the kernel on IFACE with an XDP
-//                         program (repeatable, one line per interface)
+//   xdpserver IFACE [native|generic]   answer plain client requests in the kernel on IFACE with
+//                         an XDP program (repeatable, one line per interface). Default: native,
+//                         generic where the driver has no XDP. On a veth, native XDP_TX reaches
+//                         the peer only when the peer runs an XDP program: say generic there.
 // minpoll/maxpoll are log2 seconds in -6..17 (below 4, i.e. 16 s, only for links one owns, as
 // in chrony), port 1..65535, maxsources 1..16. Numbers are decimal ("0.5", "1e-3"; no sign "+",
 // no hex, no "inf"/"nan"); seconds at most 10^9 (they become int64 nanoseconds). chrony checks
@@ -141,6 +143,14 @@ struct SourceDirective {
   std::string origin;                    // "file:line", for messages about this source
 };
 
+// One xdpserver line.
+struct XdpServerDirective {
+  enum class Mode { native_first, native, generic };
+  std::string interface;
+  Mode mode = Mode::native_first;
+  friend bool operator==(const XdpServerDirective&, const XdpServerDirective&) = default;
+};
+
 // The NTP server's settings.
 struct ServerConfig {
   server::AccessList access;
@@ -152,7 +162,7 @@ struct ServerConfig {
   std::optional<server::RateLimitSettings> rate_limit;
   std::size_t client_log_bytes = 524288;
   int workers = 0;  // 0: one per online CPU
-  std::vector<std::string> xdp_interfaces;
+  std::vector<XdpServerDirective> xdp_interfaces;
   bool enabled() const { return any_allow && port != 0; }
 };
 

@@ -776,7 +776,7 @@ void Engine::start_ntp_server() {
     };
   }
   // The XDP programs first: the workers read xdp_servers_, which must not change once they run.
-  for (const std::string& interface : config_.server.xdp_interfaces) start_xdp_server(interface);
+  for (const XdpServerDirective& xdp : config_.server.xdp_interfaces) start_xdp_server(xdp);
   auto server = NtpServer::open(std::move(settings), server_clock_state(), std::move(lookup),
                                 std::move(over_limit));
   if (!server) {
@@ -795,15 +795,19 @@ void Engine::start_ntp_server() {
 }
 
 // Native XDP first (in the driver: the earliest T2, the fastest path), generic where the driver has
-// none. Errors leave the user path serving alone, and say why.
-void Engine::start_xdp_server(const std::string& interface) {
+// none, or the mode the line names. Errors leave the user path serving alone, and say why.
+void Engine::start_xdp_server(const XdpServerDirective& xdp) {
+  const std::string& interface = xdp.interface;
   const int ifindex = static_cast<int>(::if_nametoindex(interface.c_str()));
   if (ifindex == 0) {
     log_error(strcat("xdpserver ", interface, ": no such interface; the user path serves alone"));
     return;
   }
-  auto program = bpf::XdpServer::attach(ifindex, bpf::XdpMode::native, config_.server.port);
-  if (!program) {
+  using Mode = XdpServerDirective::Mode;
+  auto program = bpf::XdpServer::attach(
+      ifindex, xdp.mode == Mode::generic ? bpf::XdpMode::generic : bpf::XdpMode::native,
+      config_.server.port);
+  if (!program && xdp.mode == Mode::native_first) {
     const std::string native_error = program.error().message();
     program = bpf::XdpServer::attach(ifindex, bpf::XdpMode::generic, config_.server.port);
     if (!program) {
@@ -813,6 +817,19 @@ void Engine::start_xdp_server(const std::string& interface) {
     }
     log_info(strcat("xdpserver ", interface, ": native XDP refused (", native_error,
                     "), generic XDP attached"));
+  }
+  if (!program) {
+    log_error(strcat("xdpserver ", interface, ": ", program.error().message(),
+                     "; the user path serves alone"));
+    return;
+  }
+  // veth hands a native XDP_TX frame to its peer's NAPI ring, which exists only while the peer
+  // runs an XDP program of its own; otherwise the reply is dropped without a word.
+  if (program->mode() == bpf::XdpMode::native) {
+    if (const auto driver = net::interface_driver(interface); driver && *driver == "veth")
+      log_warning(strcat("xdpserver ", interface, ": a veth; native XDP replies reach its peer "
+                         "only while the peer runs an XDP program (bpf/xdp_pass.bpf.o), else "
+                         "write 'xdpserver ", interface, " generic'"));
   }
   std::vector<bpf::XdpPrefix> rules;
   for (const server::AccessPrefix& p : config_.server.access.longest_prefix_table())

@@ -145,7 +145,7 @@ class Engine {
   std::unique_ptr<NtpServer> ntp_server_;
   void start_ntp_server();
   server::ServerClockState server_clock_state() const;
-  void start_xdp_server(const std::string& interface);
+  void start_xdp_server(const XdpServerDirective& xdp);
   void update_xdp_clocks(const server::ServerClockState& state);
   // The signing socket (signsocket) and what it signs with: the time and bound now, or why not.
   std::unique_ptr<SignServer> sign_server_;

@@ -1,9 +1,12 @@
 // Interface lookup for the timestamp paths: by route (rtnetlink), by index, all of them.
 #include "net/interfaces.hpp"
 
+#include <linux/ethtool.h>
 #include <linux/netlink.h>
+#include <linux/sockios.h>
 #include <linux/rtnetlink.h>
 #include <net/if.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <array>
@@ -90,6 +93,20 @@ Result<std::vector<std::string>> interface_names() {
   }
   ::if_freenameindex(list);
   return names;
+}
+
+Result<std::string> interface_driver(const std::string& name) {
+  if (name.size() >= IFNAMSIZ) return Error::plain(strcat("interface name '", name, "' too long"));
+  Fd fd(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!fd) return Error::from_errno("socket for ETHTOOL_GDRVINFO");
+  ethtool_drvinfo info{};
+  info.cmd = ETHTOOL_GDRVINFO;
+  ifreq request{};
+  std::memcpy(request.ifr_name, name.c_str(), name.size());
+  request.ifr_data = reinterpret_cast<char*>(&info);
+  if (::ioctl(fd.get(), SIOCETHTOOL, &request) != 0)
+    return Error::from_errno(strcat("ETHTOOL_GDRVINFO on ", name));
+  return std::string(info.driver, strnlen(info.driver, sizeof info.driver));
 }
 
 }  // namespace taid::net

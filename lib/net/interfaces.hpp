@@ -22,4 +22,8 @@ std::string interface_name(int ifindex);
 // The names of all interfaces in the calling thread's network namespace, for "hwtimestamp *".
 Result<std::vector<std::string>> interface_names();
 
+// The kernel driver behind an interface ("veth", "mlx5_core", ...), as `ethtool -i` shows it
+// (ETHTOOL_GDRVINFO).
+Result<std::string> interface_driver(const std::string& name);
+
 }  // namespace taid::net

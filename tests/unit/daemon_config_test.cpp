@@ -618,7 +618,7 @@ TEST(ServerConfig, DefaultsAndEachDirective) {
       "allow 10.0.0.0/8\ndeny 10.1.0.0/16\nallow 2001:db8::/32\nport 1123\n"
       "bindaddress 10.0.0.1\nbindaddress ::1\nlocal stratum 8 distance 0.5\n"
       "ratelimit interval 1 burst 16 leak 3 kod 2\nclientloglimit 1048576\nserverworkers 3\n"
-      "xdpserver veth0\nxdpserver eth1\n",
+      "xdpserver veth0 generic\nxdpserver eth1\nxdpserver eth2 native\n",
       "t.conf");
   EXPECT_TRUE(c.server.enabled());
   EXPECT_EQ(c.server.port, 1123);
@@ -629,7 +629,11 @@ TEST(ServerConfig, DefaultsAndEachDirective) {
   EXPECT_EQ(*c.server.rate_limit, (server::RateLimitSettings{1, 16, 3, 2}));
   EXPECT_EQ(c.server.client_log_bytes, 1048576U);
   EXPECT_EQ(c.server.workers, 3);
-  EXPECT_EQ(c.server.xdp_interfaces, (std::vector<std::string>{"veth0", "eth1"}));
+  using XdpMode = XdpServerDirective::Mode;
+  EXPECT_EQ(c.server.xdp_interfaces,
+            (std::vector<XdpServerDirective>{{"veth0", XdpMode::generic},
+                                             {"eth1", XdpMode::native_first},
+                                             {"eth2", XdpMode::native}}));
   // The access list as chrony reads it: the most specific subnet wins.
   EXPECT_TRUE(c.server.access.allows(*server::parse_address16("10.2.3.4")));
   EXPECT_FALSE(c.server.access.allows(*server::parse_address16("10.1.3.4")));
@@ -664,6 +668,7 @@ TEST(ServerConfig, BadLinesNameTheLine) {
        "t.conf:2: xdpserver: 'a/b' is not an interface name (1 to 15 characters, no '/', ':' or "
        "'*')"},
       {"allow\nxdpserver v0\nxdpserver v0\n", "t.conf:3: xdpserver: duplicate interface 'v0'"},
+      {"allow\nxdpserver v0 fast\n", "t.conf:2: xdpserver: unknown mode 'fast' (native or generic)"},
       {"# comment\nxdpserver v0\n",
        "t.conf:2: xdpserver: the NTP server is off (it needs an allow line and a port other than "
        "0)"},
