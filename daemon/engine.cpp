@@ -745,7 +745,7 @@ void Engine::start_ntp_server() {
     }
     if (!server_bpf_.empty()) {
       lookup = [this](const server::ClientAddress& client, uint16_t local_port, int ifindex,
-                      std::span<const uint8_t> bytes) -> std::optional<UtcTime> {
+                      std::span<const uint8_t> bytes) -> std::optional<TaiTime> {
         const auto it = server_bpf_.find(ifindex);
         if (it == server_bpf_.end() || bytes.size() < ntp::kHeaderSize) return std::nullopt;
         rx_ts_key key{};
@@ -753,13 +753,7 @@ void Engine::start_ntp_server() {
         key.remote_port = client.port;
         key.local_port = local_port;
         std::memcpy(&key.transmit_ts, bytes.data() + RX_TS_NTP_TRANSMIT_OFFSET, 8);
-        const auto tai = it->second.take(key);
-        if (!tai) return std::nullopt;
-        // The kernel's offset, read in this worker (KernelTaiOffset is a read of adjtimex).
-        timescale::KernelTaiOffset offset;
-        auto utc = timescale::utc_from_tai(*tai, offset);
-        if (!utc) return std::nullopt;
-        return *utc;
+        return it->second.take(key);
       };
     }
   }

@@ -17,6 +17,7 @@
 #include "core/log.hpp"
 #include "core/strcat.hpp"
 #include "net/timestamping.hpp"
+#include "timescale/tai.hpp"
 
 namespace taid::daemon {
 namespace {
@@ -92,9 +93,14 @@ Result<Fd> open_socket(int family, const std::string& address, uint16_t port) {
   const int one = 1;
   if (::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
     return Error::from_errno(strcat("SO_REUSEPORT on ", where));
-  // Software RX and TX stamps; TX stamps come back with the packet (see the header).
-  const uint32_t flags = SOF_TIMESTAMPING_RX_SOFTWARE | SOF_TIMESTAMPING_TX_SOFTWARE |
-                         SOF_TIMESTAMPING_SOFTWARE;
+  // Room for bursts while a worker is busy with a batch (the kernel caps it at rmem_max; a
+  // smaller buffer only means earlier drops, so a refusal is no error).
+  const int receive_buffer = 1 << 20;
+  (void)::setsockopt(fd.get(), SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer);
+  // Software RX stamps for every request; software TX stamps are asked per reply (a
+  // SCM_TIMESTAMPING cmsg on the send, Linux >= 4.13) and come back with the packet (see the
+  // header). SOFTWARE is the reporting flag both need.
+  const uint32_t flags = SOF_TIMESTAMPING_RX_SOFTWARE | SOF_TIMESTAMPING_SOFTWARE;
   if (::setsockopt(fd.get(), SOL_SOCKET, SO_TIMESTAMPING, &flags, sizeof flags) != 0)
     return Error::from_errno(strcat("SO_TIMESTAMPING on ", where));
   if (family == AF_INET) {
@@ -147,16 +153,19 @@ struct NtpServer::Worker {
   std::array<std::array<uint8_t, kRequestBuffer>, kBatch> data{};
   std::array<sockaddr_storage, kBatch> from{};
   std::array<iovec, kBatch> iov{};
-  std::array<std::array<char, kControlBuffer>, kBatch> control{};
+  alignas(cmsghdr) std::array<std::array<char, kControlBuffer>, kBatch> control{};
   std::array<mmsghdr, kBatch> in{};
   // sendmmsg's: the replies, their destinations and source-address cmsgs.
   std::array<server::Reply, kBatch> replies{};
   std::array<iovec, kBatch> out_iov{};
-  std::array<std::array<char, CMSG_SPACE(sizeof(in6_pktinfo))>, kBatch> out_control{};
+  // Each buffer's size is a multiple of cmsghdr's alignment, so every one of them is aligned.
+  alignas(cmsghdr) std::array<std::array<char, CMSG_SPACE(sizeof(in6_pktinfo)) + CMSG_SPACE(sizeof(uint32_t))>,
+             kBatch>
+      out_control{};
   std::array<mmsghdr, kBatch> out{};
   // The error queue's.
   std::array<std::array<uint8_t, kErrorBuffer>, kBatch> error_data{};
-  std::array<std::array<char, kControlBuffer>, kBatch> error_control{};
+  alignas(cmsghdr) std::array<std::array<char, kControlBuffer>, kBatch> error_control{};
   std::array<iovec, kBatch> error_iov{};
   std::array<mmsghdr, kBatch> errors{};
 };
@@ -287,16 +296,30 @@ void NtpServer::receive_batch(Worker& worker, Socket& socket) {
   // Every path's stamp first, outside the lock (the eBPF lookup is a syscall).
   std::array<net::RxCandidates, kBatch> candidates{};
   std::array<server::ClientAddress, kBatch> clients{};
+  std::array<std::optional<Destination>, kBatch> destinations{};
   std::array<int, kBatch> ifindex{};
   std::array<bool, kBatch> over_limit{};
   const int8_t kernel_precision = settings_.kernel_precision_log2;
+  bool want_bpf = false;
+  if (bpf_stamps_) {
+    std::lock_guard lock(mutex_);
+    want_bpf = !chooser_->decided() || chooser_->current() == ntp::TimestampSource::bpf;
+  }
+  // The kernel's TAI offset around the lookups, for their CLOCK_TAI stamps (utc_from_tai's rule:
+  // when it changed by one second in between, a leap; each stamp on its side of the instant).
+  timescale::KernelTaiOffset tai_offset;
+  std::optional<int32_t> offset_before;
+  if (want_bpf) {
+    if (auto o = tai_offset.tai_offset_s()) offset_before = *o;
+  }
+  std::array<std::optional<TaiTime>, kBatch> bpf_tai{};
   const int8_t user_precision = std::max(net::kUserStampPrecisionLog2, kernel_precision);
   for (int i = 0; i < received; ++i) {
     const auto k = static_cast<std::size_t>(i);
     msghdr& m = worker.in[k].msg_hdr;
     clients[k] = client_of(worker.from[k]);
-    const auto destination = destination_of(m);
-    ifindex[k] = destination ? destination->ifindex : 0;
+    destinations[k] = destination_of(m);
+    ifindex[k] = destinations[k] ? destinations[k]->ifindex : 0;
     over_limit[k] = over_limit_ && over_limit_(clients[k], ifindex[k], now_monotonic);
     candidates[k] = {};
     candidates[k][ntp::TimestampSource::user] =
@@ -305,12 +328,22 @@ void NtpServer::receive_batch(Worker& worker, Socket& socket) {
     if (control.software)
       candidates[k][ntp::TimestampSource::kernel] =
           ntp::LocalTimestamp{*control.software, ntp::TimestampSource::kernel, kernel_precision};
-    if (bpf_stamps_) {
-      if (const auto stamp = bpf_stamps_(clients[k], socket.port, ifindex[k],
-                                         std::span<const uint8_t>(worker.data[k].data(),
-                                                                  worker.in[k].msg_len)))
-        candidates[k][ntp::TimestampSource::bpf] =
-            ntp::LocalTimestamp{*stamp, ntp::TimestampSource::bpf, kernel_precision};
+    if (want_bpf && offset_before)
+      bpf_tai[k] = bpf_stamps_(clients[k], socket.port, ifindex[k],
+                               std::span<const uint8_t>(worker.data[k].data(), worker.in[k].msg_len));
+  }
+  if (want_bpf && offset_before) {
+    const auto offset_after = tai_offset.tai_offset_s();
+    for (int i = 0; offset_after && i < received; ++i) {
+      const auto k = static_cast<std::size_t>(i);
+      if (!bpf_tai[k]) continue;
+      int32_t applied = *offset_before;
+      if (*offset_after != applied && std::abs(int64_t{*offset_after} - applied) == 1 &&
+          !(*bpf_tai[k] < timescale::leap_change_instant(*bpf_tai[k], applied, *offset_after)))
+        applied = *offset_after;
+      candidates[k][ntp::TimestampSource::bpf] = ntp::LocalTimestamp{
+          bpf_tai[k]->to_utc(Duration::from_s(applied)), ntp::TimestampSource::bpf,
+          kernel_precision};
     }
   }
 
@@ -346,25 +379,45 @@ void NtpServer::receive_batch(Worker& worker, Socket& socket) {
                                  worker.replies[replies].size};
       o.msg_iov = &worker.out_iov[replies];
       o.msg_iovlen = 1;
-      if (const auto destination = destination_of(m)) {
-        auto& buffer = worker.out_control[replies];
-        o.msg_control = buffer.data();
-        o.msg_controllen = buffer.size();
-        cmsghdr* c = CMSG_FIRSTHDR(&o);
+      // A kernel TX stamp only where a next request may be interleaved: the request's origin
+      // is set (an interleaving client echoes our last T2 there; chrony, ntpdig and taid send 0
+      // in basic mode). Each stamp costs a packet clone and an error-queue read. A client that
+      // starts interleaving gets one more basic reply first: its origin-0 request went unstamped.
+      bool origin_set = false;
+      for (std::size_t b = 24; b < 32; ++b) origin_set = origin_set || worker.data[k][b] != 0;
+      auto& buffer = worker.out_control[replies];
+      buffer.fill(0);
+      o.msg_control = buffer.data();
+      o.msg_controllen = buffer.size();
+      std::size_t used = 0;
+      cmsghdr* c = CMSG_FIRSTHDR(&o);
+      if (const auto& destination = destinations[k]) {
         if (destination->level == IPPROTO_IP) {
           c->cmsg_level = IPPROTO_IP;
           c->cmsg_type = IP_PKTINFO;
           c->cmsg_len = CMSG_LEN(sizeof(in_pktinfo));
           std::memcpy(CMSG_DATA(c), &destination->v4, sizeof destination->v4);
-          o.msg_controllen = CMSG_SPACE(sizeof(in_pktinfo));
+          used += CMSG_SPACE(sizeof(in_pktinfo));
         } else {
           c->cmsg_level = IPPROTO_IPV6;
           c->cmsg_type = IPV6_PKTINFO;
           c->cmsg_len = CMSG_LEN(sizeof(in6_pktinfo));
           std::memcpy(CMSG_DATA(c), &destination->v6, sizeof destination->v6);
-          o.msg_controllen = CMSG_SPACE(sizeof(in6_pktinfo));
+          used += CMSG_SPACE(sizeof(in6_pktinfo));
         }
+        // Not CMSG_NXTHDR: it reads the next header's length, which is not written yet.
+        c = reinterpret_cast<cmsghdr*>(buffer.data() + used);
       }
+      if (origin_set) {
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SO_TIMESTAMPING;
+        c->cmsg_len = CMSG_LEN(sizeof(uint32_t));
+        const uint32_t tx = SOF_TIMESTAMPING_TX_SOFTWARE;
+        std::memcpy(CMSG_DATA(c), &tx, sizeof tx);
+        used += CMSG_SPACE(sizeof(uint32_t));
+      }
+      o.msg_controllen = used;
+      if (used == 0) o.msg_control = nullptr;
       ++replies;
     }
     // T3 as late as the batch allows: one read, right before the send.

@@ -49,10 +49,12 @@ struct NtpServerSettings {
   server::ResponderSettings responder;
 };
 
-// A kernel stamp of a request taken before the socket layer (the eBPF program's), if any: called
-// by the workers with the request's source, the port it came to, the interface it came in on
-// and its bytes.
-using RequestStampLookup = std::function<std::optional<UtcTime>(
+// A kernel stamp of a request taken before the socket layer (the eBPF program's, CLOCK_TAI), if
+// any: called by the workers with the request's source, the port it came to, the interface it
+// came in on and its bytes. The workers turn it into UTC with the kernel's TAI offset, read twice
+// per batch (before and after the lookups), not per request. Once `auto` has settled on another
+// path the lookups stop: each is a system call, and the stamps nobody takes age out of the LRU map.
+using RequestStampLookup = std::function<std::optional<TaiTime>(
     const server::ClientAddress& client, uint16_t local_port, int ifindex,
     std::span<const uint8_t> bytes)>;
 

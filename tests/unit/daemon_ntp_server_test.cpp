@@ -128,14 +128,22 @@ TEST(NtpServer, AnswersWithTheHostClockAndKernelStamps) {
 
 // RFC 9769: the client echoes the previous reply's T2 in origin; the server answers with the
 // kernel TX stamp of that reply, which is later than the T3 it wrote and before the client
-// received it.
+// received it. Kernel TX stamps are asked only for replies to requests whose origin is set (an
+// interleaving client's): a basic client's reply costs no stamp.
 TEST(NtpServer, InterleavedRepliesCarryTheKernelTxStampOfThePreviousReply) {
   auto server = NtpServer::open(loopback_settings(), local_clock());
   ASSERT_TRUE(server.ok()) << server.error().message();
   Client client(port_of(**server));
 
-  const NtpTimestamp cookie = NtpTimestamp::from_utc(realtime_now());
-  client.send(ntp::encode(request_with(cookie)));
+  client.send(ntp::encode(request_with(NtpTimestamp::from_utc(realtime_now()))));
+  ASSERT_TRUE(client.receive(std::chrono::seconds(2)).has_value());
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ((*server)->stats().tx_stamps, 0U) << "a reply to an origin-0 request was stamped";
+
+  // A client already in an exchange (origin set, not one of our T2s): basic reply, stamped.
+  ntp::Packet first_request = request_with(NtpTimestamp::from_utc(realtime_now()));
+  first_request.origin_time = NtpTimestamp::from_raw(0x1234);
+  client.send(ntp::encode(first_request));
   const auto first_bytes = client.receive(std::chrono::seconds(2));
   const UtcTime first_t4 = realtime_now();
   ASSERT_TRUE(first_bytes.has_value());
