@@ -564,7 +564,9 @@ class XdpServerTest : public ::testing::TestWithParam<ModeCase> {
     const uint64_t t2 = get64(r, 32);
     const uint64_t t3 = get64(r, 40);
     EXPECT_GE(ntp_diff_ns(t3, t2), 0) << "T2 <= T3";
-    EXPECT_LT(ntp_diff_ns(t3, t2), 1'000'000) << "T3 - T2 in the kernel: well under 1 ms";
+    // Microseconds on real hardware; a guest under qemu's emulation (tests/vm) took 2.1 ms
+    // within one run of the program. A bug would be seconds off, or negative.
+    EXPECT_LT(ntp_diff_ns(t3, t2), 50'000'000) << "T3 - T2 in the kernel: well under 50 ms";
     // Same kernel clock: T2 and T3 lie between the client's readings, give or take the
     // conversion's truncation (below 1 ns) and 2 ms of slack for a loaded machine's scheduling.
     const uint64_t before = ntp_of_unix_ns(a.before_ns);
