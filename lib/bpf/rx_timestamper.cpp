@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "core/fd.hpp"
+#include "bpf/libbpf_errors.hpp"
 #include "core/log.hpp"
 #include "rx_timestamp.skel.h"
 
@@ -72,19 +73,6 @@ void route_libbpf_log() {
   std::call_once(once, [] { libbpf_set_print(libbpf_print); });
 }
 
-// libbpf 1.x returns -errno (and sets errno); keep the positive errno.
-int errno_of(int libbpf_result) { return libbpf_result < 0 ? -libbpf_result : errno; }
-
-// EPERM is what the kernel answers for missing capabilities, EACCES the verifier's "no" (its log,
-// with the reason, went to the log just before); say which, so neither reads like the other.
-Error error_of(int errno_value, std::string context) {
-  if (errno_value == EPERM) {
-    context += " (needs CAP_BPF and CAP_NET_ADMIN)";
-  } else if (errno_value == EACCES) {
-    context += " (the kernel's verifier refused the program; its log above says why)";
-  }
-  return Error{errno_value, std::move(context)};
-}
 
 std::string hex(uint32_t value) {
   char text[16];

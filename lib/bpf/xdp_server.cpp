@@ -16,6 +16,7 @@
 #include "core/fd.hpp"
 #include "core/log.hpp"
 #include "core/strcat.hpp"
+#include "bpf/libbpf_errors.hpp"
 #include "ntp_server_xdp.skel.h"
 
 namespace taid::bpf {
@@ -23,17 +24,6 @@ namespace {
 
 constexpr int64_t kNsPerS = 1'000'000'000;
 
-// libbpf 1.x returns -errno (and sets errno); keep the positive errno.
-int errno_of(int libbpf_result) { return libbpf_result < 0 ? -libbpf_result : errno; }
-
-Error error_of(int errno_value, std::string context) {
-  if (errno_value == EPERM) {
-    context += " (needs CAP_BPF and CAP_NET_ADMIN)";
-  } else if (errno_value == EACCES) {
-    context += " (the kernel's verifier refused the program; libbpf's log says why)";
-  }
-  return Error{errno_value, std::move(context)};
-}
 
 std::string program_name(uint32_t id) {
   const Fd fd(bpf_prog_get_fd_by_id(id));

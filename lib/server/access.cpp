@@ -1,5 +1,6 @@
 // chrony's allow/deny access list: parsing one directive, the rules, and their flattened LPM form.
 #include "server/access.hpp"
+#include "server/words.hpp"
 
 #include <arpa/inet.h>  // inet_pton: text to bytes only, no socket
 
@@ -88,14 +89,7 @@ Result<Address16> parse_address16(std::string_view text) {
 
 Result<AccessRule> parse_access_rule(std::string_view directive, std::string_view arguments) {
   const std::string name(directive);
-  std::vector<std::string_view> words;
-  for (std::size_t i = 0; i < arguments.size();) {
-    const auto start = arguments.find_first_not_of(" \t", i);
-    if (start == std::string_view::npos) break;
-    const auto end = std::min(arguments.find_first_of(" \t", start), arguments.size());
-    words.push_back(arguments.substr(start, end - start));
-    i = end;
-  }
+  const std::vector<std::string_view> words = split_words(arguments);
   AccessRule rule;
   rule.allow = directive != "deny";
   std::size_t next = 0;

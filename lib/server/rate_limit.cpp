@@ -1,5 +1,6 @@
 // Per-address token buckets in a fixed set-associative table, chrony's ratelimit semantics.
 #include "server/rate_limit.hpp"
+#include "server/words.hpp"
 
 #include <algorithm>
 #include <bit>
@@ -73,14 +74,7 @@ Result<void> validate(const RateLimitSettings& settings) {
 
 Result<RateLimitSettings> parse_rate_limit(std::string_view arguments) {
   RateLimitSettings settings;
-  std::vector<std::string_view> words;
-  for (std::size_t i = 0; i < arguments.size();) {
-    const auto start = arguments.find_first_not_of(" \t", i);
-    if (start == std::string_view::npos) break;
-    const auto end = std::min(arguments.find_first_of(" \t", start), arguments.size());
-    words.push_back(arguments.substr(start, end - start));
-    i = end;
-  }
+  const std::vector<std::string_view> words = split_words(arguments);
   for (std::size_t i = 0; i < words.size(); i += 2) {
     const std::string option(words[i]);
     const Range* range = nullptr;
