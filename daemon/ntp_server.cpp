@@ -181,6 +181,11 @@ Result<std::unique_ptr<NtpServer>> NtpServer::open(NtpServerSettings settings,
   server->responder_.emplace(server->settings_.responder);
   server->chooser_.emplace(server->settings_.stamp_policy);
   server->clock_ = clock;
+  // The kernel stamps packets only once some socket's wish for RX stamps has taken effect (a
+  // static key switched in deferred work): without this the first requests arrive unstamped.
+  // UdpRequest::open() does the same for the client; a failure leaves user-space stamps.
+  if (auto held = net::hold_rx_timestamping_on(); !held)
+    log_warning(strcat("NTP server: kernel RX timestamps: ", held.error().message()));
   server->stop_ = Fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!server->stop_) return Error::from_errno("eventfd for the NTP server");
 

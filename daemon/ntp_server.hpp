@@ -10,9 +10,10 @@
 // (SO_TIMESTAMPING), the eBPF program's (taken at tc ingress of the interface the request came
 // in on, by the lookup the engine gives), and a user-space read right after recvmmsg — and T2 is
 // picked by the same StampChooser as the client's (lib/net/stamp_choice: fixed, or `auto` by
-// measured lateness over the first requests answered). The
-// kernel's TX stamp (SCM_TSTAMP_SND) of every reply comes back on the error queue with a copy of
-// the packet (no OPT_TSONLY): the reply's own receive field, in its last 48 bytes, says which
+// measured lateness over the first requests answered). A reply to a request whose origin is set
+// (an interleaving client's) asks for the kernel's TX stamp (SCM_TSTAMP_SND) with a
+// SCM_TIMESTAMPING cmsg; it comes back on the error queue with a copy of the packet (no
+// OPT_TSONLY): the reply's own receive field, in its last 48 bytes, says which
 // reply it was, so no counter can slip out of step after a failed send. The responder keeps it
 // for the next interleaved request (RFC 9769).
 //

@@ -31,7 +31,7 @@
 #include <vector>
 
 #include "core/fd.hpp"
-#include "bpf/libbpf_errors.hpp"
+#include "bpf/libbpf_helpers.hpp"
 #include "core/log.hpp"
 #include "rx_timestamp.skel.h"
 
@@ -82,15 +82,6 @@ std::string hex(uint32_t value) {
 
 std::string where(int ifindex) { return strcat(" on ifindex ", ifindex); }
 
-// Name of a loaded program by id, "" if it is gone or unreadable.
-std::string program_name(uint32_t id) {
-  const Fd fd(bpf_prog_get_fd_by_id(id));
-  if (!fd) return {};
-  bpf_prog_info info{};
-  uint32_t len = sizeof info;
-  if (bpf_obj_get_info_by_fd(fd.get(), &info, &len) != 0) return {};
-  return std::string(info.name, strnlen(info.name, sizeof info.name));
-}
 
 uint32_t prog_id_of(int fd) {
   bpf_prog_info info{};

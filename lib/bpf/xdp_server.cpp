@@ -16,23 +16,13 @@
 #include "core/fd.hpp"
 #include "core/log.hpp"
 #include "core/strcat.hpp"
-#include "bpf/libbpf_errors.hpp"
+#include "bpf/libbpf_helpers.hpp"
 #include "ntp_server_xdp.skel.h"
 
 namespace taid::bpf {
 namespace {
 
 constexpr int64_t kNsPerS = 1'000'000'000;
-
-
-std::string program_name(uint32_t id) {
-  const Fd fd(bpf_prog_get_fd_by_id(id));
-  if (!fd) return {};
-  bpf_prog_info info{};
-  uint32_t len = sizeof info;
-  if (bpf_obj_get_info_by_fd(fd.get(), &info, &len) != 0) return {};
-  return std::string(info.name, strnlen(info.name, sizeof info.name));
-}
 
 template <typename Info>
 uint32_t id_of(int fd) {

@@ -63,10 +63,6 @@ Responder::Responder(ResponderSettings settings)
   }
 }
 
-const RateLimiter* Responder::rate_limiter() const {
-  return rate_limiter_ ? &*rate_limiter_ : nullptr;
-}
-
 namespace {
 // RFC 8915's field types: Unique Identifier, NTS Cookie, Cookie Placeholder, Authenticator.
 bool is_nts_field(uint16_t type) {

@@ -128,7 +128,6 @@ class Responder {
 
   const ResponderStats& stats() const { return stats_; }
   const InterleaveTable& interleave_table() const { return interleave_; }
-  const RateLimiter* rate_limiter() const;
 
  private:
   ResponderSettings settings_;

@@ -9,7 +9,6 @@
 #include <thread>
 
 namespace taid::system_test {
-namespace {
 
 std::filesystem::path chronyd_binary() { return peers_root() / "usr/sbin/chronyd"; }
 std::filesystem::path chronyc_binary() { return peers_root() / "usr/bin/chronyc"; }
@@ -21,6 +20,8 @@ void write_lines(const std::filesystem::path& path, const std::vector<std::strin
   for (const auto& line : lines) out << line << "\n";
   if (!out.flush()) throw std::runtime_error("cannot write " + path.string());
 }
+
+namespace {
 
 std::optional<std::string> probe_environment() {
   if (::geteuid() != 0) return "system tests need root (network namespaces, veth)";

@@ -18,6 +18,13 @@ namespace taid::system_test {
 std::filesystem::path taid_binary();
 std::filesystem::path taictl_binary();
 std::filesystem::path peers_root();
+// The peers scripts/setup unpacked under peers_root(), and where ntpdig's Python module lives.
+std::filesystem::path chronyd_binary();
+std::filesystem::path chronyc_binary();
+std::filesystem::path ntpdig_binary();
+std::filesystem::path ntp_python_path();
+// Writes `lines` to `path`, one per line; throws std::runtime_error when it cannot.
+void write_lines(const std::filesystem::path& path, const std::vector<std::string>& lines);
 
 // Why the system tests cannot run on this machine (not root, no netns, peers not unpacked), or
 // nullopt if they can. Probed once per process.

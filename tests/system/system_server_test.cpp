@@ -66,17 +66,6 @@ constexpr double kMaxOffsetS = 100e-6;
 constexpr std::int64_t kMaxOffsetNs = 100'000;
 constexpr std::uint16_t kNtpPort = 123;
 
-std::filesystem::path chronyd_binary() { return peers_root() / "usr/sbin/chronyd"; }
-std::filesystem::path chronyc_binary() { return peers_root() / "usr/bin/chronyc"; }
-std::filesystem::path ntpdig_binary() { return peers_root() / "usr/bin/ntpdig"; }
-std::filesystem::path ntp_python_path() { return peers_root() / "usr/lib/python3/dist-packages"; }
-
-void write_lines(const std::filesystem::path& path, const std::vector<std::string>& lines) {
-  std::ofstream out(path);
-  for (const auto& line : lines) out << line << "\n";
-  if (!out.flush()) throw std::runtime_error("cannot write " + path.string());
-}
-
 // chronyd refuses a command-socket folder that others may enter (PEERS.md: 0750).
 std::filesystem::path private_dir(const std::filesystem::path& dir) {
   std::filesystem::create_directories(dir);

@@ -1,10 +1,15 @@
-// libbpf's error conventions turned into taid's Error, for every loader in lib/bpf.
+// What every loader in lib/bpf needs of libbpf: its errors as taid's Error, a program's name.
 #pragma once
 
+#include <bpf/bpf.h>
+
 #include <cerrno>
+#include <cstdint>
+#include <cstring>
 #include <string>
 #include <utility>
 
+#include "core/fd.hpp"
 #include "core/result.hpp"
 
 namespace taid::bpf {
@@ -21,6 +26,16 @@ inline Error error_of(int errno_value, std::string context) {
     context += " (the kernel's verifier refused the program; its log above says why)";
   }
   return Error{errno_value, std::move(context)};
+}
+
+// Name of a loaded program by id (as `bpftool prog` shows it), "" if it is gone or unreadable.
+inline std::string program_name(uint32_t id) {
+  const Fd fd(bpf_prog_get_fd_by_id(id));
+  if (!fd) return {};
+  bpf_prog_info info{};
+  uint32_t len = sizeof info;
+  if (bpf_obj_get_info_by_fd(fd.get(), &info, &len) != 0) return {};
+  return std::string(info.name, strnlen(info.name, sizeof info.name));
 }
 
 }  // namespace taid::bpf
