@@ -59,10 +59,6 @@ Decision EstimateServo::update(const Update& update, double frequency_ppb) {
   return decision;
 }
 
-void EstimateServo::reset() {
-  base_ppb_.reset();
-  skew_ = kUnknownSkew;
-  policy_.reset();
-}
+void EstimateServo::sync_lost() { policy_.reset(); }
 
 }  // namespace taid::servo

@@ -30,7 +30,12 @@ class EstimateServo final : public Servo {
   explicit EstimateServo(const Settings& settings) : settings_(settings), policy_(settings) {}
   std::string_view name() const override { return "estimate"; }
   Decision update(const Update& update, double frequency_ppb) override;
-  void reset() override;
+  // Keeps the base frequency and its skew: the skew grows with the time to the next update
+  // (kWanderPerRootSecond), so a long silence is weighed as such, while the few noisy samples of
+  // the burst that follows a step no longer replace a frequency learnt over hours (they did:
+  // after a foreign step the base was forgotten and a 2 s burst set it 35 ppm off). Only the
+  // maxchange budget starts over.
+  void sync_lost() override;
 
   // How far the base frequency may have wandered per √s since it was last estimated (s/s):
   // about a PC oscillator's Allan deviation at 1000 s, scaled as a random walk.

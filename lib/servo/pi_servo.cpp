@@ -40,7 +40,7 @@ PiGains pi_gains(Duration interval, const PiConfig& config) {
 PiServo::PiServo(const Settings& settings, const PiConfig& config)
     : settings_(settings), config_(config), policy_(settings) {}
 
-void PiServo::reset() {
+void PiServo::sync_lost() {
   // A slew in progress runs out in the core; from here on the whole offset is the servo's.
   slew_correction_ = Duration();
   phase_ = Phase::empty;

@@ -109,9 +109,11 @@ class PiServo final : public Servo {
   explicit PiServo(const Settings& settings, const PiConfig& config = {});
   std::string_view name() const override { return "pi"; }
   Decision update(const Update& update, double frequency_ppb) override;
-  // Forgets the samples and the lock: the next update starts a new frequency estimate from the
-  // base frequency then applied. makestep's update count is kept (chrony counts for its life).
-  void reset() override;
+  // Forgets the samples and the lock, as linuxptp resets its PI on a jump: the next update starts
+  // a new frequency estimate from the base frequency then applied (the integrator's value, so
+  // the oscillator's frequency is kept). makestep's update count is kept (chrony counts for its
+  // life).
+  void sync_lost() override;
   State state() const { return state_; }
 
  private:

@@ -72,14 +72,16 @@ struct Decision {
 };
 
 // A servo strategy: given the update and the base frequency currently applied (ppb), decides.
-// It owns its state (integrator, update count); reset() forgets it (sync lost, clock stepped
-// behind our back).
+// It owns its state (integrator, update count). sync_lost() is called when no source can be
+// selected any more (every source died, or every estimator started over after a step of the
+// clock): what a strategy knows of the offsets is gone then, what it knows of the oscillator is
+// not (the oscillator did not change because the sources went quiet).
 class Servo {
  public:
   virtual ~Servo() = default;
   virtual std::string_view name() const = 0;
   virtual Decision update(const Update& update, double frequency_ppb) = 0;
-  virtual void reset() = 0;
+  virtual void sync_lost() = 0;
 };
 
 // The strategies compared in the simulator (docs/SERVO.md has the table):

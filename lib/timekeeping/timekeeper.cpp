@@ -172,6 +172,11 @@ struct SourceEstimate {
   // frequency applied now), s/s: a residual frequency from two points, whichever sample the
   // filter picks; nullopt with fewer than two.
   std::optional<double> pair_frequency;
+  // Its uncertainty, s/s, from the two samples' delays alone: on a symmetric path an offset is
+  // off by at most half its delay's excess over the register's least delay, so the slope by at
+  // most the two halves over the interval. Unlike the jitter, it does not grow with the drift
+  // (the slope of a clock 5 % off is still told apart from noise).
+  double pair_skew = 0;
   UtcTime time;  // of the offset (cooked)
 };
 
@@ -207,8 +212,10 @@ std::optional<SourceEstimate> estimate_of(const ntp::Exchange& exchange, UtcTime
   e.reference_id = last.reference_id;
   const filter::Stage* newest = nullptr;
   const filter::Stage* before = nullptr;
+  std::optional<Duration> least_delay;
   for (const filter::Stage& stage : exchange.filter().stages()) {
     if (!stage.valid) continue;
+    least_delay = std::min(least_delay.value_or(stage.delay), stage.delay);
     if (!newest || stage.time > newest->time) {
       before = newest;
       newest = &stage;
@@ -216,9 +223,12 @@ std::optional<SourceEstimate> estimate_of(const ntp::Exchange& exchange, UtcTime
       before = &stage;
     }
   }
-  if (newest && before && newest->time > before->time)
-    e.pair_frequency = (newest->offset - before->offset).seconds() /
-                       (newest->time - before->time).seconds();
+  if (newest && before && newest->time > before->time) {
+    const double interval_s = (newest->time - before->time).seconds();
+    e.pair_frequency = (newest->offset - before->offset).seconds() / interval_s;
+    const Duration excess = (newest->delay - *least_delay) + (before->delay - *least_delay);
+    e.pair_skew = std::max(excess.seconds() / 2, 1e-9) / interval_s;
+  }
   // A clock-filter pick the last update already used (the minimum-delay sample may stay the
   // pick for eight polls) says nothing new, and remapped along our corrections it reads what
   // they assumed rather than what the clock did since: the delay envelope's newer fit speaks
@@ -578,7 +588,7 @@ Actions Timekeeper::source_event(SourceId id, UtcTime now) {
       tracking_.leap = ntp::Leap::unsynchronized;
       actions.push_back(SetSyncStatus{{false, kUnknownBound, kUnknownBound}});
       actions.push_back(LogLine{true, "clock unsynchronised: no source can be selected"});
-      impl_->servo->reset();
+      impl_->servo->sync_lost();
     }
     return actions;
   }
@@ -637,11 +647,12 @@ Actions Timekeeper::source_event(SourceId id, UtcTime now) {
                           std::abs(fll - *impl_->last_fll) <= std::abs(fll) / 4;
     if (std::abs(fll) <= kMaxFllFrequency || repeated) {
       update.residual_frequency = fll;
-      // As good as two estimates agree, or as two offsets' noise over their interval (the
-      // jitter is no measure of the noise while the frequency is far off: it is the drift).
-      const double interval_s = update.since_last ? update.since_last->seconds() : 1;
-      update.skew = repeated ? std::max(std::abs(fll - *impl_->last_fll), 1e-7)
-                             : std::sqrt(2.0) * update.offset_sd.seconds() / interval_s;
+      // As good as the two samples' delays allow (pair_skew), and a repeated slope no better
+      // than its two disagree: two slopes of noise agree within a quarter often enough (after a
+      // foreign step, two 2 s slopes once claimed 3 ppm between them, refuted a base frequency
+      // known to 0.1 ppm and set it 17 ppm off).
+      update.skew = repeated ? std::max({std::abs(fll - *impl_->last_fll), pe.pair_skew, 1e-7})
+                             : pe.pair_skew;
     }
     impl_->last_fll = fll;
   } else {

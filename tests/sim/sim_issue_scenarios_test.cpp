@@ -235,21 +235,32 @@ INSTANTIATE_TEST_SUITE_P(SimIssueScenario, SimFrequencyOffset,
                          });
 
 // 6. Another process steps the clock by 10 s at 3000 s; with makestep 1 -1 the core steps back.
+// Five seeds: the step costs the estimators their samples, not the frequency they learnt (on
+// seeds 3 and 4 it once did: the servo forgot its base at the loss of sync, and the burst's
+// 2 s slopes set it 17–35 ppm off, 1.9 ms at worst).
 TEST(SimIssueScenario, ForeignStepWithMakestepAlways) {
-  Scenario scenario = Scenario::reference();
-  scenario.name = "10 s step, makestep 1 -1";
-  scenario.settings.servo.makestep_limit = -1;
-  scenario.events.push_back({ClockEvent::Kind::step, Duration::from_s(3000), Duration::from_s(10)});
-  Limits limits;
-  limits.criteria.settled = Duration::from_s(3300);
-  limits.sync_by_s = 3300;
-  const RunResult result = run_and_tabulate(scenario, limits.criteria);
-  expect_limits(result, limits, scenario.name);
-  EXPECT_GE(result.steps, 1U);
-  std::cout << "steps by the daemon: " << result.steps << "; log from 3000 s:\n";
-  print_log(result, false, 8, Duration::from_s(3000));
-  if (HasFailure())
-    print_trace(result, Duration::from_s(2990), Duration::from_s(3540), Duration::from_s(30));
+  for (uint64_t seed = 1; seed <= 5; ++seed) {
+    Scenario scenario = Scenario::reference();
+    scenario.name = "10 s step, makestep 1 -1, seed " + std::to_string(seed);
+    scenario.seed = seed;
+    scenario.settings.servo.makestep_limit = -1;
+    scenario.events.push_back(
+        {ClockEvent::Kind::step, Duration::from_s(3000), Duration::from_s(10)});
+    Limits limits;
+    limits.criteria.settled = Duration::from_s(3300);
+    limits.sync_by_s = 3300;
+    const RunResult result = run_and_tabulate(scenario, limits.criteria);
+    expect_limits(result, limits, scenario.name);
+    EXPECT_GE(result.steps, 1U);
+    if (seed == 1) {
+      std::cout << "steps by the daemon: " << result.steps << "; log from 3000 s:\n";
+      print_log(result, false, 8, Duration::from_s(3000));
+    }
+    if (HasFailure()) {
+      print_trace(result, Duration::from_s(2990), Duration::from_s(3540), Duration::from_s(30));
+      break;
+    }
+  }
 }
 
 // 7. 33 % of exchanges lost: each direction loses p with 1 − (1 − p)² = 0.33.

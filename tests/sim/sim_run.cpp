@@ -3,7 +3,7 @@
 // by hand; the pass limits live in sim_scenarios_test).
 //
 //   sim_run [--seed N] [--duration S] [--servo estimate|pi] [--servers N] [--liar MS]
-//           [--step-at S --step S] [--minpoll P] [--maxpoll P] [--loss P] [--freq-ppm F] [--wander W] [--csv FILE] [--log]
+//           [--step-at S --step S] [--makestep T L] [--minpoll P] [--maxpoll P] [--loss P] [--freq-ppm F] [--wander W] [--csv FILE] [--log]
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -18,7 +18,7 @@ namespace {
 [[noreturn]] void usage(const char* why) {
   std::cerr << "sim_run: " << why
             << "\nusage: sim_run [--seed N] [--duration S] [--servo estimate|pi] [--servers N]"
-               " [--liar MS] [--step-at S --step S] [--minpoll P] [--maxpoll P] [--loss P] [--freq-ppm F] [--wander W]"
+               " [--liar MS] [--step-at S --step S] [--makestep T L] [--minpoll P] [--maxpoll P] [--loss P] [--freq-ppm F] [--wander W]"
                " [--csv FILE] [--log]\n";
   std::exit(2);
 }
@@ -62,6 +62,9 @@ int main(int argc, char** argv) {
       scenario.clock.frequency_ppm = std::stod(value());
     } else if (arg == "--wander") {
       scenario.clock.wander = std::stod(value());
+    } else if (arg == "--makestep") {
+      scenario.settings.servo.makestep_threshold = Duration::from_seconds(std::stod(value()));
+      scenario.settings.servo.makestep_limit = std::stoi(value());
     } else if (arg == "--loss") {
       scenario.sources[0].path.loss = std::stod(value());
     } else if (arg == "--csv") {

@@ -448,12 +448,12 @@ TEST(PiServo, AnOffsetThreeIntervalsStaleDestabilisesTheCappedLoop) {
   }
 }
 
-TEST(PiServo, ResetForgetsTheIntegrator) {
+TEST(PiServo, SyncLostForgetsTheSamples) {
   PiServo servo(Settings{});
   run_loop(servo, 16, 50);
   ASSERT_EQ(servo.state(), State::locked);
   PiServo kept = servo;
-  servo.reset();
+  servo.sync_lost();
   EXPECT_EQ(servo.state(), State::unlocked);
   // Without the reset the next update integrates; after it, the servo starts over exactly like
   // a new one (offsets under makestep's threshold, so its spent update count does not matter).
