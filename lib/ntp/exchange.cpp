@@ -68,7 +68,7 @@ Exchange::Exchange(SourceConfig config, std::function<uint64_t()> random_u64)
   config_.minpoll = std::clamp(config_.minpoll, kMinPoll, kMaxPoll);
   config_.maxpoll = std::clamp(config_.maxpoll, config_.minpoll, kMaxPoll);
   status_.poll_log2_s = config_.minpoll;
-  status_.burst_remaining = config_.iburst ? kBurstCount : 0;
+  if (config_.iburst) start_burst();
   poll_floor_log2_s_ = config_.minpoll;
 }
 
@@ -137,7 +137,9 @@ void Exchange::correct(UtcTime when, double dfrequency, Duration doffset, Durati
 }
 
 void Exchange::start_burst() {
-  if (status_.state != SourceState::demobilized) status_.burst_remaining = kBurstCount;
+  if (status_.state == SourceState::demobilized) return;
+  status_.burst_remaining = kBurstCount;
+  burst_replacements_left_ = kBurstCount;
 }
 
 Actions Exchange::on_timer(LocalTimestamp now) {
@@ -148,6 +150,12 @@ Actions Exchange::on_timer(LocalTimestamp now) {
   const bool previous_unanswered = awaiting_reply_;
   const uint8_t old_reach = status_.reach;
   status_.reach = static_cast<uint8_t>(status_.reach << 1);
+  // A lost request of a burst in progress is replaced (the last one's loss is seen only at the
+  // next poll, when the burst is over: it is not).
+  if (previous_unanswered && status_.burst_remaining > 0 && burst_replacements_left_ > 0) {
+    ++status_.burst_remaining;
+    --burst_replacements_left_;
+  }
   const bool in_burst = status_.burst_remaining > 0;
 
   if (status_.reach == 0 && status_.requests_sent > 0) {
@@ -159,6 +167,7 @@ Actions Exchange::on_timer(LocalTimestamp now) {
                                std::min<uint64_t>(status_.requests_sent, 8), " request(s)")});
     }
     if (!in_burst && status_.poll_log2_s < config_.maxpoll) {
+      if (!backed_off_from_log2_s_) backed_off_from_log2_s_ = status_.poll_log2_s;
       ++status_.poll_log2_s;
       actions.push_back(
           LogLine{true, strcat(config_.name, ": unreachable, poll backs off to ",
@@ -291,6 +300,13 @@ Actions Exchange::on_packet(std::span<const uint8_t> bytes, LocalTimestamp rx, S
   // (RFC 5905 sets the reach bit here, before the distance test).
   status_.reach |= 1;
   status_.state = SourceState::reachable;
+  if (backed_off_from_log2_s_) {
+    // The timer runs at the backed-off interval (up to maxpoll): the next poll comes at the
+    // restored one from now instead.
+    status_.poll_log2_s = std::max(*backed_off_from_log2_s_, poll_floor_log2_s_);
+    backed_off_from_log2_s_.reset();
+    actions.push_back(SetTimer{next_interval()});
+  }
 
   // This exchange becomes the one the next interleaved reply completes (set before the
   // fitness tests: the server keeps its record of this exchange whether or not we use it),

@@ -17,7 +17,14 @@
 //   passes the header tests sets the reach bit even if a fitness test then drops it.
 // - The reach register shifts once per request, burst packets included (as chrony does), so
 //   iburst fills it to 377 in eight exchanges.
-// - Poll control: while unreachable the poll interval doubles up to maxpoll. While reachable it
+// - A burst is eight requests 2 s apart (RFC 5905's iburst). A request of it that goes
+//   unanswered is replaced by one more, up to eight more (chrony's bursts likewise count good
+//   replies, within a cap on requests): the burst is there to learn the frequency before the
+//   poll grows, and on a lossy path four replies gave it 8–11 ppm wrong, which a run of lost
+//   polls then turned into milliseconds (sim loss33, seeds 3 and 4).
+// - Poll control: while unreachable the poll interval doubles up to maxpoll, and the first
+//   reply brings it back to where it was (RFC 5905's poll(); on a lossy path, eight polls lost
+//   in a row otherwise left it at maxpoll for good: sim loss33, seed 9). While reachable it
 //   follows RFC 5905's clock-discipline hysteresis (count += poll when the residual is below
 //   4 × jitter, −= 2 × poll otherwise, step at ±30). Observe-only mode does not correct the
 //   clock, so the residual is the change in filtered offset between released samples.
@@ -251,7 +258,8 @@ class Exchange {
   // offset changes. leapsecmode ignore (local = 0): the offsets move, the clock is now off.
   void shift_time_scale(Duration local, Duration remote, OffsetKind kind);
 
-  // Starts a burst of kBurstCount requests at the burst spacing from the next on_timer, as
+  // Starts a burst of kBurstCount requests (lost ones replaced, up to kBurstCount more) at the
+  // burst spacing from the next on_timer, as
   // iburst does at start: the daemon calls it when the local clock was changed behind its back,
   // so the estimators (restarted by the step detector) fill again in seconds, not polls.
   void start_burst();
@@ -300,6 +308,10 @@ class Exchange {
   NtpTimestamp last_transmit_;  // the server transmit timestamp of the last accepted reply
   int poll_counter_ = 0;        // RFC 5905 discipline hysteresis counter
   int unanswered_in_a_row_ = 0;
+  int burst_replacements_left_ = 0;  // requests the burst may still add for lost ones
+  // The poll the hysteresis had chosen when unreachability began to back it off: restored at
+  // the first reply, as RFC 5905's poll() returns hpoll to the system poll once reachable.
+  std::optional<int> backed_off_from_log2_s_;
   std::optional<Duration> last_released_offset_;
   int poll_floor_log2_s_ = 0;
   std::optional<LocalTimestamp> last_clock_reading_;  // the last stamp that carried monotonic

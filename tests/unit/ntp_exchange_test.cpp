@@ -302,6 +302,51 @@ TEST_F(ExchangeTest, IburstSendsEightTwoSecondsApartThenPolls) {
   EXPECT_EQ(ex.status().state, SourceState::reachable);
 }
 
+// A lost request of the burst is replaced, up to eight more: a lossy path still gives the burst
+// about eight replies to learn the frequency from. Here every third request goes unanswered.
+TEST_F(ExchangeTest, BurstReplacesLostRequestsUpToEightMore) {
+  Exchange ex = make({"s", 4, 6, true});
+  UtcTime now = t0;
+  int sent = 0, answered = 0;
+  while (true) {
+    const Actions a = ex.on_timer({now, TimestampSource::user, -20});
+    const Packet req = *decode(only<SendRequest>(a).bytes);
+    ++sent;
+    const Duration next = only<SetTimer>(a).after;
+    if (sent % 3 != 0) {
+      (void)deliver(ex, reply_to(req, now + ms(1), now + ms(1)), now + ms(2));
+      ++answered;
+    }
+    now = now + next;
+    if (next != Duration::from_s(2)) {
+      EXPECT_EQ(next, randomized(4));
+      break;
+    }
+    ASSERT_LT(sent, 40);
+  }
+  // Requests 3, 6, 9 lost: each replaced while the burst was on, 8 + 3 = 11 sent in all
+  // (the 12th would be the first poll), 8 of them answered.
+  EXPECT_EQ(sent, 11);
+  EXPECT_EQ(answered, 8);
+  EXPECT_EQ(ex.status().samples, 8U);
+}
+
+TEST_F(ExchangeTest, BurstToASilentServerEndsAfterSixteenRequests) {
+  Exchange ex = make({"s", 4, 6, true});
+  UtcTime now = t0;
+  std::vector<Duration> intervals;
+  for (int i = 0; i < 18; ++i) {
+    const Actions a = ex.on_timer({now, TimestampSource::user, -20});
+    intervals.push_back(only<SetTimer>(a).after);
+    now = now + intervals.back();
+  }
+  for (int i = 0; i < 15; ++i) EXPECT_EQ(intervals[i], Duration::from_s(2)) << i;
+  // The 16th request ends the burst; unreachable by then, the poll backs off from there.
+  EXPECT_GE(intervals[15], randomized(4));
+  EXPECT_EQ(ex.status().burst_remaining, 0);
+  EXPECT_EQ(ex.status().state, SourceState::unreachable);
+}
+
 TEST_F(ExchangeTest, BurstNeverWaitsLongerThanThePoll) {
   Exchange ex = make({"s", -2, -2, true});
   const Actions a = ex.on_timer({t0, TimestampSource::user, -20});
@@ -324,6 +369,26 @@ TEST_F(ExchangeTest, UnreachableDoublesPollUpToMaxpoll) {
   EXPECT_EQ(intervals, expected);
   EXPECT_TRUE(logged_unreachable);
   EXPECT_EQ(ex.status().state, SourceState::unreachable);
+}
+
+// RFC 5905's poll(): the back-off lasts while the server is unreachable; its first reply brings
+// the poll back to where the hysteresis had it, and the next poll comes at that interval.
+TEST_F(ExchangeTest, FirstReplyAfterUnreachableRestoresThePoll) {
+  Exchange ex = make({"s", 4, 10, false});
+  UtcTime now = t0;
+  Packet req;
+  for (int i = 0; i < 5; ++i) {
+    const Actions a = ex.on_timer({now, TimestampSource::user, -20});
+    req = *decode(only<SendRequest>(a).bytes);
+    now = now + only<SetTimer>(a).after;
+  }
+  EXPECT_EQ(ex.status().poll_log2_s, 8);  // 16 s backed off to 256 s
+  const Actions a = deliver(ex, reply_to(req, now + ms(1), now + ms(1)), now + ms(2));
+  EXPECT_EQ(ex.status().state, SourceState::reachable);
+  EXPECT_EQ(ex.status().poll_log2_s, 4);
+  const std::vector<SetTimer> timers = all_of<SetTimer>(a);
+  ASSERT_EQ(timers.size(), 1U);
+  EXPECT_EQ(timers[0].after, randomized(4));
 }
 
 TEST_F(ExchangeTest, MissedPollsShiftDummiesIntoTheFilter) {
