@@ -123,6 +123,9 @@ struct Run {
 Run judge(const Case& c, std::string_view servo, uint64_t seed, const sim::RunResult& result) {
   sim::Criteria criteria;
   criteria.settled = c.origin + Duration::from_seconds(c.sync_limit_s);
+  // Synchronized means within the scenario's own max |offset| limit from then on, as in the
+  // scenario tests and chrony's find_sync (time_max_limit): 5 ms for wander 1e-7.
+  criteria.max_offset = Duration::from_seconds(c.max_offset_limit_us * 1e-6);
   const sim::Statistics stats = result.statistics(criteria);
   Run run;
   run.scenario = c.name;
