@@ -1253,8 +1253,9 @@ json Engine::tracking_json() const {
   json j{{"mode", observe_only_ ? "observe" : "discipline"}, {"clock_driver", driver_.name()}};
   const timekeeping::Tracking& t = core_.tracking();
   j["synchronized"] = t.synchronized;
-  j["servo"] = servo::to_string(config_.timekeeping.servo_kind);
-  j["servo_state"] = servo::to_string(t.servo_state);
+  // Under -x the servo never runs: say so rather than show a state it never had.
+  j["servo"] = observe_only_ ? "none" : servo::to_string(config_.timekeeping.servo_kind);
+  j["servo_state"] = observe_only_ ? "observe only" : servo::to_string(t.servo_state);
   j["updates"] = t.updates;
   j["steps"] = t.steps;
   j["system_time_offset_ns"] = t.system_offset.ns();
