@@ -759,8 +759,10 @@ void Timekeeper::record_update(const servo::Update& update, const selection::Res
   tracking_.disrupted = false;
   ++tracking_.updates;
   // |true − clock| ≤ |offset| + root delay / 2 + root dispersion (issue 10's bound, at the
-  // update; the kernel adds its own 500 ppm per second to maxerror from there).
-  tracking_.error_bound = offset.abs() + tracking_.root_delay / 2 + tracking_.root_dispersion;
+  // update; the kernel adds its own 500 ppm per second to maxerror from there). A step has
+  // removed the offset it measured: counting it still gave 11.9 s after a 10 s foreign step.
+  tracking_.error_bound = (stepped ? Duration{} : offset.abs()) + tracking_.root_delay / 2 +
+                          tracking_.root_dispersion;
   if (!tracking_.synchronized) impl_->announce_sync = true;
   tracking_.synchronized = true;
 }

@@ -252,6 +252,16 @@ TEST(SimIssueScenario, ForeignStepWithMakestepAlways) {
     const RunResult result = run_and_tabulate(scenario, limits.criteria);
     expect_limits(result, limits, scenario.name);
     EXPECT_GE(result.steps, 1U);
+    // The error bound after taid's own step covers the clock without the 10 s it stepped away
+    // (it once said 11.9 s until the next update).
+    const auto stepped_back = std::find_if(result.trace.begin(), result.trace.end(), [](auto& p) {
+      return p.t > Duration::from_s(3000) && std::abs(p.offset_ns) < 1e9;
+    });
+    ASSERT_NE(stepped_back, result.trace.end());
+    const TracePoint& after = *stepped_back;
+    EXPECT_LT(after.error_bound_ns, 10e6) << scenario.name;
+    EXPECT_GE(after.error_bound_ns + 500e-6 * after.since_update_s * 1e9, std::abs(after.offset_ns))
+        << scenario.name;
     if (seed == 1) {
       std::cout << "steps by the daemon: " << result.steps << "; log from 3000 s:\n";
       print_log(result, false, 8, Duration::from_s(3000));
@@ -391,6 +401,32 @@ TEST(SimIssueScenario, EveryServerLost) {
   std::cout << "driver frequency at 3000 s " << before_ppb / 1e3 << " ppm, at the end "
             << end_ppb / 1e3 << " ppm\n";
   EXPECT_NEAR(end_ppb, before_ppb, 1000);
+}
+
+// 11d. maxchange 0.1 1 3 (chrony's 131-maxchange): the only server steps by +1 s at 3000 s. Each
+// of the next three updates is ignored with a line, the fourth stops taid as chrony exits, and
+// the clock never follows the server.
+TEST(SimIssueScenario, MaxchangeIgnoresThriceThenStops) {
+  Scenario scenario = Scenario::reference();
+  scenario.name = "only server steps by +1 s, maxchange 0.1 1 3";
+  scenario.settings.servo.maxchange_offset = Duration::from_ms(100);
+  scenario.settings.servo.maxchange_start = 1;
+  scenario.settings.servo.maxchange_ignore = 3;
+  scenario.sources[0].server.kind = ServerModel::Kind::stepping;
+  scenario.sources[0].server.at = Duration::from_s(3000);
+  scenario.sources[0].server.offset = Duration::from_s(1);
+  const RunResult result = run_and_tabulate(scenario);
+  std::cout << "log from 3000 s:\n";
+  print_log(result, true, 10, Duration::from_s(3000));
+  EXPECT_EQ(count_logged(result, "ignoring an offset of", Duration::from_s(3000)), 3U);
+  ASSERT_TRUE(result.stopped);
+  EXPECT_NE(result.stopped->find("exceeds the allowed maximum after 3 ignored"), std::string::npos)
+      << *result.stopped;
+  EXPECT_GT(result.ended, Duration::from_s(3000));
+  EXPECT_LT(result.ended, scenario.duration);
+  EXPECT_EQ(result.steps, 0U);
+  ASSERT_FALSE(result.trace.empty());
+  EXPECT_LT(std::abs(result.trace.back().offset_ns), 1e6);  // never followed the server
 }
 
 // 11c. The only server steps by an hour at 3000 s: it is the majority of one. Not asserted (chrony
