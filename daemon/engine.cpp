@@ -1251,6 +1251,7 @@ json Engine::sourcestats_json() const {
 
 json Engine::tracking_json() const {
   json j{{"mode", observe_only_ ? "observe" : "discipline"}, {"clock_driver", driver_.name()}};
+  if (observe_only_ && !observe_reason_.empty()) j["observe_reason"] = observe_reason_;
   const timekeeping::Tracking& t = core_.tracking();
   j["synchronized"] = t.synchronized;
   // Under -x the servo never runs: say so rather than show a state it never had.

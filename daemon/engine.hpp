@@ -47,6 +47,8 @@ class Engine {
   Engine(boost::asio::io_context& io, Config config, clock::ClockDriver& driver,
          bool observe_only);
   ~Engine();  // writes the drift file when disciplining
+  // Why it only observes ("-x", "no CAP_SYS_TIME"), for `taictl tracking`.
+  void set_observe_reason(std::string reason) { observe_reason_ = std::move(reason); }
 
   // Resolves the configured sources and starts polling them.
   void start();
@@ -119,6 +121,7 @@ class Engine {
   Config config_;
   clock::ClockDriver& driver_;
   bool observe_only_;
+  std::string observe_reason_;
   std::optional<DriftFile> drift_file_;  // as read at start
   timekeeping::Timekeeper core_;
   boost::asio::steady_timer core_timer_;

@@ -24,6 +24,7 @@ constexpr const char* kUsage =
     "usage: taid [-x] [-f FILE] [-d] [-P PRIORITY] [-m]\n"
     "  -x       observe only: measure and serve, never write the clock (chronyd -x); without\n"
     "           it taid steers the system clock through adjtimex and needs CAP_SYS_TIME\n"
+    "           (lacking it, taid says so in one line and observes, as with -x)\n"
     "  -f FILE  configuration in chrony.conf syntax (default /etc/taid/taid.conf)\n"
     "  -d       debug logging\n"
     "  -P N     run with SCHED_FIFO priority N (1..99), as chronyd -P: user-space stamps and\n"
@@ -71,11 +72,18 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  // Disciplining needs the clock privilege: one clear line, before anything else is set up.
+  // Disciplining needs the clock privilege. Lacking it is bad input like any other: one clear
+  // line, and taid runs on as with -x (it measures, serves, signs with a measured bound and
+  // reports; `taictl tracking` says why it observes), rather than leave the host without its
+  // time service.
+  std::string observe_reason = observe_only ? "-x" : "";
   if (!observe_only) {
     if (auto privileged = clock::check_clock_privilege(); !privileged) {
-      std::fprintf(stderr, "taid: %s\n", privileged.error().message().c_str());
-      return 1;
+      log_warning(
+          "no CAP_SYS_TIME: taid observes only, as with -x, and never writes the clock (to "
+          "discipline it, run taid as root or with CAP_SYS_TIME)");
+      observe_only = true;
+      observe_reason = "no CAP_SYS_TIME";
     }
   }
 
@@ -114,6 +122,7 @@ int main(int argc, char** argv) {
     clock::ClockDriver& driver =
         adjtimex ? static_cast<clock::ClockDriver&>(*adjtimex) : null_driver;
     daemon::Engine engine(io, config, driver, observe_only);
+    engine.set_observe_reason(observe_reason);
     daemon::ControlServer control(io, config.bindcmdaddress, [&engine](std::string_view request) {
       return engine.query(request);
     });

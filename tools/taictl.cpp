@@ -120,7 +120,9 @@ void print_tracking(const json& j) {
   const auto row = [](const char* label, const std::string& value) {
     std::printf("%-20s: %s\n", label, value.c_str());
   };
-  row("Mode", str(j, "mode") + " (clock driver " + str(j, "clock_driver") + ")");
+  row("Mode", str(j, "mode") +
+                  (j.contains("observe_reason") ? " (" + str(j, "observe_reason") + ")" : "") +
+                  ", clock driver " + str(j, "clock_driver"));
   row("Synchronised", j.value("synchronized", false) ? "yes" : "no");
   if (j.contains("no_selection")) row("Cannot select", str(j, "no_selection"));
   row("Servo", str(j, "servo") + " (" + str(j, "servo_state") + "), " + str(j, "updates") +

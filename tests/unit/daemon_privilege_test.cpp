@@ -1,15 +1,22 @@
 // taid without -x steers the clock and so needs CAP_SYS_TIME: without it, it says so in one
-// line and exits, before anything else is set up. The suite runs without the capability
-// (scripts/test), which is exactly that situation; with it this test refuses to start the
-// daemon, which would then discipline this machine's clock.
+// line and runs on observing only, as with -x (the issue's bad input: one clear line, taid keeps
+// running). The suite runs without the capability (scripts/test), which is exactly that
+// situation; with it this test refuses to start the daemon, which would then discipline this
+// machine's clock.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <array>
+#include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <sstream>
 #include <string>
+#include <thread>
 
 #include "clock/adjtimex_driver.hpp"
 
@@ -32,19 +39,68 @@ Outcome run(const std::string& command) {
   return outcome;
 }
 
-TEST(DaemonPrivilege, WithoutCapSysTimeTaidSaysSoInOneLineAndExits) {
+TEST(DaemonPrivilege, WithoutCapSysTimeTaidSaysSoInOneLineAndObserves) {
   if (taid::clock::check_clock_privilege()) {
     GTEST_FAIL() << "refusing: this process holds CAP_SYS_TIME, and taid without -x would steer "
                     "this machine's clock; run the suite through scripts/test";
   }
-  const std::string config = ::testing::TempDir() + "/taid-privilege.conf";
-  std::ofstream(config) << "server 127.0.0.1 iburst\nbindcmdaddress " << ::testing::TempDir()
-                        << "/taid-privilege.sock\n";
-  const Outcome outcome = run(std::string(TAID_BIN) + " -f " + config);
-  EXPECT_EQ(outcome.exit_code, 1) << outcome.output;
-  EXPECT_EQ(outcome.output,
-            "taid: disciplining the clock needs CAP_SYS_TIME: run taid as root or with that "
-            "capability, or with -x to observe only\n");
+  const std::string dir = ::testing::TempDir();
+  const std::string config = dir + "/taid-privilege.conf";
+  const std::string socket = dir + "/taid-privilege.sock";
+  const std::string log = dir + "/taid-privilege.log";
+  ::unlink(socket.c_str());
+  // User-space stamps: no eBPF attached to this host's interfaces.
+  std::ofstream(config) << "server 127.0.0.1 iburst\ntimestamping user\nbindcmdaddress "
+                        << socket << "\n";
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ::dup2(fd, 1);
+    ::dup2(fd, 2);
+    ::execl(TAID_BIN, "taid", "-f", config.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  // Up within 10 s (the control socket appears), and still running.
+  bool up = false, exited = false;
+  int status = 0;
+  for (int i = 0; i < 200 && !up && !exited; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    exited = ::waitpid(pid, &status, WNOHANG) == pid;
+    struct stat st {};
+    up = ::stat(socket.c_str(), &st) == 0;
+  }
+  std::string tracking;
+  if (up && !exited) {
+    const Outcome o = run(std::string(TAICTL_BIN) + " -s " + socket + " tracking");
+    tracking = o.output;
+    EXPECT_EQ(o.exit_code, 0) << o.output;
+    exited = ::waitpid(pid, &status, WNOHANG) == pid;
+  }
+  if (!exited) {
+    ::kill(pid, SIGTERM);
+    ::waitpid(pid, &status, 0);
+  }
+  std::stringstream output;
+  output << std::ifstream(log).rdbuf();
+  ASSERT_TRUE(up) << "the daemon did not come up: " << output.str();
+  EXPECT_FALSE(exited) << "the daemon exited by itself: " << output.str();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << output.str();
+  // One line says it, and only one line mentions the capability.
+  std::string line;
+  int lines = 0;
+  std::istringstream text(output.str());
+  while (std::getline(text, line)) {
+    if (line.find("CAP_SYS_TIME") == std::string::npos) continue;
+    ++lines;
+    EXPECT_NE(line.find("no CAP_SYS_TIME: taid observes only, as with -x, and never writes the "
+                        "clock (to discipline it, run taid as root or with CAP_SYS_TIME)"),
+              std::string::npos)
+        << line;
+  }
+  EXPECT_EQ(lines, 1) << output.str();
+  EXPECT_NE(tracking.find("observe (no CAP_SYS_TIME), clock driver null"), std::string::npos)
+      << tracking;
 }
 
 }  // namespace
