@@ -87,6 +87,7 @@
 // can ever give (a server each, maxsources per pool, noselect ones not counted).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <stdexcept>
@@ -170,6 +171,9 @@ struct Config {
   std::vector<SourceDirective> sources;  // in file order
   std::string bindcmdaddress = "/run/taid/taid.sock";
   std::string driftfile;  // empty: no drift file
+  // How often the drift file is written while running (chrony: hourly). Not a directive; a test
+  // shortens it to see the periodic write happen.
+  std::chrono::seconds drift_write_interval{3600};
   TimestampingMode timestamping = TimestampingMode::auto_;
   // hwtimestamp interfaces in file order, each once; "*" means every interface.
   std::vector<std::string> hwtimestamp_interfaces;

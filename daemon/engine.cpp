@@ -300,7 +300,7 @@ void Engine::schedule_leap_table_check() {
 
 void Engine::schedule_drift_write() {
   if (config_.driftfile.empty()) return;
-  drift_timer_.expires_after(std::chrono::hours(1));
+  drift_timer_.expires_after(config_.drift_write_interval);
   drift_timer_.async_wait([this](const boost::system::error_code& ec) {
     if (ec) return;
     write_drift_file();

@@ -1,11 +1,15 @@
 // Tests for the drift file: chrony's format and sign, every way a file can be wrong, and the
 // atomic replacement (a failed write leaves the old file and no temporary file behind).
 #include <linux/capability.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <thread>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -16,7 +20,10 @@
 
 #include <gtest/gtest.h>
 
+#include "clock/null_driver.hpp"
+#include "daemon/config.hpp"
 #include "daemon/drift_file.hpp"
+#include "daemon/engine.hpp"
 
 namespace taid::daemon {
 namespace {
@@ -231,6 +238,63 @@ TEST_F(DriftFileTest, FailedRenameRemovesTheTemporaryFile) {
       << w.error().message();
   EXPECT_EQ(entries(), std::vector<std::string>{"drift"});
   EXPECT_TRUE(fs::exists(path_ + "/keep"));
+}
+
+// The periodic write, through a running engine: it disciplines (through the null driver, which
+// never reaches the kernel) to a second engine serving `local stratum 10` on a loopback port,
+// with the interval cut from an hour to 2 s; the file appears while the engine runs, holds the
+// frequency the core has, and nothing was written to this machine's clock.
+TEST_F(DriftFileTest, RunningEngineWritesItAtTheInterval) {
+  // A free UDP port on loopback (bound and released; the server binds it next).
+  uint16_t port = 0;
+  {
+    const int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
+    ASSERT_GE(fd, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    socklen_t len = sizeof addr;
+    ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+    port = ntohs(addr.sin_port);
+    ::close(fd);
+  }
+  const std::string p = std::to_string(port);
+  const Config server_config =
+      parse_config("port " + p + "\nbindaddress 127.0.0.1\nallow 127.0.0.1\nlocal stratum 10\n" +
+                       "timestamping user\n",
+                   "drift-server.conf");
+  Config config = parse_config("server 127.0.0.1 port " + p + " iburst minpoll -4 maxpoll -4\n" +
+                                   "timestamping user\ndriftfile " + path_ + "\n",
+                               "drift-client.conf");
+  config.drift_write_interval = std::chrono::seconds(2);
+  clock::NullClockDriver driver;
+  boost::asio::io_context io;
+  bool written_while_running = false;
+  uint64_t updates = 0;
+  {
+    clock::NullClockDriver server_driver;
+    Engine server(io, server_config, server_driver, /*observe_only=*/true);
+    server.start();
+    Engine engine(io, config, driver, /*observe_only=*/false);
+    engine.start();
+    std::thread runner([&io] { io.run(); });
+    for (int i = 0; i < 200 && !written_while_running; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      written_while_running = fs::exists(path_);
+    }
+    io.stop();
+    runner.join();
+    updates = engine.query("tracking")["updates"].get<uint64_t>();
+  }
+  EXPECT_TRUE(written_while_running) << "no drift file within 10 s";
+  EXPECT_GT(updates, 0U);
+  auto read = read_drift_file(path_);
+  ASSERT_TRUE(read.ok()) << read.error().message();
+  ASSERT_TRUE(read.value().has_value());
+  // Disciplined against itself through a driver that changes nothing: a frequency near zero.
+  EXPECT_LT(std::abs(read.value()->frequency_ppm), 50);
+  EXPECT_GT(driver.suppressed_writes(), 0U);  // the core did steer; the kernel never saw it
 }
 
 }  // namespace
