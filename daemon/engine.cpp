@@ -160,13 +160,14 @@ double driver_frequency_ppb(clock::ClockDriver& driver) {
 
 }  // namespace
 
-Engine::Engine(asio::io_context& io, Config config, clock::ClockDriver& driver, bool observe_only)
+Engine::Engine(asio::io_context& io, Config config, clock::ClockDriver& driver,
+               std::optional<std::string> observe_reason)
     : io_(io),
       config_(std::move(config)),
       driver_(driver),
-      observe_only_(observe_only),
-      drift_file_(load_drift_file(config_.driftfile, observe_only)),
-      core_(core_settings(config_, driver_, observe_only_, drift_file_),
+      observe_reason_(std::move(observe_reason)),
+      drift_file_(load_drift_file(config_.driftfile, observe_only())),
+      core_(core_settings(config_, driver_, observe_only(), drift_file_),
             driver_frequency_ppb(driver_)),
       core_timer_(io),
       drift_timer_(io),
@@ -178,16 +179,17 @@ Engine::Engine(asio::io_context& io, Config config, clock::ClockDriver& driver, 
 }
 
 Engine::~Engine() {
-  if (!observe_only_) write_drift_file();
+  if (!observe_only()) write_drift_file();
 }
 
 void Engine::start() {
   log_info(strcat("taid starting: clock driver '", driver_.name(), "', clock precision 2^",
                   int{precision_.kernel_log2}, " s, ", config_.sources.size(),
-                  " server/pool line(s)", observe_only_ ? " (observe only: -x)" : ""));
+                  " server/pool line(s)",
+                  observe_only() ? strcat(" (observe only: ", *observe_reason_, ")") : ""));
   set_up_timestamping();
   carry_out_clock(core_.start(driver_.now()));
-  if (!observe_only_) schedule_drift_write();
+  if (!observe_only()) schedule_drift_write();
   leap_table_stat_ = stat_of(leap_table_file(config_).path);
   schedule_leap_table_check();
   if (!config_.clockrecord.empty()) {
@@ -710,7 +712,7 @@ server::ServerClockState Engine::server_clock_state() const {
   inputs.precision_log2 = precision_.kernel_log2;
   inputs.local_stratum = config_.server.local_stratum;
   inputs.local_distance = config_.server.local_distance;
-  inputs.observe_only = observe_only_;
+  inputs.observe_only = observe_only();
   return server::server_clock_state(core_.tracking(), inputs);
 }
 
@@ -1250,13 +1252,13 @@ json Engine::sourcestats_json() const {
 }
 
 json Engine::tracking_json() const {
-  json j{{"mode", observe_only_ ? "observe" : "discipline"}, {"clock_driver", driver_.name()}};
-  if (observe_only_ && !observe_reason_.empty()) j["observe_reason"] = observe_reason_;
+  json j{{"mode", observe_only() ? "observe" : "discipline"}, {"clock_driver", driver_.name()}};
+  if (observe_only()) j["observe_reason"] = *observe_reason_;
   const timekeeping::Tracking& t = core_.tracking();
   j["synchronized"] = t.synchronized;
   // Under -x the servo never runs: say so rather than show a state it never had.
-  j["servo"] = observe_only_ ? "none" : servo::to_string(config_.timekeeping.servo_kind);
-  j["servo_state"] = observe_only_ ? "observe only" : servo::to_string(t.servo_state);
+  j["servo"] = observe_only() ? "none" : servo::to_string(config_.timekeeping.servo_kind);
+  j["servo_state"] = observe_only() ? "observe only" : servo::to_string(t.servo_state);
   j["updates"] = t.updates;
   j["steps"] = t.steps;
   j["system_time_offset_ns"] = t.system_offset.ns();

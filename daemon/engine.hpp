@@ -42,13 +42,12 @@ namespace taid::daemon {
 
 class Engine {
  public:
-  // `observe_only` (-x): the clock is measured and never written; otherwise the timekeeping core
-  // steers it through `driver`.
+  // `observe_reason` set: the clock is measured and never written, and this says why ("-x",
+  // "no CAP_SYS_TIME"; shown by `taictl tracking`). nullopt: the timekeeping core steers the clock
+  // through `driver`.
   Engine(boost::asio::io_context& io, Config config, clock::ClockDriver& driver,
-         bool observe_only);
+         std::optional<std::string> observe_reason);
   ~Engine();  // writes the drift file when disciplining
-  // Why it only observes ("-x", "no CAP_SYS_TIME"), for `taictl tracking`.
-  void set_observe_reason(std::string reason) { observe_reason_ = std::move(reason); }
 
   // Resolves the configured sources and starts polling them.
   void start();
@@ -120,8 +119,8 @@ class Engine {
   boost::asio::io_context& io_;
   Config config_;
   clock::ClockDriver& driver_;
-  bool observe_only_;
-  std::string observe_reason_;
+  const std::optional<std::string> observe_reason_;
+  bool observe_only() const { return observe_reason_.has_value(); }
   std::optional<DriftFile> drift_file_;  // as read at start
   timekeeping::Timekeeper core_;
   boost::asio::steady_timer core_timer_;

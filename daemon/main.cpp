@@ -9,6 +9,7 @@
 #include <cstring>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "clock/adjtimex_driver.hpp"
@@ -38,13 +39,13 @@ constexpr const char* kUsage =
 int main(int argc, char** argv) {
   using namespace taid;
   std::string config_path = "/etc/taid/taid.conf";
-  bool observe_only = false;
+  std::optional<std::string> observe_reason;  // set: observe only, and why
   int fifo_priority = 0;
   bool lock_memory = false;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "-x") {
-      observe_only = true;
+      observe_reason = "-x";
     } else if (arg == "-d") {
       set_log_level(LogLevel::debug);
     } else if (arg == "-f") {
@@ -76,15 +77,11 @@ int main(int argc, char** argv) {
   // line, and taid runs on as with -x (it measures, serves, signs with a measured bound and
   // reports; `taictl tracking` says why it observes), rather than leave the host without its
   // time service.
-  std::string observe_reason = observe_only ? "-x" : "";
-  if (!observe_only) {
-    if (auto privileged = clock::check_clock_privilege(); !privileged) {
-      log_warning(
-          "no CAP_SYS_TIME: taid observes only, as with -x, and never writes the clock (to "
-          "discipline it, run taid as root or with CAP_SYS_TIME)");
-      observe_only = true;
-      observe_reason = "no CAP_SYS_TIME";
-    }
+  if (!observe_reason && !clock::check_clock_privilege()) {
+    log_warning(
+        "no CAP_SYS_TIME: taid observes only, as with -x, and never writes the clock (to "
+        "discipline it, run taid as root or with CAP_SYS_TIME)");
+    observe_reason = "no CAP_SYS_TIME";
   }
 
   // Like chronyd, a scheduling or locking failure is reported and the daemon goes on.
@@ -111,7 +108,7 @@ int main(int argc, char** argv) {
     boost::asio::io_context io;
     clock::NullClockDriver null_driver;
     std::unique_ptr<clock::AdjtimexDriver> adjtimex;
-    if (!observe_only) {
+    if (!observe_reason) {
       auto opened = clock::AdjtimexDriver::open();
       if (!opened) {
         log_error(strcat("clock: ", opened.error().message()));
@@ -121,8 +118,7 @@ int main(int argc, char** argv) {
     }
     clock::ClockDriver& driver =
         adjtimex ? static_cast<clock::ClockDriver&>(*adjtimex) : null_driver;
-    daemon::Engine engine(io, config, driver, observe_only);
-    engine.set_observe_reason(observe_reason);
+    daemon::Engine engine(io, config, driver, observe_reason);
     daemon::ControlServer control(io, config.bindcmdaddress, [&engine](std::string_view request) {
       return engine.query(request);
     });

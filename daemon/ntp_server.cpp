@@ -310,7 +310,7 @@ void NtpServer::receive_batch(Worker& worker, Socket& socket) {
     std::lock_guard lock(mutex_);
     want_bpf = !chooser_->decided() || chooser_->current() == ntp::TimestampSource::bpf;
   }
-  // The kernel's TAI offset around the lookups, for their CLOCK_TAI stamps (utc_from_tai's rule:
+  // The kernel's TAI offset around the lookups, for their CLOCK_TAI stamps (applied_tai_offset:
   // when it changed by one second in between, a leap; each stamp on its side of the instant).
   timescale::KernelTaiOffset tai_offset;
   std::optional<int32_t> offset_before;
@@ -342,10 +342,8 @@ void NtpServer::receive_batch(Worker& worker, Socket& socket) {
     for (int i = 0; offset_after && i < received; ++i) {
       const auto k = static_cast<std::size_t>(i);
       if (!bpf_tai[k]) continue;
-      int32_t applied = *offset_before;
-      if (*offset_after != applied && std::abs(int64_t{*offset_after} - applied) == 1 &&
-          !(*bpf_tai[k] < timescale::leap_change_instant(*bpf_tai[k], applied, *offset_after)))
-        applied = *offset_after;
+      const int32_t applied =
+          timescale::applied_tai_offset(*bpf_tai[k], *offset_before, *offset_after);
       candidates[k][ntp::TimestampSource::bpf] = ntp::LocalTimestamp{
           bpf_tai[k]->to_utc(Duration::from_s(applied)), ntp::TimestampSource::bpf,
           kernel_precision};

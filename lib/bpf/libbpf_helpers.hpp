@@ -1,4 +1,5 @@
-// What every loader in lib/bpf needs of libbpf: its errors as taid's Error, a program's name.
+// What every loader in lib/bpf needs of libbpf: its errors as taid's Error, object ids, a
+// program's name.
 #pragma once
 
 #include <bpf/bpf.h>
@@ -26,6 +27,15 @@ inline Error error_of(int errno_value, std::string context) {
     context += " (the kernel's verifier refused the program; its log above says why)";
   }
   return Error{errno_value, std::move(context)};
+}
+
+// The kernel's id of a loaded object (Info: bpf_prog_info, bpf_map_info or bpf_link_info), 0 if
+// unreadable.
+template <typename Info>
+uint32_t id_of(int fd) {
+  Info info{};
+  uint32_t len = sizeof info;
+  return bpf_obj_get_info_by_fd(fd, &info, &len) == 0 ? info.id : 0;
 }
 
 // Name of a loaded program by id (as `bpftool prog` shows it), "" if it is gone or unreadable.

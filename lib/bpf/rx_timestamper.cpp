@@ -30,8 +30,8 @@
 #include <utility>
 #include <vector>
 
-#include "core/fd.hpp"
 #include "bpf/libbpf_helpers.hpp"
+#include "core/fd.hpp"
 #include "core/log.hpp"
 #include "rx_timestamp.skel.h"
 
@@ -73,7 +73,6 @@ void route_libbpf_log() {
   std::call_once(once, [] { libbpf_set_print(libbpf_print); });
 }
 
-
 std::string hex(uint32_t value) {
   char text[16];
   std::snprintf(text, sizeof text, "0x%x", value);
@@ -81,25 +80,6 @@ std::string hex(uint32_t value) {
 }
 
 std::string where(int ifindex) { return strcat(" on ifindex ", ifindex); }
-
-
-uint32_t prog_id_of(int fd) {
-  bpf_prog_info info{};
-  uint32_t len = sizeof info;
-  return bpf_obj_get_info_by_fd(fd, &info, &len) == 0 ? info.id : 0;
-}
-
-uint32_t map_id_of(int fd) {
-  bpf_map_info info{};
-  uint32_t len = sizeof info;
-  return bpf_obj_get_info_by_fd(fd, &info, &len) == 0 ? info.id : 0;
-}
-
-uint32_t link_id_of(int fd) {
-  bpf_link_info info{};
-  uint32_t len = sizeof info;
-  return bpf_obj_get_info_by_fd(fd, &info, &len) == 0 ? info.id : 0;
-}
 
 bool is_xdp(AttachMode mode) {
   return mode == AttachMode::xdp_generic || mode == AttachMode::xdp_native;
@@ -523,7 +503,7 @@ Result<void> RxTimestamper::State::attach_tcx() {
     return error_of(err, "attaching the eBPF RX timestamp program to tcx ingress" + where(ifindex));
   }
   link.reset(fd);
-  link_id = link_id_of(fd);
+  link_id = id_of<bpf_link_info>(fd);
   return {};
 }
 
@@ -582,7 +562,7 @@ Result<void> RxTimestamper::State::attach_xdp() {
                                 ")", where(ifindex)));
   }
   link.reset(fd);
-  link_id = link_id_of(fd);
+  link_id = id_of<bpf_link_info>(fd);
   return {};
 }
 
@@ -666,8 +646,8 @@ Result<RxTimestamper> RxTimestamper::attach(int ifindex, AttachMode mode, uint16
   if (loaded != 0) {
     return error_of(errno_of(loaded), "loading the eBPF RX timestamp program");
   }
-  state->program_id = prog_id_of(bpf_program__fd(state->program()));
-  state->map_id = map_id_of(bpf_map__fd(state->skel->maps.taid_rx_ts));
+  state->program_id = id_of<bpf_prog_info>(bpf_program__fd(state->program()));
+  state->map_id = id_of<bpf_map_info>(bpf_map__fd(state->skel->maps.taid_rx_ts));
 
   Result<void> attached = [&]() -> Result<void> {
     switch (mode) {

@@ -24,13 +24,6 @@ namespace {
 
 constexpr int64_t kNsPerS = 1'000'000'000;
 
-template <typename Info>
-uint32_t id_of(int fd) {
-  Info info{};
-  uint32_t len = sizeof info;
-  return bpf_obj_get_info_by_fd(fd, &info, &len) == 0 ? info.id : 0;
-}
-
 uint32_t mode_flags(XdpMode mode) {
   return mode == XdpMode::native ? XDP_FLAGS_DRV_MODE : XDP_FLAGS_SKB_MODE;
 }

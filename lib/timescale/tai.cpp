@@ -29,20 +29,19 @@ TaiTime leap_change_instant(TaiTime near, int32_t from_s, int32_t to_s) {
   return TaiTime::from_tai_ns(change_s * kNsPerS);
 }
 
+int32_t applied_tai_offset(TaiTime stamp, int32_t first_s, int32_t second_s) {
+  if (first_s != second_s && std::abs(int64_t{second_s} - int64_t{first_s}) == 1)
+    return stamp < leap_change_instant(stamp, first_s, second_s) ? first_s : second_s;
+  // Not a leap (equal, or a step set at an unknown instant after the stamp): the first.
+  return first_s;
+}
+
 Result<UtcTime> utc_from_tai(TaiTime stamp, TaiOffsetSource& source) {
   const Result<int32_t> first = source.tai_offset_s();
   if (!first) return first.error();
   const Result<int32_t> second = source.tai_offset_s();
   if (!second) return second.error();
-  const int32_t o1 = *first;
-  const int32_t o2 = *second;
-
-  int32_t applied = o1;
-  if (o1 != o2 && std::abs(int64_t{o2} - int64_t{o1}) == 1) {
-    applied = stamp < leap_change_instant(stamp, o1, o2) ? o1 : o2;
-  }
-  // Not a leap (o1 == o2, or a step set at an unknown instant after the stamp): o1.
-  return stamp.to_utc(Duration::from_s(applied));
+  return stamp.to_utc(Duration::from_s(applied_tai_offset(stamp, *first, *second)));
 }
 
 }  // namespace taid::timescale

@@ -52,6 +52,11 @@ class KernelTaiOffset final : public TaiOffsetSource {
 // UTC midnight nearest `near` (see above). Only meaningful for a leap: |to_s − from_s| == 1.
 TaiTime leap_change_instant(TaiTime near, int32_t from_s, int32_t to_s);
 
+// The offset to apply to `stamp`, taken before two reads of the offset gave `first_s` then
+// `second_s` (rules above). Callers converting many stamps read once before and once after them
+// all (the NTP server per batch).
+int32_t applied_tai_offset(TaiTime stamp, int32_t first_s, int32_t second_s);
+
 // UTC of a TAI stamp, with the offset read from `source` (twice; rules above).
 Result<UtcTime> utc_from_tai(TaiTime stamp, TaiOffsetSource& source);
 

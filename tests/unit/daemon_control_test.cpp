@@ -270,7 +270,7 @@ TEST_F(ControlTest, ClientsThatNeverReadTheAnswerCannotHoldTheSessions) {
 TEST_F(ControlTest, GarbageBytesGetJsonErrorsFromTheEngineAndServingGoesOn) {
   boost::asio::io_context engine_io;
   clock::NullClockDriver driver;
-  Engine engine(engine_io, Config{}, driver, /*observe_only=*/true);
+  Engine engine(engine_io, Config{}, driver, "-x");
   RunningServer server(path_, [&](std::string_view r) { return engine.query(r); });
   ASSERT_TRUE(server.started());
   const std::vector<std::string> garbage{

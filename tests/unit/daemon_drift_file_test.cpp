@@ -274,9 +274,9 @@ TEST_F(DriftFileTest, RunningEngineWritesItAtTheInterval) {
   uint64_t updates = 0;
   {
     clock::NullClockDriver server_driver;
-    Engine server(io, server_config, server_driver, /*observe_only=*/true);
+    Engine server(io, server_config, server_driver, "-x");
     server.start();
-    Engine engine(io, config, driver, /*observe_only=*/false);
+    Engine engine(io, config, driver, std::nullopt);
     engine.start();
     std::thread runner([&io] { io.run(); });
     for (int i = 0; i < 200 && !written_while_running; ++i) {
